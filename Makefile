@@ -1,0 +1,38 @@
+# Two commands for a new user: `make run` (the retraining flow on the embedded defaults)
+# and `make test` (the whole test suite). Both create or refresh .venv when needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel by default. For a GPU, pass your CUDA build, e.g.
+#   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast lock clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/simpo run
+
+test: setup
+	$(BIN)/python -m pytest -m "unit or integration or flows or slow"
+
+test-fast: setup
+	$(BIN)/python -m pytest
+
+lock: setup
+	{ echo "# Full lock of the environment \`make setup\` builds (torch excluded: see TORCH_SPEC in the Makefile)."; \
+	  echo "# Refresh with: make lock"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)'; } > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) .simpo simpo-runs

@@ -1,0 +1,1 @@
+"""Prefect flows and the `simpo` command line (the top of the import graph)."""

@@ -1,0 +1,100 @@
+"""Resolve a model source (`tiny`, a local folder or a hub id) and load it safely.
+
+Security defaults: `trust_remote_code` stays off unless the caller turns it on (and then
+it is logged), and weights load from safetensors only.
+"""
+
+import logging
+from pathlib import Path
+
+from simpo_core.env import state_dir
+from simpo_core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+
+
+def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
+    """Turn a model source into something `from_pretrained` accepts.
+
+    Args:
+        source: `tiny` (the embedded default), a local folder, or a hub id.
+        cache_dir: where `tiny` is built; `.simpo/models` under the working directory.
+
+    Returns:
+        A local folder path or the hub id unchanged.
+    """
+    if source == TINY:
+        from simpo_core.tiny import save_tiny
+
+        return str(save_tiny((cache_dir or state_dir() / "models") / "tiny"))
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ConfigError(
+                f"model folder {path} has no config.json; pass a folder written by "
+                "save_pretrained, a hub id, or 'tiny'"
+            )
+        return str(path)
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise ConfigError(f"model path {source} does not exist; check the path or pass 'tiny'")
+    return source
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False):
+    """Load a tokenizer and make sure it can pad (pad falls back to eos)."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model_source(source)
+    _log_remote_code(resolved, trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ConfigError(_not_found_message(source, error)) from error
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ConfigError(f"tokenizer of {source} has neither a pad nor an eos token; add one")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(source: str, trust_remote_code: bool = False, dtype=None):
+    """Load a causal LM and its tokenizer from a model source.
+
+    Args:
+        source: `tiny`, a local folder or a hub id (read from the local cache when offline).
+        trust_remote_code: run code shipped with the model; off by default.
+        dtype: torch dtype for the weights; the checkpoint's own when None.
+
+    Returns:
+        `(model, tokenizer)`.
+
+    Raises:
+        ConfigError: the source is missing, not cached while offline, or not safetensors.
+    """
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_model_source(source)
+    tokenizer = load_tokenizer(resolved, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
+        )
+    except OSError as error:
+        raise ConfigError(_not_found_message(source, error)) from error
+    return model, tokenizer
+
+
+def _log_remote_code(source: str, trust_remote_code: bool) -> None:
+    if trust_remote_code:
+        logger.warning("trust_remote_code is ON for %s: code shipped with the model will run", source)
+
+
+def _not_found_message(source: str, error: Exception) -> str:
+    return (
+        f"could not load model {source!r}: {error}. Offline mode is on by default "
+        "(HF_HUB_OFFLINE=1): pass a local folder, 'tiny', or a hub id already in the "
+        "Hugging Face cache, or set HF_HUB_OFFLINE=0 where the hub is reachable. "
+        "Weights must be safetensors."
+    )

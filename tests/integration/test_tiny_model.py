@@ -1,0 +1,71 @@
+import socket
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from simpo_core.models import load_model_and_tokenizer, resolve_model_source
+from simpo_core.tiny import TINY_CHAT_TEMPLATE, build_tiny_model, build_tiny_tokenizer
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test if anything tries to open a network connection."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_tokenizer_has_eos_pad_and_chat_template():
+    tokenizer = build_tiny_tokenizer()
+    assert tokenizer.eos_token_id is not None and tokenizer.pad_token_id is not None
+    assert tokenizer.eos_token_id != tokenizer.pad_token_id
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text == "<|user|>\nhi\n<|assistant|>\n"
+
+
+def test_same_seed_same_weights():
+    a, b = build_tiny_model(384, seed=5), build_tiny_model(384, seed=5)
+    c = build_tiny_model(384, seed=6)
+    assert torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
+    assert not torch.equal(a.model.embed_tokens.weight, c.model.embed_tokens.weight)
+
+
+def test_round_trip_and_generate_offline(tiny_model_dir, no_network):
+    files = {path.name for path in tiny_model_dir.iterdir()}
+    assert "model.safetensors" in files
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, use_safetensors=True)
+    assert len(tokenizer) == model.config.vocab_size
+    assert tokenizer.chat_template == TINY_CHAT_TEMPLATE
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "List some fruit words."}], add_generation_prompt=True,
+        return_tensors="pt", return_dict=True,
+    )
+    output = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_load_model_and_tokenizer_from_saved_folder(tiny_model_dir, no_network):
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    assert model.config.vocab_size == len(tokenizer)
+    assert not any(p.isnan().any() for p in model.parameters())
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    from simpo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_model_source(str(tmp_path / "nope"))
+
+
+def test_uncached_hub_id_offline_is_a_clear_error(no_network):
+    from simpo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
+        load_model_and_tokenizer("some-org/not-cached-model")
