@@ -1,19 +1,29 @@
 """`simpo run`: the whole retraining flow `simpo-retrain`."""
 
 import argparse
+import logging
 from pathlib import Path
 
-from flows.commands._common import add_json_flag, not_available
+from flows.commands._common import add_json_flag, emit_summary
 
 HELP = "run the whole retraining flow (load, validate, audit, split, train, evaluate, register, promote)"
+logger = logging.getLogger(__name__)
+
+# CLI flag -> dotted parameter path it sets
+FLAG_TO_PARAM = {
+    "data": "data.source",
+    "model": "model.source",
+    "output_dir": "output_dir",
+    "tracking_uri": "registry.tracking_uri",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML file with flow parameters")
+    parser.add_argument("--config", type=Path, help="YAML file with flow parameters (groups data, model, train, audit, eval, registry)")
     parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
-    parser.add_argument("--model", help="model source: folder, hub id or 'tiny' (default)")
-    parser.add_argument("--output-dir", type=Path, help="where run outputs go")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under the working directory)")
+    parser.add_argument("--model", help="starting model: folder, hub id or 'tiny' (default)")
+    parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one parameter by dotted path, e.g. train.max_steps=50 (repeatable)",
@@ -22,4 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return not_available("run", "the retraining flow")
+    from flows.params import load_params
+
+    overrides = [f"{param}={getattr(args, flag)}" for flag, param in FLAG_TO_PARAM.items() if getattr(args, flag)]
+    params = load_params(args.config, overrides + args.overrides)
+    logger.info("starting simpo-retrain: data=%s model=%s", params.data.source, params.model.source)
+    from flows.retrain import simpo_retrain
+
+    summary = simpo_retrain(params=params)
+    emit_summary(summary, args.json)
+    return 0

@@ -1,15 +1,24 @@
-"""`simpo serve`: serve the scheduled retraining deployments from this process."""
+"""`simpo serve`: run the retraining flow on a cron schedule from this process."""
 
 import argparse
+from pathlib import Path
 
-from flows.commands._common import not_available
-
-HELP = "serve the scheduled retraining deployment from this process (see deployments/)"
+HELP = "serve scheduled retraining from this process (flow.serve with a cron; no work pool needed)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cron", default="0 3 * * *", help="cron schedule (default: daily at 03:00)")
+    parser.add_argument("--cron", default="0 3 * * *", help="cron schedule, UTC (default: daily at 03:00)")
+    parser.add_argument("--name", default="simpo-retrain-served", help="deployment name")
+    parser.add_argument("--config", type=Path, help="YAML file with flow parameters")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter by dotted path (repeatable)")
 
 
 def main(args: argparse.Namespace) -> int:
-    return not_available("serve", "scheduled retraining")
+    from flows.params import load_params
+    from flows.retrain import simpo_retrain
+
+    params = load_params(args.config, args.overrides)
+    # Blocks until interrupted; runs appear in the Prefect UI under this deployment.
+    simpo_retrain.serve(name=args.name, cron=args.cron, parameters={"params": params.model_dump(mode="json")})
+    return 0

@@ -1,0 +1,144 @@
+"""Parameters of the `simpo-retrain` flow: one pydantic model, grouped as in the design.
+
+`load_params(config_file, overrides)` merges a YAML file and `--set key=value` overrides
+(dotted paths, YAML-typed values) and validates the result; an unknown key or a bad value
+fails at once with the dotted path of the field and what to fix.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simpo_core.config import LoraSettings, SimPOConfig
+from simpo_core.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataParams(StrictModel):
+    source: str = Field("synthetic", description="file, folder, hub id, or 'synthetic' (generated demo data)")
+    format: Literal["flat", "conversational", "sharegpt", "hh-rlhf"] | None = Field(
+        None, description="force an input layout; detected automatically when unset"
+    )
+    heldout_fraction: float = Field(0.1, gt=0, lt=1, description="share of prompts held out for evaluation")
+    split_salt: str = Field("simpo", min_length=1, description="salt of the prompt hash that assigns splits")
+    max_invalid_fraction: float = Field(0.05, ge=0, le=1, description="fail when more rows than this are quarantined")
+
+
+class ModelParams(StrictModel):
+    source: str = Field("tiny", description="starting model: 'tiny', a local folder, or a hub id")
+    trust_remote_code: bool = Field(False, description="run code shipped with the model (off by default)")
+    lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
+
+
+class AuditParams(StrictModel):
+    threshold: float = Field(0.65, gt=0.5, le=1, description="flag when length alone predicts the label this often")
+    policy: Literal["warn", "fail", "rebalance"] = Field("warn", description="what to do when flagged")
+    tolerance: float = Field(0.05, gt=0, lt=0.5, description="rebalance target: chosen-longer share within 0.5 +- this")
+
+
+class EvalParams(StrictModel):
+    judge: Literal["synthetic", "reward-model", "none"] = Field("synthetic", description="who scores generated answers")
+    reward_model_path: str | None = Field(None, description="local sequence-classification model for judge=reward-model")
+    generation_samples: int = Field(16, ge=0, description="held-out prompts used for the generation check")
+    max_new_tokens: int = Field(48, gt=0, le=4096, description="bound on generated tokens per prompt")
+    batch_size: int = Field(8, gt=0, description="pairs per forward pass during evaluation")
+
+    @model_validator(mode="after")
+    def reward_model_needs_path(self) -> "EvalParams":
+        if self.judge == "reward-model" and not self.reward_model_path:
+            raise ValueError("judge 'reward-model' needs eval.reward_model_path (a local model folder)")
+        return self
+
+
+class RegistryParams(StrictModel):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; MLFLOW_TRACKING_URI or sqlite under .simpo/ when unset"
+    )
+    experiment_name: str = Field("simpo-retrain", min_length=1, description="MLflow experiment")
+    registered_model_name: str = Field("simpo-policy", min_length=1, description="MLflow registered model")
+    promotion_margin: float = Field(0.0, ge=0, lt=1, description="challenger must beat the champion by more than this")
+
+
+class RetrainParams(StrictModel):
+    data: DataParams = Field(default_factory=DataParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    train: SimPOConfig = Field(default_factory=SimPOConfig.for_tiny, description="SimPO training configuration")
+    audit: AuditParams = Field(default_factory=AuditParams)
+    eval: EvalParams = Field(default_factory=EvalParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+    output_dir: str = Field("simpo-runs", description="folder that receives one sub-folder per flow run")
+
+    @model_validator(mode="before")
+    @classmethod
+    def train_defaults_follow_the_model(cls, values: Any) -> Any:
+        """Fill unset training fields from the preset that suits the starting model.
+
+        The tiny model trains from scratch and wants a far larger learning rate than the
+        1e-6 that suits a 7B model; user-given fields always win.
+        """
+        if not isinstance(values, dict):
+            return values
+        model = values.get("model") or {}
+        source = model.get("source", "tiny") if isinstance(model, dict) else getattr(model, "source", "tiny")
+        train = values.get("train")
+        if train is not None and not isinstance(train, dict):
+            return values
+        preset = SimPOConfig.for_tiny().model_dump(exclude_unset=True) if source == "tiny" else {}
+        return {**values, "train": {**preset, **(train or {})}}
+
+
+def set_dotted(target: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set `target["a"]["b"] = value` for `dotted_key` "a.b", creating inner dicts."""
+    *parents, leaf = dotted_key.split(".")
+    node = target
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted_key}: {part!r} is a value, not a group")
+        node = child
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `key=value`; the value is read as YAML (`0`, `true`, `null`, `[a, b]`)."""
+    key, separator, raw = text.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, e.g. train.max_steps=50; got {text!r}")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_params(config_file: Path | None = None, overrides: list[str] | None = None) -> RetrainParams:
+    """Build flow parameters from an optional YAML file and `key=value` overrides.
+
+    Raises:
+        ConfigError: unreadable file, unknown key or invalid value (names the dotted path).
+    """
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config {config_file}: {error}") from error
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {config_file} must be a mapping of groups (data, model, train, ...)")
+    for text in overrides or []:
+        set_dotted(raw, *parse_override(text))
+    return validate_params(raw)
+
+
+def validate_params(raw: dict[str, Any]) -> RetrainParams:
+    """Validate a raw parameter dict, turning pydantic errors into one clear message."""
+    try:
+        return RetrainParams.model_validate(raw)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            hint = "unknown key: check the spelling against `simpo run --help` and the README" if item["type"] == "extra_forbidden" else item["msg"]
+            problems.append(f"{path}: {hint} (got {item.get('input')!r:.60})")
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,89 @@
+"""The `simpo-retrain` flow: load → validate → audit → split → train → evaluate → register → promote."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.params import RetrainParams
+from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
+from tasks.evaluate import evaluate_holdout_task
+from tasks.mlflow_run import end_tracking_run, start_tracking_run
+from tasks.registry import promote_model_task, register_model_task
+from tasks.tracking import resolve_tracking_uri
+from tasks.train import train_simpo_task
+
+
+def retrain_run_name() -> str:
+    """Flow run name that says the data and the model, e.g. `synthetic-on-tiny-0f3a`."""
+    raw = flow_run.get_parameters().get("params") or {}
+    params = raw if isinstance(raw, dict) else raw.model_dump()
+    data = Path(str(params.get("data", {}).get("source", "synthetic"))).name.split(":")[0]
+    model = Path(str(params.get("model", {}).get("source", "tiny"))).name
+    return f"{data}-on-{model}-{str(flow_run.get_id())[:4]}"
+
+
+@flow(name="simpo-retrain", flow_run_name=retrain_run_name, log_prints=True)
+def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
+    """Retrain a policy with SimPO on fresh preference data and promote it if it wins."""
+    started = time.perf_counter()
+    run_id_of_flow = str(flow_run.get_id() or "local")
+    run_dir = Path(params.output_dir).resolve() / run_id_of_flow
+    tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
+    mlflow_run_id = start_tracking_run(
+        tracking_uri, params.registry.experiment_name, flow_run.get_name() or "simpo-retrain",
+        run_id_of_flow, params.model_dump(mode="json"),
+    )
+    try:
+        summary = _retrain_steps(params, run_dir, tracking_uri, mlflow_run_id)
+    except BaseException:
+        end_tracking_run(tracking_uri, mlflow_run_id, "FAILED")
+        raise
+    end_tracking_run(tracking_uri, mlflow_run_id, "FINISHED")
+    summary.update(mlflow_run_id=mlflow_run_id, flow_run_id=run_id_of_flow, run_dir=str(run_dir),
+                   wall_seconds=round(time.perf_counter() - started, 1))
+    get_run_logger().info("done in %.1f s: %s", summary["wall_seconds"], summary["promotion_reason"])
+    return summary
+
+
+def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
+    loaded = load_preferences_task(params.data.source, params.data.format, tracking_uri, run_id)
+    validated = validate_preferences_task(loaded, run_dir / "data", params.data.max_invalid_fraction, tracking_uri, run_id)
+    audited = audit_length_balance_task(validated, params.model.source, params.audit.model_dump(), run_dir / "audit", tracking_uri, run_id)
+    split_paths = split_holdout_task(audited.frame, params.data.heldout_fraction, params.data.split_salt, run_dir / "data", tracking_uri, run_id)
+    trained = train_simpo_task(params.model.source, params.model.trust_remote_code, training_config(params),
+                               split_paths, run_dir / "train", tracking_uri, run_id)
+    eval_settings = evaluation_settings(params)
+    heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"],
+                                    eval_settings, run_dir / "eval", tracking_uri, run_id)
+    name = params.registry.registered_model_name
+    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout)
+    decision = promote_model_task(name, version, heldout, split_paths["heldout"], eval_settings,
+                                  params.registry.promotion_margin, tracking_uri)
+    return {
+        "validation": validated.summary, "audit": audited.report, "heldout": heldout,
+        "train_steps": trained["steps"], "model_dir": trained["model_dir"],
+        "registered_model_name": name, "model_version": version, "promoted": decision["promoted"],
+        "promotion_reason": decision["reason"], "champion_version": decision["champion_version"],
+    }
+
+
+def training_config(params: RetrainParams):
+    """The SimPO config with LoRA taken from the model group when set there."""
+    if params.model.lora is not None:
+        return params.train.model_copy(update={"lora": params.model.lora})
+    return params.train
+
+
+def evaluation_settings(params: RetrainParams) -> dict[str, Any]:
+    """Keyword arguments of `evaluate_heldout` / `evaluate_model` from the parameters."""
+    train = params.train
+    return {
+        "beta": train.beta, "gamma": train.gamma,
+        "max_length": train.max_length, "max_prompt_length": train.max_prompt_length,
+        "batch_size": params.eval.batch_size, "generation_samples": params.eval.generation_samples,
+        "max_new_tokens": params.eval.max_new_tokens, "judge": params.eval.judge,
+        "reward_model_path": params.eval.reward_model_path, "seed": train.seed,
+    }

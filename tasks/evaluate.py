@@ -1,0 +1,42 @@
+"""The `evaluate-holdout` task: starting model vs trained model on the held-out pairs."""
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from tasks.tracking import get_client, log_metrics, numeric_metrics
+
+
+@task(name="evaluate-holdout", retries=1, retry_delay_seconds=5, cache_policy=NONE, timeout_seconds=6 * 3600)
+def evaluate_holdout_task(
+    base_source: str, trained_dir: str, heldout_path: str, settings: dict[str, Any],
+    out_dir: Path, tracking_uri: str, run_id: str,
+) -> dict[str, Any]:
+    """Evaluate both models on identical pairs; log metrics, report and plots."""
+    import pandas as pd
+
+    from simpo_core.evaluation import evaluate_heldout
+    from simpo_core.models import load_model_and_tokenizer
+
+    base_model, tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=settings.pop("trust_remote_code", False))
+    trained_model, _ = load_model_and_tokenizer(trained_dir)
+    pairs = pd.read_parquet(heldout_path)
+    result = evaluate_heldout(base_model, trained_model, tokenizer, pairs, out_dir=out_dir, **settings)
+    client = get_client(tracking_uri)
+    for block in ("base", "trained", "delta"):
+        log_metrics(client, run_id, numeric_metrics(result.heldout.get(block) or {}, f"eval/{block}"))
+    if result.heldout.get("judge"):
+        log_metrics(client, run_id, numeric_metrics(result.heldout["judge"], "eval/judge"))
+    for path in result.paths.values():
+        client.log_artifact(run_id, str(path), "evaluation")
+    create_markdown_artifact(result.markdown, key="heldout-evaluation", description="held-out evaluation")
+    trained, base = result.heldout["trained"], result.heldout["base"]
+    get_run_logger().info(
+        "held-out reward accuracy %.3f -> %.3f, length-controlled %.3f -> %.3f",
+        base["reward_accuracy"], trained["reward_accuracy"],
+        base["length_controlled_accuracy"], trained["length_controlled_accuracy"],
+    )
+    return result.heldout

@@ -1,0 +1,34 @@
+"""Open and close the one MLflow run that a flow run logs into."""
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from tasks.tracking import ensure_experiment, flatten, get_client, redact, redact_params
+
+
+@task(name="start-tracking", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NONE, timeout_seconds=120)
+def start_tracking_run(
+    tracking_uri: str, experiment_name: str, run_name: str, flow_run_id: str, params: dict[str, Any]
+) -> str:
+    """Create the MLflow run of this flow run, or reuse it when the flow is retried."""
+    logger = get_run_logger()
+    client = get_client(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment_name, tracking_uri)
+    existing = client.search_runs([experiment_id], filter_string=f"tags.flow_run_id = '{flow_run_id}'")
+    if existing:
+        run_id = existing[0].info.run_id
+        logger.info("reusing MLflow run %s of flow run %s", run_id, flow_run_id)
+        return run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags={"flow_run_id": flow_run_id, "pipeline": "simpo-retrain"})
+    for key, value in redact_params(flatten(params)).items():
+        client.log_param(run.info.run_id, key, "" if value is None else str(value)[:6000])
+    logger.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment_name, redact(tracking_uri))
+    return run.info.run_id
+
+
+@task(name="end-tracking", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NONE, timeout_seconds=60)
+def end_tracking_run(tracking_uri: str, run_id: str, status: str) -> None:
+    """Mark the MLflow run FINISHED or FAILED."""
+    get_client(tracking_uri).set_terminated(run_id, status=status)

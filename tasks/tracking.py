@@ -1,0 +1,112 @@
+"""MLflow plumbing shared by the tasks: tracking URI, experiment, run, redaction.
+
+Every call names the run explicitly (`MlflowClient` with a run id), so tasks never depend
+on a global active run and a retried task logs into the same run.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from simpo_core.env import state_dir
+
+_URI_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@")
+_TOKENS = re.compile(r"\b(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9_-]{10,}|ghp_[A-Za-z0-9]{10,})\b")
+SECRET_KEYS = ("password", "token", "secret", "api_key", "apikey", "credential")
+
+
+def redact(text: str) -> str:
+    """Hide passwords inside URIs and well-known token shapes."""
+    text = _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _TOKENS.sub("***", text)
+
+
+def redact_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Redact values of secret-looking keys and secrets inside any string value."""
+    clean = {}
+    for key, value in params.items():
+        if any(word in key.lower() for word in SECRET_KEYS) and value not in (None, ""):
+            clean[key] = "***"
+        else:
+            clean[key] = redact(value) if isinstance(value, str) else value
+    return clean
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The tracking URI to use: the given one, MLFLOW_TRACKING_URI, or sqlite under .simpo/."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts beside a local sqlite store, so everything stays under the working dir."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def get_client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(client, name: str, tracking_uri: str) -> str:
+    """The experiment id for `name`, creating it (with local artifacts) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+    except Exception:  # created meanwhile by a concurrent run
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"train": {"beta": 2}}` -> `{"train.beta": 2}`; lists become JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def numeric_metrics(block: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The numeric leaves of a nested metrics dict, keyed `prefix/a/b`, bools as 0/1."""
+    metrics = {}
+    for key, value in flatten(block).items():
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)):
+            metrics[f"{prefix}/{key.replace('.', '/')}"] = float(value)
+    return metrics
+
+
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log many metrics in one call (MLflow keys allow letters, digits, _ - . / and space)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(_metric_key(key), float(value), now, step) for key, value in metrics.items()]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+def _metric_key(key: str) -> str:
+    return re.sub(r"[^\w\-./ ]", "_", key)

@@ -1,0 +1,77 @@
+"""The `train-simpo` task: SimPO training that a retry resumes from its checkpoint."""
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.runtime import task_run
+
+from simpo_core.config import SimPOConfig
+from tasks.tracking import get_client, log_metrics
+
+
+class TrainingProgress:
+    """Trainer callback: metrics to MLflow, progress to a Prefect progress artifact."""
+
+    def __init__(self, tracking_uri: str, run_id: str, total_steps: int) -> None:
+        self.client = get_client(tracking_uri)
+        self.run_id = run_id
+        self.total_steps = max(total_steps, 1)
+        self.artifact_id = create_progress_artifact(0.0, key="training-progress", description="SimPO training steps")
+        self.logger = get_run_logger()
+
+    def __call__(self, event: str, step: int, metrics: dict[str, float]) -> None:
+        numbers = {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
+        log_metrics(self.client, self.run_id, {f"train/{key}": value for key, value in numbers.items()}, step=step)
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * step / self.total_steps))
+        if event in ("eval", "checkpoint", "end"):
+            self.logger.info("%s at step %d/%d: %s", event, step, self.total_steps, _short(numbers))
+
+
+@task(name="train-simpo", retries=1, retry_delay_seconds=5, cache_policy=NONE, timeout_seconds=12 * 3600)
+def train_simpo_task(
+    model_source: str, trust_remote_code: bool, config: SimPOConfig, data_paths: dict[str, str],
+    out_dir: Path, tracking_uri: str, run_id: str,
+) -> dict[str, Any]:
+    """Train from `data_paths["train"]`, evaluating on `data_paths["heldout"]`; return the model folder."""
+    import pandas as pd
+
+    from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.trainer import SimPOTrainer
+
+    logger = get_run_logger()
+    config = config.model_copy(update={"output_dir": Path(out_dir)})
+    model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=trust_remote_code)
+    train_rows, heldout_rows = pd.read_parquet(data_paths["train"]), pd.read_parquet(data_paths["heldout"])
+    trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
+    trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps))
+    resume = task_run.run_count > 1
+    if resume:
+        logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
+    history = trainer.train(resume=resume)
+    model_dir = Path(trainer.save_model(out_dir / "final"))
+    last = next((entry for entry in reversed(history) if "loss" in entry), {})
+    create_markdown_artifact(_summary_markdown(history, model_dir), key="training-summary", description="SimPO training")
+    logger.info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
+    return {"model_dir": str(model_dir), "steps": int(last.get("step", 0)), "final_metrics": last}
+
+
+def _short(metrics: dict[str, float]) -> str:
+    keys = ("loss", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies", "eval_loss")
+    return ", ".join(f"{key}={metrics[key]:.4f}" for key in keys if key in metrics)
+
+
+def _summary_markdown(history: list[dict[str, Any]], model_dir: Path) -> str:
+    rows = [entry for entry in history if "eval_rewards/accuracies" in entry or "loss" in entry][-10:]
+    lines = ["# SimPO training", "", f"Model: `{model_dir}`", "", "| step | loss | accuracy | eval accuracy |", "|---|---|---|---|"]
+    for entry in rows:
+        lines.append(
+            f"| {entry.get('step', '')} | {entry.get('loss', ''):.4} | {entry.get('rewards/accuracies', '')} "
+            f"| {entry.get('eval_rewards/accuracies', '')} |"
+            if isinstance(entry.get("loss"), float) else
+            f"| {entry.get('step', '')} | | | {entry.get('eval_rewards/accuracies', '')} |"
+        )
+    return "\n".join(lines)

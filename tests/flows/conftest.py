@@ -1,0 +1,45 @@
+"""Flow tests: one Prefect test harness per session, MLflow stores in temporary folders."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    import os
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    previous = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+    if previous is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = previous
+
+
+@pytest.fixture
+def run_flow(prefect_harness, tmp_path):
+    """Run simpo-retrain in-process with small settings; returns (summary, tracking_uri)."""
+    from flows.params import load_params
+    from flows.retrain import simpo_retrain
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def run(*overrides: str, tracking: str | None = None):
+        params = load_params(None, [
+            "data.source=synthetic:n=400,bias=0.0,seed=1",
+            "train.max_steps=60",
+            "train.save_steps=20",
+            "eval.generation_samples=2",
+            "eval.max_new_tokens=8",
+            f"output_dir={tmp_path / 'runs'}",
+            f"registry.tracking_uri={tracking or tracking_uri}",
+            *overrides,
+        ])
+        return simpo_retrain(params=params)
+
+    run.tracking_uri = tracking_uri
+    return run

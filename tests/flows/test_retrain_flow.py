@@ -1,0 +1,94 @@
+"""The whole simpo-retrain flow in-process under a Prefect test harness."""
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from simpo_core.errors import DataError
+
+
+def client_for(uri):
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_run_promotes_and_untrained_rerun_does_not(run_flow):
+    first = run_flow()
+    assert first["promoted"] is True, first["promotion_reason"]
+    assert first["heldout"]["trained"]["reward_accuracy"] > first["heldout"]["base"]["reward_accuracy"]
+    client = client_for(run_flow.tracking_uri)
+    assert client.get_model_version_by_alias("simpo-policy", "champion").version == first["model_version"]
+
+    second = run_flow("train.max_steps=0")
+    assert second["promoted"] is False
+    assert f"champion v{first['model_version']}" in second["promotion_reason"]
+    assert client.get_model_version_by_alias("simpo-policy", "champion").version == first["model_version"]
+    assert client.get_model_version_by_alias("simpo-policy", "challenger").version == second["model_version"]
+    tags = client.get_model_version("simpo-policy", second["model_version"]).tags
+    assert tags["promotion.decision"] == "rejected"
+
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["flow_run_id"] == first["flow_run_id"]
+    assert "train/loss" in run.data.metrics and "eval/trained/reward_accuracy" in run.data.metrics
+    assert json.loads(json.dumps(first))  # the summary is JSON-serialisable
+
+
+def test_champion_serves_text_through_pyfunc(run_flow):
+    import mlflow
+
+    summary = run_flow()
+    mlflow.set_tracking_uri(run_flow.tracking_uri)
+    mlflow.set_registry_uri(run_flow.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
+    replies = model.predict(["List some fruit words.", "Name a few color words for my game."], params={"max_new_tokens": 8})
+    assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
+
+
+def test_bad_data_fails_the_flow_and_registers_nothing(run_flow, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = '{"prompt": "List some fruit words.", "chosen": "Apple.", "rejected": "Dog."}'
+    bad.write_text("\n".join([good] * 5 + ["{not json"] * 5) + "\n")
+    with pytest.raises(DataError, match="quarantined"):
+        run_flow(f"data.source={bad}")
+    client = client_for(run_flow.tracking_uri)
+    assert client.search_registered_models() == [] or not client.search_model_versions("name = 'simpo-policy'")
+    runs = client.search_runs([client.get_experiment_by_name("simpo-retrain").experiment_id])
+    assert runs[0].info.status == "FAILED"
+
+
+def test_training_retry_resumes_from_the_checkpoint(run_flow, monkeypatch, caplog):
+    from tasks import train as train_task
+
+    original = train_task.TrainingProgress.__call__
+    calls = {"failed": False}
+
+    def fail_once_after_checkpoint(self, event, step, metrics):
+        original(self, event, step, metrics)
+        if event == "checkpoint" and step == 40 and not calls["failed"]:
+            calls["failed"] = True
+            raise RuntimeError("injected failure after the step-40 checkpoint")
+
+    monkeypatch.setattr(train_task.TrainingProgress, "__call__", fail_once_after_checkpoint)
+    summary = run_flow()
+    assert calls["failed"]
+    assert summary["train_steps"] == 60
+    assert "resuming from the newest complete checkpoint" in caplog.text
+
+
+def test_register_model_is_idempotent(run_flow):
+    from prefect import flow
+
+    from tasks.registry import register_model_task
+
+    summary = run_flow()
+
+    @flow
+    def register_again():
+        return register_model_task(summary["model_dir"], "simpo-policy", run_flow.tracking_uri,
+                                   summary["mlflow_run_id"], summary["heldout"])
+
+    assert register_again() == summary["model_version"]
+    client = client_for(run_flow.tracking_uri)
+    versions = client.search_model_versions(f"name = 'simpo-policy' and run_id = '{summary['mlflow_run_id']}'")
+    assert len(versions) == 1

@@ -1,0 +1,54 @@
+import pytest
+
+from flows.params import load_params, parse_override
+from simpo_core.errors import ConfigError
+
+
+def test_defaults_use_the_tiny_preset_for_the_tiny_model():
+    from simpo_core.config import SimPOConfig
+
+    params = load_params()
+    assert params.model.source == "tiny"
+    assert params.train.lr == SimPOConfig.for_tiny().lr
+    assert params.train.lr > 1e-4
+
+
+def test_other_models_get_the_library_defaults():
+    params = load_params(None, ["model.source=some-org/some-model"])
+    assert params.train.lr == 1e-6
+
+
+def test_overrides_are_typed_by_yaml():
+    params = load_params(None, ["train.max_steps=0", "audit.policy=rebalance", "eval.reward_model_path=null"])
+    assert params.train.max_steps == 0 and params.audit.policy == "rebalance"
+
+
+def test_user_training_fields_win_over_the_preset():
+    assert load_params(None, ["train.lr=0.05"]).train.lr == 0.05
+
+
+def test_config_file_and_overrides_merge(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  heldout_fraction: 0.2\ntrain:\n  beta: 3.0\n")
+    params = load_params(config, ["train.beta=4"])
+    assert params.data.heldout_fraction == 0.2 and params.train.beta == 4.0
+
+
+def test_unknown_key_names_the_dotted_path():
+    with pytest.raises(ConfigError, match=r"train\.betta: unknown key"):
+        load_params(None, ["train.betta=1"])
+
+
+def test_bad_value_names_the_field():
+    with pytest.raises(ConfigError, match=r"data\.heldout_fraction"):
+        load_params(None, ["data.heldout_fraction=1.5"])
+
+
+def test_override_without_equals_is_refused():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("train.max_steps")
+
+
+def test_reward_model_judge_needs_a_path():
+    with pytest.raises(ConfigError, match="reward_model_path"):
+        load_params(None, ["eval.judge=reward-model"])
