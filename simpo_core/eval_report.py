@@ -1,0 +1,183 @@
+"""The evaluation report: JSON (the `heldout` block), a Markdown table and two PNG plots.
+
+Plots use matplotlib's object API (no pyplot, no global backend state), so they render
+in worker processes and on machines without a display.
+"""
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# (key in a model block, label, format)
+TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("reward_accuracy", "reward accuracy (strict >)", "{:.3f}"),
+    ("length_controlled_accuracy", "length-controlled accuracy", "{:.3f}"),
+    ("accuracy_chosen_longer", "accuracy, chosen longer", "{:.3f}"),
+    ("accuracy_chosen_shorter", "accuracy, chosen shorter", "{:.3f}"),
+    ("reward_margin", "reward margin β·(chosen − rejected)", "{:+.3f}"),
+    ("logps_chosen", "log-prob chosen (per token)", "{:.3f}"),
+    ("logps_rejected", "log-prob rejected (per token)", "{:.3f}"),
+    ("loss", "SimPO loss", "{:.4f}"),
+    ("length_reward_correlation", "length–reward Spearman", "{:+.3f}"),
+)
+GENERATION_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("mean_length", "generated length (tokens)", "{:.1f}"),
+    ("repetition_rate", "repetition rate", "{:.3f}"),
+    ("empty_rate", "empty-answer rate", "{:.3f}"),
+    ("collapsed", "collapsed", "{}"),
+)
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "–"
+    return pattern.format(value)
+
+
+def _ci(block: dict[str, Any]) -> str:
+    low, high = block.get("reward_accuracy_ci") or (None, None)
+    return "–" if low is None else f"[{low:.3f}, {high:.3f}]"
+
+
+def render_markdown(heldout: dict[str, Any]) -> str:
+    """A Markdown summary of the `heldout` block: metrics table, generation, judge, verdict."""
+    base, trained, delta = heldout["base"], heldout["trained"], heldout["delta"]
+    lines = [
+        f"## Held-out evaluation ({heldout['pairs']} pairs, β = {heldout['beta']}, γ = {heldout['gamma']})",
+        "",
+        "| metric | base | trained | Δ |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, label, pattern in TABLE_ROWS:
+        lines.append(f"| {label} | {_fmt(base[key], pattern)} | {_fmt(trained[key], pattern)} | {_fmt(delta.get(key), '{:+.3f}')} |")
+    lines.append(f"| accuracy 95% CI | {_ci(base)} | {_ci(trained)} | {_ci(delta)} |")
+    base_gen, trained_gen = base.get("generation"), trained.get("generation")
+    if base_gen and trained_gen:
+        for key, label, pattern in GENERATION_ROWS:
+            change = "" if key == "collapsed" else _fmt(trained_gen[key] - base_gen[key], "{:+.3f}")
+            lines.append(f"| {label} | {_fmt(base_gen[key], pattern)} | {_fmt(trained_gen[key], pattern)} | {change} |")
+    lines += ["", _verdict(delta), *_judge_lines(heldout.get("judge")), *_warnings(trained)]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(delta: dict[str, Any]) -> str:
+    low, high = delta["reward_accuracy_ci"]
+    if delta["reward_accuracy_improved"]:
+        return f"Trained beats base: accuracy +{delta['reward_accuracy']:.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])."
+    return (
+        f"No clear improvement: accuracy Δ {delta['reward_accuracy']:+.3f}, paired 95% CI "
+        f"[{low:+.3f}, {high:+.3f}] includes 0 or lies below it."
+    )
+
+
+def _judge_lines(judge: dict[str, Any] | None) -> list[str]:
+    if not judge:
+        return []
+    if judge.get("win_rate") is None:
+        return ["", f"Judge `{judge['name']}`: skipped. {judge.get('note', '')}".rstrip()]
+    low, high = judge["win_rate_ci"]
+    controlled = _fmt(judge.get("length_controlled_win_rate"), "{:.3f}")
+    return [
+        "",
+        f"Judge `{judge['name']}`: win rate of trained over base {judge['win_rate']:.3f} "
+        f"(95% CI [{low:.3f}, {high:.3f}]; {judge['wins']} wins, {judge['ties']} ties, "
+        f"{judge['losses']} losses); length-controlled {controlled} over "
+        f"{judge['length_matched_pairs']} length-matched pairs. {judge.get('note', '')}".rstrip(),
+    ]
+
+
+def _warnings(trained: dict[str, Any]) -> list[str]:
+    notes = []
+    controlled, raw = trained.get("length_controlled_accuracy"), trained["reward_accuracy"]
+    if controlled is not None and raw - controlled > 0.1:
+        notes.append(
+            f"Warning: raw accuracy {raw:.3f} is well above length-controlled {controlled:.3f}; "
+            "part of the gain may come from preferring longer answers."
+        )
+    generation = trained.get("generation") or {}
+    if generation.get("collapsed"):
+        notes.append("Warning: the trained model's generations collapsed: " + "; ".join(generation["collapse_reasons"]))
+    return ["", *notes] if notes else []
+
+
+def plot_margin_histograms(base_margins: np.ndarray, trained_margins: np.ndarray, path: Path) -> Path:
+    """Overlaid histograms of per-pair reward margins `(N,)` of both models; a line at 0."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    axes = figure.subplots()
+    both = np.concatenate([base_margins, trained_margins])
+    bins = np.linspace(both.min(), both.max(), 31) if np.ptp(both) > 0 else 10
+    axes.hist(base_margins, bins=bins, alpha=0.55, label="base")
+    axes.hist(trained_margins, bins=bins, alpha=0.55, label="trained")
+    axes.axvline(0.0, color="black", linewidth=1)
+    axes.set(xlabel="reward margin β·(avg log-prob chosen − rejected)", ylabel="pairs", title="Held-out reward margins")
+    axes.legend()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_accuracy_by_length(
+    base_buckets: Sequence[dict[str, Any]], trained_buckets: Sequence[dict[str, Any]], path: Path
+) -> Path:
+    """Grouped bars of accuracy per length-difference bucket; "longer wins" shows as a staircase."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.2, 4.0), layout="constrained")
+    axes = figure.subplots()
+    positions = np.arange(len(base_buckets))
+    for offset, name, buckets in ((-0.2, "base", base_buckets), (0.2, "trained", trained_buckets)):
+        heights = [bucket["accuracy"] if bucket["accuracy"] is not None else 0.0 for bucket in buckets]
+        axes.bar(positions + offset, heights, width=0.4, label=name)
+    labels = [f"{bucket['bucket']}\n(n={bucket['pairs']})" for bucket in base_buckets]
+    axes.set_xticks(positions, labels, fontsize=7)
+    axes.axhline(0.5, color="gray", linestyle="--", linewidth=1)
+    axes.set(ylim=(0, 1), ylabel="reward accuracy", title="Accuracy by length difference (chosen vs rejected)")
+    axes.legend()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def write_report(
+    heldout: dict[str, Any],
+    markdown: str,
+    out_dir: Path,
+    base_margins: np.ndarray,
+    trained_margins: np.ndarray,
+) -> dict[str, Path]:
+    """Write `evaluation.json`, `evaluation.md`, `margins.png` and `accuracy_by_length.png`.
+
+    Returns:
+        Paths by kind: `json`, `markdown`, `margin_histogram`, `accuracy_by_length`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "evaluation.json",
+        "markdown": out_dir / "evaluation.md",
+        "margin_histogram": out_dir / "margins.png",
+        "accuracy_by_length": out_dir / "accuracy_by_length.png",
+    }
+    paths["json"].write_text(json.dumps({"heldout": heldout}, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown, encoding="utf-8")
+    plot_margin_histograms(base_margins, trained_margins, paths["margin_histogram"])
+    plot_accuracy_by_length(
+        heldout["base"]["accuracy_by_length_bucket"], heldout["trained"]["accuracy_by_length_bucket"], paths["accuracy_by_length"]
+    )
+    logger.info("wrote the evaluation report to %s", out_dir)
+    return paths
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

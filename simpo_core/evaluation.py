@@ -1,0 +1,314 @@
+"""Held-out evaluation: starting model vs trained model on the same preference pairs.
+
+    pairs ──► log-probs (the training code's `compute_pair_logps`) ──► preference metrics
+          └─► sample of prompts ──► greedy + sampled answers ──► generation check, judge
+
+`evaluate_heldout` returns the `heldout` block of the evaluate/run JSON summary: one block
+per model (`base`, `trained`; see `eval_metrics.preference_metrics` and
+`eval_generation.generation_block`), their `delta` with a paired bootstrap interval on the
+accuracy gain, and the judge's verdict. `evaluate_model` evaluates one model the same way,
+so the promotion gate can re-evaluate a champion on the very same pairs (`pairs_sha256`
+tells whether two blocks saw the same pairs).
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simpo_core.errors import DataError
+from simpo_core.eval_generation import Generation, generate_responses, generation_block, sample_prompts
+from simpo_core.eval_metrics import as_array, bootstrap_ci, preference_metrics
+from simpo_core.schema import CanonicalPair, to_canonical
+
+logger = logging.getLogger(__name__)
+
+PairScorer = Callable[..., dict[str, Any]]
+"""`(model, tokenizer, rows, *, max_length, max_prompt_length, batch_size)` → the
+`compute_pair_logps` dict: `chosen_logps`, `rejected_logps`, `chosen_lengths`, `rejected_lengths`."""
+
+DELTA_KEYS = (
+    "reward_accuracy",
+    "reward_margin",
+    "logps_chosen",
+    "logps_rejected",
+    "loss",
+    "length_controlled_accuracy",
+    "accuracy_chosen_longer",
+    "accuracy_chosen_shorter",
+    "length_reward_correlation",
+)
+GENERATION_DELTA_KEYS = ("mean_length", "repetition_rate", "empty_rate")
+
+
+@dataclass
+class EvaluationResult:
+    """What `evaluate_heldout` returns.
+
+    Attributes:
+        heldout: `{"pairs", "pairs_sha256", "beta", "gamma", "base", "trained", "delta", "judge"}`.
+        markdown: a Markdown report of the same numbers.
+        paths: written files by kind (`json`, `markdown`, `margin_histogram`,
+            `accuracy_by_length`); empty when no `out_dir` was given.
+    """
+
+    heldout: dict[str, Any]
+    markdown: str
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready summary `{"heldout": ...}` (paths as strings)."""
+        return {"heldout": self.heldout, "report_paths": {kind: str(path) for kind, path in self.paths.items()}}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    beta: float = 2.0
+    gamma: float = 1.0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    batch_size: int = 8
+    generation_samples: int = 16
+    max_new_tokens: int = 48
+    seed: int = 0
+
+
+@dataclass
+class _ModelRun:
+    """One model's block plus the per-pair arrays the delta and the plots need."""
+
+    block: dict[str, Any]
+    correct: np.ndarray  # (N,) bool
+    margins: np.ndarray  # (N,) β·(chosen − rejected)
+    greedy: list[Generation]
+    sampled: list[Generation]
+
+
+def normalize_pairs(pairs: Any) -> list[CanonicalPair]:
+    """Canonical pairs from a DataFrame or a list of canonical or flat rows.
+
+    Raises:
+        DataError: no pairs, or a row without `prompt`, `chosen` and `rejected`.
+    """
+    records = pairs.to_dict("records") if hasattr(pairs, "to_dict") else list(pairs)
+    if not records:
+        raise DataError("no held-out pairs to evaluate; check the split or the --data file")
+    rows = []
+    for index, record in enumerate(records):
+        try:
+            rows.append(to_canonical(record))
+        except (KeyError, TypeError) as error:
+            raise DataError(
+                f"held-out row {index} is not a preference pair ({error}); each row needs "
+                "'prompt', 'chosen' and 'rejected' (flat or canonical layout)"
+            ) from error
+    return rows
+
+
+def pairs_fingerprint(rows: Sequence[CanonicalPair]) -> str:
+    """SHA-256 of the canonical pairs, in order: equal fingerprints mean identical pairs."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **options: Any) -> dict[str, Any]:
+    """The training code's log-prob computation (`simpo_core.logps.compute_pair_logps`)."""
+    from simpo_core.logps import compute_pair_logps
+
+    return compute_pair_logps(model, tokenizer, rows, average=True, **options)
+
+
+def _score(model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: _Settings, scorer: PairScorer) -> tuple[dict, np.ndarray, np.ndarray]:
+    import torch
+
+    from simpo_core.loss import simpo_loss
+
+    out = scorer(
+        model, tokenizer, rows,
+        max_length=settings.max_length, max_prompt_length=settings.max_prompt_length, batch_size=settings.batch_size,
+    )
+    chosen, rejected = as_array(out["chosen_logps"], "chosen_logps"), as_array(out["rejected_logps"], "rejected_logps")
+    if chosen.shape != (len(rows),):
+        raise ValueError(f"the log-prob scorer returned {chosen.shape[0]} values for {len(rows)} pairs")
+    losses, _, _ = simpo_loss(torch.from_numpy(chosen), torch.from_numpy(rejected), settings.beta, settings.gamma)
+    block = preference_metrics(
+        chosen, rejected, out["chosen_lengths"], out["rejected_lengths"],
+        beta=settings.beta, losses=losses, seed=settings.seed,
+    )
+    margins = settings.beta * (chosen - rejected)
+    return block, margins > 0, margins
+
+
+def _generate(model: Any, tokenizer: Any, prompts: list, settings: _Settings, generator: Callable) -> tuple[list, list]:
+    if not prompts:
+        return [], []
+    options = dict(
+        max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+        max_prompt_length=settings.max_prompt_length, seed=settings.seed,
+    )
+    greedy = generator(model, tokenizer, prompts, do_sample=False, **options)
+    sampled = generator(model, tokenizer, prompts, do_sample=True, **options)
+    return greedy, sampled
+
+
+def _run_model(
+    name: str, model: Any, tokenizer: Any, rows: list[CanonicalPair], prompts: list,
+    settings: _Settings, scorer: PairScorer, generator: Callable,
+) -> _ModelRun:
+    logger.info("evaluating %s on %d held-out pairs", name, len(rows))
+    block, correct, margins = _score(model, tokenizer, rows, settings, scorer)
+    greedy, sampled = _generate(model, tokenizer, prompts, settings, generator)
+    block["generation"] = generation_block(greedy, sampled) if prompts else None
+    block["pairs_sha256"] = pairs_fingerprint(rows)
+    logger.info(
+        "%s: reward accuracy %.3f, length-controlled %s, margin %+.3f",
+        name, block["reward_accuracy"], block["length_controlled_accuracy"], block["reward_margin"],
+    )
+    return _ModelRun(block, correct, margins, greedy, sampled)
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    pairs: Any,
+    *,
+    beta: float = 2.0,
+    gamma: float = 1.0,
+    max_length: int = 512,
+    max_prompt_length: int = 256,
+    batch_size: int = 8,
+    generation_samples: int = 16,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+    scorer: PairScorer | None = None,
+    generator: Callable[..., list[Generation]] | None = None,
+) -> dict[str, Any]:
+    """One model's block on held-out pairs (the shape of `heldout["base"]`).
+
+    Args:
+        pairs: DataFrame or list of canonical/flat rows (N pairs).
+        generation_samples: prompts to answer for the generation check (0 skips it and
+            `generation` is None).
+        scorer, generator: replace the training log-prob code or `generate_responses`
+            (tests use fakes).
+
+    Returns:
+        The preference metrics of `eval_metrics.preference_metrics`, plus `generation`
+        and `pairs_sha256`.
+    """
+    settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
+    rows = normalize_pairs(pairs)
+    prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
+    return _run_model("model", model, tokenizer, rows, prompts, settings, scorer or default_scorer, generator or generate_responses).block
+
+
+def evaluate_heldout(
+    base_model: Any,
+    trained_model: Any,
+    tokenizer: Any,
+    pairs: Any,
+    *,
+    beta: float = 2.0,
+    gamma: float = 1.0,
+    max_length: int = 512,
+    max_prompt_length: int = 256,
+    batch_size: int = 8,
+    generation_samples: int = 16,
+    max_new_tokens: int = 48,
+    judge: str = "synthetic",
+    reward_model_path: str | None = None,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    scorer: PairScorer | None = None,
+    generator: Callable[..., list[Generation]] | None = None,
+) -> EvaluationResult:
+    """Evaluate the starting and the trained model on the same held-out pairs.
+
+    Args:
+        base_model, trained_model: causal LMs sharing `tokenizer`.
+        pairs: DataFrame or list of canonical/flat rows (N pairs).
+        beta, gamma: SimPO's β and γ (rewards are β·avg log-prob; the loss uses both).
+        generation_samples, max_new_tokens: prompts answered per model (greedy and sampled)
+            and the answer length bound.
+        judge: "synthetic", "reward-model" or "none"; `reward_model_path` for the latter.
+        seed: seed of the prompt sample, sampling and bootstrap.
+        out_dir: where to write the JSON, Markdown and PNG report (nothing written if None).
+
+    Returns:
+        `EvaluationResult` with `heldout`, `markdown` and `paths`.
+
+    Raises:
+        DataError: no pairs, or rows that are not preference pairs.
+        ConfigError: unknown judge, or a reward model that cannot be loaded.
+    """
+    from simpo_core.judges import build_judge
+
+    settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
+    score_fn = build_judge(judge, reward_model_path=reward_model_path, batch_size=batch_size, max_length=max_length)
+    rows = normalize_pairs(pairs)
+    prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
+    scorer, generator = scorer or default_scorer, generator or generate_responses
+    base = _run_model("base", base_model, tokenizer, rows, prompts, settings, scorer, generator)
+    trained = _run_model("trained", trained_model, tokenizer, rows, prompts, settings, scorer, generator)
+    heldout = {
+        "pairs": len(rows),
+        "pairs_sha256": base.block["pairs_sha256"],
+        "beta": beta,
+        "gamma": gamma,
+        "base": base.block,
+        "trained": trained.block,
+        "delta": delta_block(base, trained, seed),
+        "judge": _judge_block(judge, score_fn, prompts, base, trained, seed),
+    }
+    return _finish(heldout, out_dir, base.margins, trained.margins)
+
+
+def delta_block(base: _ModelRun, trained: _ModelRun, seed: int = 0) -> dict[str, Any]:
+    """Trained minus base for each metric; a paired bootstrap interval on the accuracy gain.
+
+    `reward_accuracy_improved` is true only when that interval lies above 0.
+    """
+    delta: dict[str, Any] = {key: _difference(trained.block[key], base.block[key]) for key in DELTA_KEYS}
+    paired = trained.correct.astype(float) - base.correct.astype(float)  # (N,) in {-1, 0, 1}
+    delta["reward_accuracy_ci"] = bootstrap_ci(paired, seed=seed)
+    delta["reward_accuracy_improved"] = bool(delta["reward_accuracy_ci"][0] > 0)
+    base_gen, trained_gen = base.block["generation"], trained.block["generation"]
+    delta["generation"] = (
+        {key: trained_gen[key] - base_gen[key] for key in GENERATION_DELTA_KEYS} if base_gen and trained_gen else None
+    )
+    return delta
+
+
+def _difference(trained: float | None, base: float | None) -> float | None:
+    return None if trained is None or base is None else trained - base
+
+
+def _judge_block(
+    name: str, score_fn: Callable | None, prompts: list, base: _ModelRun, trained: _ModelRun, seed: int
+) -> dict[str, Any] | None:
+    """Judge greedy and sampled answers of both models, prompt by prompt."""
+    from simpo_core.judges import compare_answers
+
+    if score_fn is None:
+        return None
+    if not prompts:
+        return {"name": name, "win_rate": None, "judged": 0, "note": "no answers generated (generation_samples = 0)"}
+    answers = lambda run: [g.text for g in run.greedy] + [g.text for g in run.sampled]  # noqa: E731
+    result = compare_answers(score_fn, prompts + prompts, answers(base), answers(trained), seed=seed)
+    logger.info("judge %s: win rate %s over %d answers", name, result["win_rate"], result["judged"])
+    return {"name": name, "answers": "greedy and sampled", **result}
+
+
+def _finish(heldout: dict[str, Any], out_dir: Path | None, base_margins: np.ndarray, trained_margins: np.ndarray) -> EvaluationResult:
+    from simpo_core.eval_report import render_markdown, write_report
+
+    markdown = render_markdown(heldout)
+    paths = write_report(heldout, markdown, Path(out_dir), base_margins, trained_margins) if out_dir else {}
+    return EvaluationResult(heldout=heldout, markdown=markdown, paths=paths)

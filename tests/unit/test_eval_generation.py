@@ -1,0 +1,98 @@
+import pytest
+
+from simpo_core.eval_generation import (
+    Generation,
+    generation_block,
+    generation_metrics,
+    ngram_repetition,
+    render_prompt,
+    repetition_rate,
+    sample_prompts,
+    _to_generation,
+)
+from simpo_core.synthetic import generate_pairs
+
+
+def test_ngram_repetition_by_hand():
+    """Bigrams of a b a b a: ab ba ab ba -> 2 distinct of 4 -> 0.5."""
+    assert ngram_repetition(list("ababa"), 2) == 0.5
+    assert ngram_repetition(list("abc"), 4) == 0.0  # no n-gram at all
+
+
+@pytest.mark.parametrize("text", ["Hi Hi Hi Hi Hi Hi Hi Hi", "Cat, cat, cat, cat, cat, cat, cat.", "a" * 30])
+def test_loops_score_high(text):
+    assert repetition_rate(text) > 0.7
+
+
+def test_well_formed_answers_score_low():
+    rows = generate_pairs(300, seed=2)
+    rates = [repetition_rate(row["chosen"]) for row in rows]
+    assert sum(rates) / len(rates) < 0.2
+
+
+def repetitive_generator(prompts):
+    return [Generation("Hi Hi Hi Hi Hi Hi Hi Hi Hi Hi", 30) for _ in prompts]
+
+
+def test_repetitive_generator_is_flagged_collapsed():
+    metrics = generation_metrics(repetitive_generator(range(8)))
+    assert metrics["collapsed"] is True
+    assert metrics["repetition_rate"] > 0.5
+    assert metrics["distinct_rate"] == 1 / 8
+    assert "repetition rate" in metrics["collapse_reasons"][0]
+
+
+def test_healthy_generator_is_not_collapsed():
+    answers = [Generation(row["chosen"], len(row["chosen"])) for row in generate_pairs(16, seed=5)]
+    metrics = generation_metrics(answers)
+    assert metrics["collapsed"] is False and metrics["collapse_reasons"] == []
+    assert metrics["mean_length"] == pytest.approx(sum(len(a.text) for a in answers) / 16)
+
+
+def test_empty_answers_are_flagged():
+    metrics = generation_metrics([Generation("", 0), Generation("  ", 1), Generation("Red, blue.", 4)])
+    assert metrics["empty_rate"] == pytest.approx(2 / 3)
+    assert metrics["collapsed"] is True and "empty-answer" in metrics["collapse_reasons"][0]
+
+
+def test_block_is_collapsed_when_one_mode_is():
+    healthy = [Generation("Red, blue, green.", 5), Generation("Cat, dog.", 3)]
+    block = generation_block(healthy, repetitive_generator(range(2)))
+    assert block["greedy"]["collapsed"] is False and block["sampled"]["collapsed"] is True
+    assert block["collapsed"] is True
+    assert block["samples"] == 4
+
+
+def test_no_answers_is_a_clear_error():
+    with pytest.raises(ValueError, match="generation_samples"):
+        generation_metrics([])
+
+
+def test_sample_prompts_is_deterministic_and_distinct():
+    prompts = [[{"role": "user", "content": f"q{i % 5}"}] for i in range(20)]
+    first = sample_prompts(prompts, 3, seed=1)
+    assert first == sample_prompts(prompts, 3, seed=1)
+    assert len({p[0]["content"] for p in first}) == 3
+    assert len(sample_prompts(prompts, 50, seed=1)) == 5  # only 5 distinct prompts exist
+
+
+def test_render_prompt_uses_chat_template_with_generation_prompt():
+    from simpo_core.tiny import build_tiny_tokenizer
+
+    text = render_prompt(build_tiny_tokenizer(), [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}])
+    assert text == "<|system|>\ns\n<|user|>\nhi\n<|assistant|>\n"
+
+
+def test_render_prompt_without_template():
+    class Plain:
+        chat_template = None
+
+    assert render_prompt(Plain(), [{"role": "user", "content": "hi"}]) == "user: hi\nassistant: "
+
+
+def test_answer_is_cut_at_the_first_eos():
+    from simpo_core.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()  # bytes are ids 3..258, eos 1, pad 0
+    ids = tokenizer("ok", add_special_tokens=False)["input_ids"] + [1, 0, 0]
+    assert _to_generation(tokenizer, ids, {1}) == Generation("ok", 2)
