@@ -1,0 +1,228 @@
+"""Load preference data from any supported source into one frame, losing no record.
+
+Sources: a local `.json`/`.jsonl`/`.parquet`/`.csv` file, a folder of them (or a folder
+written by `datasets.save_to_disk`), a `datasets` hub id `name[:config][@split]` (read from
+the local cache when offline), or `synthetic[:n=N,bias=X,seed=S]`. Every input record
+becomes one row: canonical `prompt`/`chosen`/`rejected` where it could be reshaped, and
+`load_reasons` where it could not (an unparsable JSONL line is a row, not a crash).
+Validation (`simpo_core.validation`) then decides, row by row, what is usable.
+"""
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from simpo_core.data_layouts import LAYOUTS, detect_layout, normalise_record
+from simpo_core.data_readers import CHUNK_ROWS, UNPARSED, RawRecord, list_folder, read_file, record_text
+from simpo_core.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"
+SYNTHETIC_DEFAULTS = {"n": 2000, "bias": 0.0, "seed": 0}
+DETECT_SAMPLE = 1000  # records looked at to detect a file's layout
+FRAME_COLUMNS = (
+    "prompt", "chosen", "rejected", "source_row", "source_file", "record", "load_reasons", "load_details",
+)
+_PATH_LIKE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
+
+
+@dataclass
+class LoadResult:
+    """Every record of a source, one row each (columns: `FRAME_COLUMNS`).
+
+    `load_reasons` is a tuple of reason codes, empty when the record was reshaped into the
+    canonical row; `load_details` says the same in words, with the line or field.
+    """
+
+    rows: Any  # pandas.DataFrame
+    fingerprint: str
+    source: str
+    format: str
+    total: int
+    formats: dict[str, int] = field(default_factory=dict)  # layout -> files (or 1 for other sources)
+
+
+def load_preferences(source: str, format: str | None = None) -> LoadResult:
+    """Load every record of `source` and normalise it to the canonical row.
+
+    Args:
+        source: a file, a folder, a hub id `name[:config][@split]`, or
+            `synthetic[:n=N,bias=X,seed=S]` (defaults n=2000, bias=0.0, seed=0).
+        format: force a layout (`flat`, `conversational`, `sharegpt`, `hh-rlhf`); None detects
+            it per file from the first records.
+
+    Returns:
+        A `LoadResult`; `total == len(rows)`.
+
+    Raises:
+        ConfigError: unknown `format` or a malformed `synthetic:` spec.
+        DataError: a missing path, an unreadable file, or a hub id not in the local cache.
+    """
+    if format is not None and format not in LAYOUTS:
+        raise ConfigError(f"unknown data format {format!r}; use one of {', '.join(LAYOUTS)} or leave it out to detect")
+    if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
+        return _load_synthetic(source, format)
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "state.json").exists() and (path / "dataset_info.json").exists():
+        return _load_hf_dataset(source, format, from_disk=True)
+    if path.is_dir():
+        return _load_files(source, list_folder(path), format, base=path)
+    if path.is_file():
+        return _load_files(source, [path], format, base=path.parent)
+    if source.lower().endswith(_PATH_LIKE_SUFFIXES) or source.startswith((".", "/", "~")):
+        raise DataError(f"data file {source} does not exist; check the path (or pass 'synthetic')")
+    return _load_hf_dataset(source, format)
+
+
+def load_records(records: Iterable[Any], source: str = "memory", format: str | None = None) -> LoadResult:
+    """Load records already in memory (dicts, or anything JSON-like) like a file's."""
+    if format is not None and format not in LAYOUTS:
+        raise ConfigError(f"unknown data format {format!r}; use one of {', '.join(LAYOUTS)}")
+    hasher = hashlib.sha256()
+    raws = (_hashed(RawRecord(i, r, record_text(r)), hasher) for i, r in enumerate(records, start=1))
+    builder = _FrameBuilder()
+    layout = builder.add_stream(raws, source, format)
+    return builder.result(source, hasher.hexdigest(), {layout: 1})
+
+
+def _load_files(source: str, files: list[Path], format: str | None, base: Path) -> LoadResult:
+    hasher = hashlib.sha256()
+    builder = _FrameBuilder()
+    layouts: dict[str, int] = {}
+    for path in files:
+        name = str(path.relative_to(base)) if len(files) > 1 else str(path)
+        hasher.update(name.encode("utf-8", errors="surrogateescape") + b"\0")
+        layout = builder.add_stream(read_file(path, hasher), name, format)
+        layouts[layout] = layouts.get(layout, 0) + 1
+        logger.info("read %s (%s layout)", path, layout)
+    return builder.result(source, hasher.hexdigest(), layouts)
+
+
+def _load_synthetic(source: str, format: str | None) -> LoadResult:
+    from simpo_core.synthetic import generate_pairs
+
+    options = parse_synthetic_spec(source)
+    try:
+        pairs = generate_pairs(int(options["n"]), float(options["bias"]), seed=int(options["seed"]))
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from error
+    identity = f"synthetic:n={int(options['n'])},bias={float(options['bias'])},seed={int(options['seed'])}"
+    builder = _FrameBuilder()
+    raws = (RawRecord(i, pair, record_text(pair)) for i, pair in enumerate(pairs, start=1))
+    layout = builder.add_stream(raws, SYNTHETIC, format or "flat")
+    return builder.result(source, hashlib.sha256(identity.encode()).hexdigest(), {layout: 1})
+
+
+def parse_synthetic_spec(source: str) -> dict[str, float]:
+    """`synthetic:n=500,bias=0.3,seed=1` -> {"n": 500, "bias": 0.3, "seed": 1} (defaults filled)."""
+    options: dict[str, float] = dict(SYNTHETIC_DEFAULTS)
+    _, _, spec = source.partition(":")
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SYNTHETIC_DEFAULTS:
+            raise ConfigError(f"bad synthetic option {item!r} in {source!r}; use e.g. synthetic:n=500,bias=0.3,seed=1")
+        try:
+            options[key] = float(value)
+        except ValueError as error:
+            raise ConfigError(f"synthetic option {key} must be a number, got {value!r}") from error
+    return options
+
+
+def parse_hub_id(source: str) -> tuple[str, str | None, str]:
+    """`name[:config][@split]` -> (name, config or None, split; default `train`)."""
+    rest, _, split = source.partition("@")
+    name, _, config = rest.partition(":")
+    if not name:
+        raise DataError(f"bad dataset id {source!r}; use name[:config][@split], e.g. org/prefs:default@train")
+    return name, config or None, split or "train"
+
+
+def _load_hf_dataset(source: str, format: str | None, from_disk: bool = False) -> LoadResult:
+    dataset, identity = _open_hf_dataset(source, from_disk)
+    hasher = hashlib.sha256(f"{identity}:{getattr(dataset, '_fingerprint', '')}".encode())
+    builder = _FrameBuilder()
+    layout = builder.add_stream(_dataset_records(dataset), source, format)
+    return builder.result(source, hasher.hexdigest(), {layout: 1})
+
+
+def _open_hf_dataset(source: str, from_disk: bool) -> tuple[Any, str]:
+    import datasets
+
+    if from_disk:
+        dataset = datasets.load_from_disk(source)
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+        return dataset, f"disk:{Path(source).resolve()}"
+    name, config, split = parse_hub_id(source)
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as error:  # datasets raises many types for "not cached" / "no network"
+        raise DataError(
+            f"could not load dataset {source!r} (name={name}, config={config}, split={split}): {error}. "
+            "Offline mode is on by default: use a dataset already in the Hugging Face cache, a local "
+            "file or folder, or set HF_HUB_OFFLINE=0 and HF_DATASETS_OFFLINE=0 where the hub is reachable."
+        ) from error
+    return dataset, f"hub:{name}:{config}@{split}"
+
+
+def _dataset_records(dataset: Any) -> Iterator[RawRecord]:
+    row_number = 0
+    for batch in dataset.iter(batch_size=CHUNK_ROWS):
+        columns = list(batch)
+        for values in zip(*(batch[c] for c in columns)):
+            row_number += 1
+            record = dict(zip(columns, values))
+            yield RawRecord(row_number, record, record_text(record))
+
+
+def _hashed(raw: RawRecord, hasher: "hashlib._Hash") -> RawRecord:
+    hasher.update(raw.text.encode("utf-8", errors="surrogateescape") + b"\n")
+    return raw
+
+
+class _FrameBuilder:
+    """Collects normalised rows in column lists and turns them into frames chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self._columns: dict[str, list] = {name: [] for name in FRAME_COLUMNS}
+
+    def add_stream(self, raws: Iterator[RawRecord], source_file: str, format: str | None) -> str:
+        """Normalise every record of one stream; returns the layout used."""
+        raws = iter(raws)
+        head = list(islice(raws, DETECT_SAMPLE))
+        layout = format or detect_layout(r.value for r in head if r.value is not UNPARSED and r.reason is None)
+        columns = self._columns
+        for raw in chain(head, raws):
+            if raw.reason is None:
+                prompt, chosen, rejected, reasons, details = normalise_record(raw.value, layout)
+            else:
+                prompt, chosen, rejected, reasons, details = None, None, None, (raw.reason,), (raw.detail,)
+            for name, value in zip(FRAME_COLUMNS, (prompt, chosen, rejected, raw.source_row, source_file, raw.text, reasons, details)):
+                columns[name].append(value)
+            if len(columns["source_row"]) >= CHUNK_ROWS:
+                self._flush()
+        return layout
+
+    def result(self, source: str, fingerprint: str, layouts: dict[str, int]) -> LoadResult:
+        from simpo_core.data_frames import concat_chunks
+
+        self._flush()
+        rows = concat_chunks(self.chunks, FRAME_COLUMNS)
+        self.chunks = []
+        detected = next(iter(layouts)) if len(layouts) == 1 else "mixed"
+        logger.info("loaded %d records from %s (%s)", len(rows), source, detected)
+        return LoadResult(rows, fingerprint, source, detected, len(rows), layouts)
+
+    def _flush(self) -> None:
+        from simpo_core.data_frames import chunk_frame
+
+        if self._columns["source_row"]:
+            self.chunks.append(chunk_frame(self._columns))
+            for values in self._columns.values():
+                values.clear()  # in place: add_stream holds a reference to these lists

@@ -1,0 +1,215 @@
+"""Validate loaded preference rows: keep the good ones, quarantine the rest with reasons.
+
+No row is lost silently: every loaded row ends in `valid.parquet` or in `quarantine.jsonl`
+(original record, source file and row, reason codes and what to fix), and always
+`total == valid + quarantined`. Reasons come from loading (`invalid_json`, `missing_field`,
+...), from the pandera schema (`simpo_core.validation_schema`) and from optional token limits.
+"""
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from simpo_core.data import LoadResult
+from simpo_core.data_frames import canonical_frame
+from simpo_core.data_tokens import count_prompt_tokens, count_tokens
+from simpo_core.errors import ConfigError, DataError
+from simpo_core.validation_schema import REASON_HELP, collect_schema_reasons, invalid_unicode_fields
+
+logger = logging.getLogger(__name__)
+
+VALID_FILE = "valid.parquet"
+QUARANTINE_FILE = "quarantine.jsonl"
+TOP_REASONS = 5
+
+RowReasons = dict[int, list[tuple[str, str]]]  # row position -> [(code, detail)]
+
+
+@dataclass
+class ValidationResult:
+    """Valid canonical rows plus the DESIGN summary (`total`, `valid`, `quarantined`,
+    `reasons`, `quarantine_path`, `valid_path`)."""
+
+    valid: pd.DataFrame
+    summary: dict[str, Any]
+    valid_path: Path
+    quarantine_path: Path
+
+
+def validate_preferences(
+    loaded: LoadResult,
+    out_dir: Path,
+    *,
+    max_invalid_fraction: float = 0.05,
+    tokenizer: Any = None,
+    max_prompt_tokens: int | None = None,
+    max_response_tokens: int | None = None,
+) -> ValidationResult:
+    """Check every loaded row, write `valid.parquet` and `quarantine.jsonl` under `out_dir`.
+
+    Args:
+        loaded: the output of `simpo_core.data.load_preferences`.
+        out_dir: folder for the two files (created).
+        max_invalid_fraction: fail when quarantined / total exceeds this, in [0, 1].
+        tokenizer: needed only for the token limits.
+        max_prompt_tokens: quarantine prompts longer than this (chat template applied).
+        max_response_tokens: quarantine pairs whose chosen or rejected is longer than this.
+
+    Returns:
+        A `ValidationResult`; `valid` holds `prompt`, `chosen`, `rejected`, `source_row`,
+        `source_file` with a fresh 0..n-1 index.
+
+    Raises:
+        ConfigError: a bad fraction, or a token limit without a tokenizer.
+        DataError: the invalid fraction is over `max_invalid_fraction` (after both files
+            are written, so the quarantine can be inspected).
+    """
+    _check_arguments(max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens)
+    rows = loaded.rows.reset_index(drop=True)
+    reasons = collect_reasons(rows, tokenizer, max_prompt_tokens, max_response_tokens)
+    bad = pd.Series(False, index=rows.index)
+    bad.iloc[list(reasons)] = True
+    valid = canonical_frame(rows[~bad.to_numpy()])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    valid_path = write_valid(valid, out_dir / VALID_FILE)
+    quarantine_path = write_quarantine(rows, reasons, out_dir / QUARANTINE_FILE)
+    summary = _summary(len(rows), len(valid), reasons, quarantine_path, valid_path)
+    logger.info("validated %s: %d valid, %d quarantined", loaded.source, summary["valid"], summary["quarantined"])
+    _enforce_fraction(summary, max_invalid_fraction)
+    return ValidationResult(valid, summary, valid_path, quarantine_path)
+
+
+def collect_reasons(
+    rows: pd.DataFrame,
+    tokenizer: Any = None,
+    max_prompt_tokens: int | None = None,
+    max_response_tokens: int | None = None,
+) -> RowReasons:
+    """Every failing row position (of a 0..n-1 indexed frame) with its reasons."""
+    reasons: RowReasons = {}
+    loaded_ok = rows["load_reasons"].map(len).to_numpy() == 0
+    for position in (~loaded_ok).nonzero()[0]:
+        row = rows.iloc[position]
+        reasons[int(position)] = list(zip(row["load_reasons"], row["load_details"]))
+    for label, field in invalid_unicode_fields(rows[loaded_ok]).items():
+        reasons[int(label)] = [("invalid_unicode", REASON_HELP["invalid_unicode"].format(field=field))]
+        loaded_ok[label] = False
+    candidates = rows.loc[loaded_ok, ["prompt", "chosen", "rejected"]]
+    for label, found in collect_schema_reasons(candidates).items():
+        reasons[int(label)] = found
+    clean = candidates.drop(index=[p for p in reasons if p in candidates.index])
+    if tokenizer is not None and (max_prompt_tokens or max_response_tokens) and not clean.empty:
+        for position, found in _token_limit_reasons(clean, tokenizer, max_prompt_tokens, max_response_tokens).items():
+            reasons[position] = found
+    return reasons
+
+
+def _token_limit_reasons(frame: pd.DataFrame, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> RowReasons:
+    reasons: RowReasons = {}
+    checks = []
+    if max_prompt:
+        checks.append(("prompt", "prompt_too_long", max_prompt, count_prompt_tokens(frame["prompt"], tokenizer)))
+    if max_response:
+        for field in ("chosen", "rejected"):
+            checks.append((field, "response_too_long", max_response, count_tokens(frame[field], tokenizer)))
+    for field, code, limit, lengths in checks:
+        for label, length in zip(frame.index[lengths > limit], lengths[lengths > limit]):
+            detail = f"{field} has {int(length)} tokens, over the limit {limit}; shorten it or raise the limit"
+            reasons.setdefault(int(label), []).append((code, detail))
+    return reasons
+
+
+def write_valid(valid: pd.DataFrame, path: Path) -> Path:
+    """Write the valid canonical rows as Parquet (prompt as a list of role/content structs)."""
+    valid.to_parquet(path, index=False)
+    return path
+
+
+def write_quarantine(rows: pd.DataFrame, reasons: RowReasons, path: Path) -> Path:
+    """Write one JSON line per quarantined row: record, source_file, source_row, reasons, details."""
+    positions = sorted(reasons)
+    picked = rows.iloc[positions][["record", "source_file", "source_row"]]
+    with path.open("w", encoding="utf-8") as handle:
+        for position, (record, source_file, source_row) in zip(positions, picked.itertuples(index=False)):
+            found = reasons[position]
+            _write_line(handle, record, source_file, source_row, [c for c, _ in found], [d for _, d in found])
+    return path
+
+
+def append_quarantine(path: Path, removed: pd.DataFrame, reason: str, detail: str | None = None) -> int:
+    """Append rows dropped after validation (e.g. by the length audit) to `quarantine.jsonl`.
+
+    The record is the row's `record` column when present, else its canonical JSON.
+
+    Returns:
+        The number of lines appended.
+    """
+    detail = detail or REASON_HELP.get(reason, reason)
+    with Path(path).open("a", encoding="utf-8") as handle:
+        for row in removed.to_dict("records"):
+            record = row.get("record") or json.dumps(
+                {k: _plain(row[k]) for k in ("prompt", "chosen", "rejected")}, ensure_ascii=False
+            )
+            _write_line(handle, record, row.get("source_file"), row.get("source_row"), [reason], [detail])
+    return len(removed)
+
+
+def _write_line(handle: Any, record: Any, source_file: Any, source_row: Any, codes: list[str], details: list[str]) -> None:
+    entry = {
+        "source_file": None if pd.isna(source_file) else str(source_file),
+        "source_row": None if source_row is None else int(source_row),
+        "reasons": codes,
+        "details": details,
+        "record": record if isinstance(record, str) else json.dumps(_plain(record), default=str),
+    }
+    try:
+        line = json.dumps(entry, ensure_ascii=False)
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from invalid input: keep them, escaped
+        line = json.dumps(entry, ensure_ascii=True)
+    handle.write(line + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _summary(total: int, valid: int, reasons: RowReasons, quarantine_path: Path, valid_path: Path) -> dict[str, Any]:
+    counts = Counter(code for found in reasons.values() for code in dict.fromkeys(c for c, _ in found))
+    return {
+        "total": total,
+        "valid": valid,
+        "quarantined": len(reasons),
+        "reasons": dict(counts.most_common()),
+        "quarantine_path": str(quarantine_path),
+        "valid_path": str(valid_path),
+    }
+
+
+def _enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> None:
+    total, quarantined = summary["total"], summary["quarantined"]
+    if total and quarantined / total > max_invalid_fraction:
+        top = ", ".join(f"{code} ({count})" for code, count in list(summary["reasons"].items())[:TOP_REASONS])
+        error = DataError(
+            f"{quarantined} of {total} rows ({quarantined / total:.1%}) failed validation, above "
+            f"max_invalid_fraction={max_invalid_fraction:g}. Top reasons: {top}. See {summary['quarantine_path']} "
+            "for each row and what to fix, or raise --max-invalid-fraction."
+        )
+        error.summary = summary  # the CLI still prints the counts
+        raise error
+
+
+def _check_arguments(fraction: float, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> None:
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"max_invalid_fraction must be in [0, 1], got {fraction}")
+    if (max_prompt or max_response) and tokenizer is None:
+        raise ConfigError("max_prompt_tokens/max_response_tokens need a tokenizer; pass one or drop the limits")
+    for name, limit in (("max_prompt_tokens", max_prompt), ("max_response_tokens", max_response)):
+        if limit is not None and limit <= 0:
+            raise ConfigError(f"{name} must be a positive number of tokens, got {limit}")
