@@ -1,0 +1,76 @@
+"""Write the length audit as JSON, Markdown and a PNG histogram (matplotlib, Agg backend)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+JSON_FILE = "length_audit.json"
+MARKDOWN_FILE = "length_audit.md"
+PNG_FILE = "length_audit.png"
+
+
+def write_audit_reports(report: dict[str, Any], chosen: np.ndarray, rejected: np.ndarray, out_dir: Path) -> dict[str, Path]:
+    """Write the three report files into `out_dir` (created); returns their paths by kind."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE, "png": out_dir / PNG_FILE}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(audit_markdown(report), encoding="utf-8")
+    plot_length_histogram(chosen, rejected, paths["png"])
+    return paths
+
+
+def audit_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown page: headline figures, then the per-bucket table."""
+    verdict = "**flagged**: the longer response predicts the preference" if report["flagged"] else "not flagged"
+    lines = [
+        "# Length-balance audit",
+        "",
+        f"{report['pairs']} pairs, policy `{report['policy']}`, threshold {report['threshold']}: {verdict}.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| chosen mean / median tokens | {report['chosen_mean_tokens']:.1f} / {report['chosen_median_tokens']:.1f} |",
+        f"| rejected mean / median tokens | {report['rejected_mean_tokens']:.1f} / {report['rejected_median_tokens']:.1f} |",
+        f"| chosen longer fraction | {report['chosen_longer_fraction']:.3f} |",
+        f"| tie fraction | {report['tie_fraction']:.3f} |",
+        f"| length-only accuracy (ties excluded) | {report['length_only_accuracy']:.3f} |",
+        f"| point-biserial correlation | {report['point_biserial']:.3f} |",
+        f"| rows removed by rebalancing | {report['removed']} |",
+    ]
+    if "after" in report:
+        after = report["after"]
+        lines.append(
+            f"| after rebalancing | {after['pairs']} pairs, chosen longer {after['chosen_longer_fraction']:.3f}, "
+            f"length-only accuracy {after['length_only_accuracy']:.3f} |"
+        )
+    lines += ["", "## By pair length (mean of chosen and rejected tokens)", "",
+              "| tokens | pairs | chosen mean | rejected mean | chosen longer | length-only accuracy |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for bucket in report["buckets"]:
+        lines.append(
+            f"| {bucket['min_tokens']:.0f}–{bucket['max_tokens']:.0f} | {bucket['pairs']} | "
+            f"{bucket['chosen_mean_tokens']:.1f} | {bucket['rejected_mean_tokens']:.1f} | "
+            f"{bucket['chosen_longer_fraction']:.3f} | {bucket['length_only_accuracy']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_length_histogram(chosen: np.ndarray, rejected: np.ndarray, path: Path) -> Path:
+    """Overlaid histograms of chosen and rejected token lengths."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless
+
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    values = np.concatenate([chosen, rejected]) if len(chosen) else np.array([0.0])
+    bins = np.histogram_bin_edges(values, bins=min(50, max(1, len(np.unique(values)))))
+    axes.hist(chosen, bins=bins, alpha=0.55, label=f"chosen (mean {np.mean(chosen) if len(chosen) else 0:.0f})")
+    axes.hist(rejected, bins=bins, alpha=0.55, label=f"rejected (mean {np.mean(rejected) if len(rejected) else 0:.0f})")
+    axes.set_xlabel("response tokens")
+    axes.set_ylabel("pairs")
+    axes.set_title("Chosen vs rejected response length")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,67 @@
+"""Deterministic held-out split by prompt: the same prompt always lands on the same side.
+
+Each prompt's canonical JSON is hashed with a salt (BLAKE2b, stable across Python and pandas
+versions) into a number u in [0, 1); the pair is held out when u < heldout_fraction. The
+split therefore depends on nothing but the prompt and the salt: reruns, shuffled rows and
+appended data keep every earlier prompt where it was, and no prompt is ever on both sides.
+"""
+
+import hashlib
+import logging
+
+import numpy as np
+import pandas as pd
+
+from simpo_core.data_frames import canonical_prompt_json
+from simpo_core.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+_SCALE = float(1 << 64)
+
+
+def prompt_fraction(prompt_json: str, salt: str) -> float:
+    """The prompt's position in [0, 1) under `salt`."""
+    digest = hashlib.blake2b(prompt_json.encode("utf-8"), digest_size=8, key=salt.encode("utf-8")[:64])
+    return int.from_bytes(digest.digest(), "big") / _SCALE
+
+
+def heldout_mask(frame: pd.DataFrame, heldout_fraction: float, salt: str = "simpo") -> np.ndarray:
+    """Boolean (N,): True for the rows whose prompt falls in the held-out share."""
+    positions = np.fromiter(
+        (prompt_fraction(canonical_prompt_json(p), salt) for p in frame["prompt"]), dtype=np.float64, count=len(frame)
+    )
+    return positions < heldout_fraction
+
+
+def split_holdout(
+    frame: pd.DataFrame, heldout_fraction: float = 0.1, salt: str = "simpo"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split canonical rows into (train, held-out) by a salted hash of the prompt.
+
+    Args:
+        frame: canonical rows with a `prompt` column.
+        heldout_fraction: expected share of prompts held out, in (0, 1).
+        salt: change it to draw a different, equally stable split.
+
+    Returns:
+        `(train, heldout)`, each keeping the input's row order and a fresh 0..n-1 index.
+
+    Raises:
+        ConfigError: `heldout_fraction` outside (0, 1).
+        DataError: either side would be empty (too few distinct prompts for the fraction).
+    """
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ConfigError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    mask = heldout_mask(frame, heldout_fraction, salt)
+    train, heldout = frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+    if train.empty or heldout.empty:
+        empty = "held-out" if heldout.empty else "training"
+        raise DataError(
+            f"the {empty} split is empty: {len(frame)} rows with "
+            f"{frame['prompt'].map(canonical_prompt_json).nunique() if len(frame) else 0} distinct prompts "
+            f"at heldout_fraction={heldout_fraction}. Add data with more distinct prompts, or change the "
+            "fraction (or the salt)."
+        )
+    logger.info("split %d rows: %d train, %d held out (fraction %.3f)", len(frame), len(train), len(heldout), heldout_fraction)
+    return train, heldout

@@ -1,0 +1,59 @@
+"""`simpo validate` and `simpo audit` end to end: JSON summaries, files, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def last_json(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_validate_dpo_en_demo(dpo_en_demo_path, tmp_path):
+    result = run_cli("validate", str(dpo_en_demo_path), "--out", str(tmp_path / "v"), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result)
+    assert (summary["total"], summary["valid"], summary["quarantined"]) == (300, 295, 5)
+    assert summary["reasons"] == {"duplicate_pair": 5} and summary["format"] == "sharegpt"
+    assert len(pd.read_parquet(summary["valid_path"])) == 295
+
+
+def test_validate_fails_above_the_invalid_fraction_but_prints_the_summary(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\nnot json\n')
+    result = run_cli("validate", str(data), "--out", str(tmp_path / "v"), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 of 2 rows (50.0%) failed validation" in result.stderr and "invalid_json (1)" in result.stderr
+    assert last_json(result)["reasons"] == {"invalid_json": 1}
+    ok = run_cli("validate", str(data), "--out", str(tmp_path / "v"), "--max-invalid-fraction", "0.5", "--json", cwd=tmp_path)
+    assert ok.returncode == 0 and last_json(ok)["quarantined"] == 1
+
+
+def test_validate_missing_file_is_a_clear_error(tmp_path):
+    result = run_cli("validate", "missing.jsonl", cwd=tmp_path)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_audit_rebalance_records_every_drop(tmp_path):
+    out = tmp_path / "a"
+    result = run_cli("audit", "synthetic:n=400,bias=0.6", "--out", str(out), "--policy", "rebalance", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result)
+    assert summary["flagged"] is True and summary["removed"] > 0
+    assert abs(summary["after"]["chosen_longer_fraction"] - 0.5) <= 0.05
+    quarantined = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert len(quarantined) == summary["removed"] and {q["reasons"][0] for q in quarantined} == {"length_rebalance"}
+    assert len(pd.read_parquet(out / "valid.parquet")) + len(quarantined) == 400
+    for kind in ("json", "markdown", "png"):
+        assert (tmp_path / summary["paths"][kind]).exists()
+
+
+def test_audit_fail_policy_exits_non_zero(tmp_path):
+    result = run_cli("audit", "synthetic:n=200,bias=1", "--out", str(tmp_path / "a"), "--policy", "fail", cwd=tmp_path)
+    assert result.returncode == 1 and "length bias: length_only_accuracy=1.000" in result.stderr
