@@ -36,3 +36,9 @@ lock: setup
 
 clean:
 	rm -rf $(VENV) .simpo simpo-runs
+
+# Data-layer throughput and peak memory (not a test): BENCH_SIZES=10000,100000 for a quick run.
+BENCH_SIZES ?= 10000,100000,1000000
+.PHONY: bench-data
+bench-data: setup
+	$(BIN)/python bench/bench_data.py --sizes $(BENCH_SIZES)

@@ -131,7 +131,7 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
     import pandas as pd
 
     reader = pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_values=[""], chunksize=CHUNK_ROWS,
+        path, dtype=object, keep_default_na=False, na_values=[""], chunksize=CHUNK_ROWS,
         encoding_errors="surrogateescape",
     )
     row_number = 0

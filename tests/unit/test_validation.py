@@ -133,3 +133,19 @@ def test_random_junk_never_crashes_and_every_row_is_counted(records, tmp_path):
     assert summary["total"] == len(records) == summary["valid"] + summary["quarantined"]
     assert len(quarantine(result.quarantine_path)) == summary["quarantined"]
     assert len(pd.read_parquet(result.valid_path)) == summary["valid"]
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("escaped.jsonl", b'{"prompt": "q", "chosen": "a\\udc80b", "rejected": "b"}\n'),
+        ("raw.json", b'[{"prompt": "q", "chosen": "a\xffb", "rejected": "b"}]'),
+        ("raw.csv", b"prompt,chosen,rejected\nq,a\xffb,b\n"),
+    ],
+)
+def test_invalid_unicode_inside_files(name, content, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = validate_preferences(load_preferences(str(path)), tmp_path / "out", max_invalid_fraction=1.0)
+    assert result.summary["reasons"] == {"invalid_unicode": 1}
+    assert "chosen" in quarantine(result.quarantine_path)[0]["details"][0]

@@ -1,0 +1,99 @@
+"""Data-layer throughput and peak memory: load + validate + audit on synthetic pairs.
+
+Usage: python bench/bench_data.py [--sizes 10000,100000,1000000] [--bias 0.3] [--policy rebalance]
+
+Each size runs in a fresh process (so peak RSS is that size's alone) on a JSONL file written
+beforehand by another process. Reports rows/s per stage and peak RSS as one table and, with
+--json, one JSON line per size.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(data: Path, out: Path, policy: str) -> dict:
+    """Run the stages on `data` in this process; returns timings and peak RSS."""
+    sys.path.insert(0, str(ROOT))
+    from simpo_core.audit import audit_length_balance
+    from simpo_core.data import load_preferences
+    from simpo_core.tiny import build_tiny_tokenizer
+    from simpo_core.validation import validate_preferences
+
+    tokenizer = build_tiny_tokenizer()
+    baseline_mb = _peak_rss_mb()
+    timings = {}
+    start = time.perf_counter()
+    loaded = load_preferences(str(data))
+    timings["load_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    validation = validate_preferences(loaded, out, max_invalid_fraction=1.0)
+    timings["validate_s"] = time.perf_counter() - start
+    del loaded
+    start = time.perf_counter()
+    audit = audit_length_balance(validation.valid, tokenizer, policy=policy)
+    timings["audit_s"] = time.perf_counter() - start
+    rows = validation.summary["total"]
+    total = sum(timings.values())
+    return {
+        "rows": rows,
+        **{k: round(v, 2) for k, v in timings.items()},
+        "rows_per_s": {stage[:-2]: round(rows / max(t, 1e-9)) for stage, t in timings.items()} | {"all": round(rows / total)},
+        "peak_rss_mb": round(_peak_rss_mb()),
+        "baseline_rss_mb": round(baseline_mb),
+        "removed": audit.report["removed"],
+    }
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _write_data(path: Path, n: int, bias: float) -> None:
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from simpo_core.synthetic import generate_pairs, write_jsonl\n"
+        f"write_jsonl(generate_pairs({n}, {bias}, seed=0), {str(path)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated pair counts")
+    parser.add_argument("--bias", type=float, default=0.3, help="synthetic length bias")
+    parser.add_argument("--policy", default="rebalance", choices=("warn", "rebalance"))
+    parser.add_argument("--json", action="store_true", help="one JSON line per size on stdout")
+    parser.add_argument("--child", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(Path(args.child[0]), Path(args.child[1]), args.policy)))
+        return 0
+    print(f"{'rows':>9} {'load r/s':>10} {'validate r/s':>13} {'audit r/s':>10} {'all r/s':>9} {'peak RSS MB':>12} {'base MB':>8}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            data = Path(tmp) / f"pairs-{n}.jsonl"
+            _write_data(data, n, args.bias)
+            child = subprocess.run(
+                [sys.executable, __file__, "--policy", args.policy, "--child", str(data), str(Path(tmp) / f"out-{n}")],
+                check=True, capture_output=True, text=True,
+            )
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            rates = result["rows_per_s"]
+            print(f"{n:>9} {rates['load']:>10} {rates['validate']:>13} {rates['audit']:>10} {rates['all']:>9} "
+                  f"{result['peak_rss_mb']:>12} {result['baseline_rss_mb']:>8}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(result), flush=True)
+            data.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
