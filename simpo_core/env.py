@@ -46,4 +46,7 @@ def apply_process_defaults(base: Path | None = None) -> dict[str, str]:
         if name not in os.environ:
             os.environ[name] = value
             applied[name] = value
+    if "PREFECT_HOME" in applied:
+        # Prefect creates its home without parents; make the folder for it.
+        Path(applied["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     return applied

@@ -80,10 +80,14 @@ def split_holdout_task(frame: Any, heldout_fraction: float, salt: str, out_dir: 
 def _log_dataset_lineage(frame: Any, loaded: LoadResult, run_id: str, tracking_uri: str) -> None:
     """Record the source and its fingerprint as an MLflow dataset input of the run."""
     import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
 
+    # A code source with tags works for every kind of source (files, hub ids, generated
+    # data); the fingerprint is the dataset digest, so a changed export shows as new data.
+    source = CodeDatasetSource(tags={"source": loaded.source, "format": loaded.format, "fingerprint": loaded.fingerprint})
     preview = frame[["chosen", "rejected"]].head(1000)
-    dataset = mlflow.data.from_pandas(preview, source=loaded.source if "://" not in loaded.source else "remote",
-                                      name=Path(loaded.source).name or loaded.source, digest=loaded.fingerprint[:36])
+    dataset = mlflow.data.from_pandas(preview, source=source, name=Path(loaded.source).name or loaded.source,
+                                      digest=loaded.fingerprint[:36])
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")

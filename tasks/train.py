@@ -47,7 +47,7 @@ def train_simpo_task(
     model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=trust_remote_code)
     train_rows, heldout_rows = pd.read_parquet(data_paths["train"]), pd.read_parquet(data_paths["heldout"])
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
-    trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps))
+    trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
     resume = task_run.run_count > 1
     if resume:
         logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
