@@ -1,0 +1,210 @@
+"""Atomic, resumable training checkpoints.
+
+A checkpoint is a folder `checkpoint-<step>` under the output folder holding:
+
+    trainable.safetensors   every trainable parameter (the full model, or the LoRA adapter)
+    optimizer.pt            optimizer state
+    scheduler.pt            learning-rate scheduler state
+    rng.pt                  Python, NumPy, torch CPU and CUDA generator states
+    trainer_state.json      step, data position, metrics history (written last)
+
+It is written into `.tmp-checkpoint-<step>` and renamed when complete, so a crash (even a
+SIGKILL) leaves either a complete checkpoint or a temporary folder that resuming ignores.
+"""
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+WEIGHTS_FILE = "trainable.safetensors"
+
+
+def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Named parameters that require a gradient (shared tensors listed once)."""
+    return {name: param for name, param in model.named_parameters() if param.requires_grad}
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random generator that training touches (dropout, data order helpers)."""
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        import numpy
+
+        state["numpy"] = numpy.random.get_state()
+    except ImportError:  # numpy is optional for the trainer itself
+        pass
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy
+
+        numpy.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    output_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    trainer_state: dict[str, Any],
+    save_total_limit: int | None = None,
+) -> Path:
+    """Write `output_dir/checkpoint-<step>` atomically and prune old checkpoints.
+
+    Returns:
+        The path of the complete checkpoint.
+    """
+    from safetensors.torch import save_file
+
+    output_dir = Path(output_dir)
+    final = output_dir / f"checkpoint-{step}"
+    tmp = output_dir / f".tmp-checkpoint-{step}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    weights = {name: param.detach().cpu().contiguous() for name, param in trainable_parameters(model).items()}
+    save_file(weights, str(tmp / WEIGHTS_FILE))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(capture_rng_state(), tmp / "rng.pt")
+    _write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
+    if final.exists():  # a re-run of the same step replaces the older copy
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(output_dir)
+    prune_checkpoints(output_dir, save_total_limit)
+    logger.info("saved checkpoint %s", final)
+    return final
+
+
+def find_latest_checkpoint(output_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None. Temporary folders and folders
+    missing a file (copied by hand, or from another version) are skipped with a warning."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    for path in sorted(_checkpoint_dirs(output_dir), key=_step_of, reverse=True):
+        if is_complete(path):
+            return path
+        logger.warning("ignoring incomplete checkpoint %s", path)
+    return None
+
+
+def is_complete(path: Path) -> bool:
+    names = {WEIGHTS_FILE, "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE}
+    return all((path / name).is_file() for name in names)
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG states; return the trainer state.
+
+    Raises:
+        ValueError: the checkpoint's parameters do not match the model's trainable ones
+            (a different model or LoRA setting than the run that wrote it).
+    """
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(path) / WEIGHTS_FILE))
+    params = trainable_parameters(model)
+    if set(weights) != set(params):
+        missing, extra = sorted(set(params) - set(weights))[:3], sorted(set(weights) - set(params))[:3]
+        raise ValueError(
+            f"checkpoint {path} does not match this model (missing {missing}, unexpected {extra}); "
+            "resume with the same model and LoRA settings, or start a new output_dir"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(weights[name].to(param.device, param.dtype))
+    device = next(iter(params.values())).device if params else torch.device("cpu")
+    optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", map_location=device, weights_only=True))
+    scheduler.load_state_dict(torch.load(Path(path) / "scheduler.pt", weights_only=True))
+    restore_rng_state(torch.load(Path(path) / "rng.pt", weights_only=False))
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def prune_checkpoints(output_dir: Path, keep: int | None) -> None:
+    """Delete the oldest complete checkpoints beyond `keep` (None keeps all)."""
+    if keep is None:
+        return
+    complete = sorted((p for p in _checkpoint_dirs(output_dir) if is_complete(p)), key=_step_of)
+    for path in complete[: max(len(complete) - keep, 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _checkpoint_dirs(output_dir: Path) -> list[Path]:
+    return [p for p in Path(output_dir).iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)]
+
+
+def _step_of(path: Path) -> int:
+    return int(CHECKPOINT_PATTERN.match(path.name).group(1))
+
+
+def _write_json_synced(path: Path, data: dict[str, Any]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_model_atomic(model: torch.nn.Module, tokenizer: Any, path: Path, merge_lora: bool = False) -> Path:
+    """Save weights (safetensors) and tokenizer into `path`, replacing it only when complete.
+
+    A peft model saves its adapter; with `merge_lora` the folder instead holds the merged
+    full model (loadable without peft) and the adapter goes to `path/adapter`.
+    """
+    import copy
+
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    is_peft = hasattr(model, "peft_config")
+    if is_peft and merge_lora:
+        merged = copy.deepcopy(model).merge_and_unload()  # the training model keeps its adapter
+        merged.save_pretrained(tmp)
+        model.save_pretrained(tmp / "adapter")
+    else:
+        model.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    logger.info("saved the %s to %s", "merged model and adapter" if is_peft and merge_lora else "model", path)
+    return path

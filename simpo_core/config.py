@@ -1,0 +1,167 @@
+"""SimPO training configuration: one pydantic model, every field constrained and described.
+
+A typo fails at once (`extra="forbid"`), and field names stay compatible with the SimPO
+usage people already copy (`SimPOConfig(beta=2.0, gamma=1.0, lr=1e-6, batch_size=4)`).
+Named presets (the paper's per-model settings and the embedded `tiny` model's) live in
+`simpo_core.presets`.
+"""
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simpo_core.errors import ConfigError
+
+
+class LoraSettings(BaseModel):
+    """Low-rank adapters (peft): train small matrices beside frozen base weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, le=1024, description="Rank of the adapter matrices.")
+    alpha: float = Field(32.0, gt=0, description="Scaling numerator: the adapter output is multiplied by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input while training.")
+    target_modules: list[str] | str = Field(
+        "all-linear",
+        description="Module names to adapt (e.g. [q_proj, v_proj]) or 'all-linear' for every linear layer but the output head.",
+    )
+    merge_on_save: bool = Field(
+        True,
+        description="save_model writes a merged full model (loadable without peft) and the adapter in its 'adapter' subfolder; "
+        "when False it writes the adapter only.",
+    )
+
+
+class SimPOConfig(BaseModel):
+    """Hyperparameters of a SimPO run. Defaults are the paper's for 7-8B models."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- the SimPO objective -------------------------------------------------------------
+    beta: float = Field(2.0, gt=0, description="Reward scale β: reward = β × mean token log-prob of the response.")
+    gamma: float = Field(1.0, ge=0, description="Target reward margin γ, absolute (the paper's and the seed's gamma).")
+    gamma_beta_ratio: float | None = Field(
+        None, ge=0, description="Alternative to gamma: γ = β × ratio. Do not set gamma at the same time."
+    )
+    loss_type: Literal["sigmoid", "hinge"] = Field("sigmoid", description="sigmoid: −logσ(z) (the paper's); hinge: relu(1 − z).")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="ε: assumed probability that a preference label is flipped (sigmoid loss only)."
+    )
+    sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT term: token-mean NLL of the chosen responses.")
+
+    # --- optimisation --------------------------------------------------------------------
+    lr: float = Field(1e-6, gt=0, description="Peak learning rate of AdamW (1e-6 suits 7-8B models).")
+    batch_size: int = Field(4, ge=1, description="Pairs per micro-batch (each pair is two sequences in one forward).")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    num_epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (fractions allowed); ignored when max_steps >= 0.")
+    max_steps: int = Field(-1, ge=-1, description="Optimizer steps to run; -1 derives them from num_epochs, 0 trains nothing.")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Fraction of the steps over which the learning rate rises linearly from 0.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="Learning-rate decay after warmup.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; null disables clipping.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (matrices only; biases and norms never decay).")
+    seed: int = Field(42, ge=0, description="Seed for data order, dropout and adapter initialisation.")
+
+    # --- sequences -----------------------------------------------------------------------
+    max_length: int = Field(512, ge=2, description="Maximum tokens of prompt + response; longer pairs are truncated.")
+    max_prompt_length: int = Field(256, ge=1, description="Prompt tokens kept (the end) when a pair is too long; must be < max_length.")
+
+    # --- output, checkpoints, logging ----------------------------------------------------
+    output_dir: Path = Field(Path("outputs/simpo"), description="Folder for checkpoints and the final model.")
+    save_steps: int = Field(100, ge=0, description="Write a resumable checkpoint every this many steps; 0 disables checkpoints.")
+    save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints (oldest removed); null keeps all.")
+    logging_steps: int = Field(10, ge=1, description="Log and report training metrics every this many steps.")
+    eval_steps: int = Field(0, ge=0, description="Evaluate on eval_dataset every this many steps; 0 evaluates at the end only.")
+    eval_batch_size: int = Field(16, ge=1, description="Pairs per batch when evaluating.")
+
+    # --- model handling ------------------------------------------------------------------
+    lora: LoraSettings | None = Field(None, description="LoRA adapters; null fine-tunes every weight.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
+    bf16: bool | None = Field(None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32).")
+    trust_remote_code: bool = Field(False, description="Run code shipped with a hub model when loading it (off for safety).")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "SimPOConfig":
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length "
+                f"({self.max_length}) so that every response keeps at least one token"
+            )
+        if self.loss_type == "hinge" and self.label_smoothing:
+            raise ValueError("label_smoothing applies to the sigmoid loss only; set it to 0 or use loss_type: sigmoid")
+        if self.gamma_beta_ratio is not None:
+            implied = self.beta * self.gamma_beta_ratio
+            if "gamma" in self.model_fields_set and not math.isclose(self.gamma, implied, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(
+                    f"set either gamma ({self.gamma}) or gamma_beta_ratio ({self.gamma_beta_ratio}), not both: "
+                    f"the ratio implies gamma = beta × ratio = {implied}"
+                )
+            # Store the effective margin so every reader of `gamma` sees the same number.
+            object.__setattr__(self, "gamma", implied)
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Pairs per optimizer step (one process)."""
+        return self.batch_size * self.gradient_accumulation_steps
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "SimPOConfig":
+        """Validate a mapping, turning pydantic's report into a ConfigError that names each bad key."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error, source)) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "SimPOConfig":
+        """Read a YAML file whose top level holds SimPOConfig fields.
+
+        Raises:
+            ConfigError: the file is missing, not a mapping, or holds an unknown or bad value.
+        """
+        values = read_yaml_mapping(path)
+        return cls.from_dict(values, source=str(path))
+
+    @classmethod
+    def for_tiny(cls, **overrides: Any) -> "SimPOConfig":
+        """Hyperparameters that train the embedded `tiny` model from scratch (large lr)."""
+        from simpo_core.presets import preset_values
+
+        return cls.from_dict({**preset_values("tiny"), **overrides}, source="tiny preset")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "SimPOConfig":
+        """A named preset (see `simpo_core.presets.PRESETS`) with field overrides."""
+        from simpo_core.presets import preset_values
+
+        return cls.from_dict({**preset_values(name), **overrides}, source=f"preset {name!r}")
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Load a YAML file that must contain a mapping at the top level."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(values).__name__}")
+    return values
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: `key: what is wrong` (unknown keys are named as such)."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}: check its spelling against the documented fields")
+        else:
+            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r:.60})")
+    return f"invalid {source}:\n  " + "\n  ".join(lines)

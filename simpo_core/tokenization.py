@@ -1,0 +1,153 @@
+"""Turn preference pairs into token ids, truncate them, and collate them for one forward.
+
+A pair becomes two sequences that share the prompt:
+
+    prompt ids  = the chat template rendered with a generation prompt (BOS once, if any)
+    chosen ids  = prompt ids + response ids + EOS (EOS once)
+    rejected ids likewise
+
+When `len(prompt) + len(longer response) > max_length`, the prompt keeps its last
+`max_prompt_length` tokens (the end is what the model answers; a leading BOS is kept),
+then each response is cut to fit `max_length`. Both sequences of a pair keep the same
+prompt. A response with no token left is an error naming the row, never a 0/0 NaN later.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from simpo_core.errors import DataError
+from simpo_core.loss import IGNORE_INDEX
+from simpo_core.schema import Message, to_canonical
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    """Token ids of one pair after truncation (lists of ints)."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def render_prompt_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
+    """Prompt token ids: the chat template with a generation prompt, BOS exactly once.
+
+    Without a chat template the turns are joined as `role: content` lines and the reply is
+    cued with `assistant:`.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        while ids and ids[0] == bos:  # a template may render its own BOS; keep one
+            ids.pop(0)
+        ids.insert(0, bos)
+    return ids
+
+
+def response_ids(tokenizer: Any, text: str) -> list[int]:
+    """Response token ids followed by EOS exactly once (when the tokenizer has one)."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if eos is not None:
+        while ids and ids[-1] == eos:
+            ids.pop()
+        ids.append(eos)
+    return ids
+
+
+def truncate_pair(
+    prompt: list[int],
+    chosen: list[int],
+    rejected: list[int],
+    max_length: int,
+    max_prompt_length: int,
+    keep_first: bool = False,
+) -> tuple[list[int], list[int], list[int]]:
+    """Fit `prompt + response` into `max_length` for both responses of a pair.
+
+    First, only when the pair is too long, the prompt keeps its last `max_prompt_length`
+    tokens (`keep_first` also keeps its first token, a BOS, within that budget); then each
+    response keeps its first `max_length - len(prompt)` tokens.
+    """
+    if len(prompt) + max(len(chosen), len(rejected)) > max_length and len(prompt) > max_prompt_length:
+        head = prompt[:1] if keep_first and max_prompt_length > 1 else []
+        prompt = head + prompt[len(prompt) - (max_prompt_length - len(head)) :]
+    room = max(max_length - len(prompt), 0)
+    return prompt, chosen[:room], rejected[:room]
+
+
+def encode_pair(tokenizer: Any, row: Mapping[str, Any], max_length: int, max_prompt_length: int, index: int = 0) -> EncodedPair:
+    """Tokenize and truncate one canonical or flat row.
+
+    Raises:
+        DataError: the row cannot be read as a pair, or a response has no token left after
+            truncation (the message names the row index and the lengths).
+    """
+    try:
+        pair = to_canonical(row)
+    except (KeyError, TypeError) as error:
+        raise DataError(f"row {index}: not a preference pair ({error}); it needs prompt, chosen and rejected") from None
+    prompt = render_prompt_ids(tokenizer, pair["prompt"])
+    if not prompt:
+        raise DataError(f"row {index}: the prompt renders to no tokens; give it text or a chat template that renders it")
+    chosen = response_ids(tokenizer, pair["chosen"])
+    rejected = response_ids(tokenizer, pair["rejected"])
+    full_prompt_length = len(prompt)
+    keep_bos = tokenizer.bos_token_id is not None
+    prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt_length, keep_bos)
+    for name, ids in (("chosen", chosen), ("rejected", rejected)):
+        if not ids:
+            raise DataError(
+                f"row {index}: the {name} response is empty after truncation (prompt {full_prompt_length} tokens, "
+                f"kept {len(prompt)}; max_length {max_length}, max_prompt_length {max_prompt_length}); "
+                "give it text, or lower max_prompt_length / raise max_length"
+            )
+    return EncodedPair(prompt, chosen, rejected)
+
+
+def encode_pairs(tokenizer: Any, rows: Iterable[Mapping[str, Any]], max_length: int, max_prompt_length: int) -> list[EncodedPair]:
+    """`encode_pair` over rows, in order; the first bad row raises a DataError naming it."""
+    return [encode_pair(tokenizer, row, max_length, max_prompt_length, index) for index, row in enumerate(rows)]
+
+
+def rows_from(data: Any) -> list[dict[str, Any]]:
+    """Rows as a list of dicts from a list of mappings, a pandas DataFrame or a datasets.Dataset."""
+    if data is None:
+        return []
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas DataFrame
+        return data.to_dict(orient="records")
+    if hasattr(data, "column_names") and hasattr(data, "to_list"):  # datasets.Dataset
+        return data.to_list()
+    rows = list(data)
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DataError(f"row {index}: expected a mapping with prompt, chosen and rejected, got {type(row).__name__}")
+    return [dict(row) for row in rows]
+
+
+def collate_pairs(pairs: Sequence[EncodedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad B pairs into one `(2B, T)` batch: rows 0..B-1 chosen, rows B..2B-1 rejected.
+
+    Returns:
+        `input_ids` `(2B, T)` right-padded with `pad_token_id`; `attention_mask` `(2B, T)`;
+        `labels` `(2B, T)` equal to `input_ids` on response tokens and `IGNORE_INDEX` on
+        prompt and padding.
+    """
+    sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    width = max(len(prompt) + len(response) for prompt, response in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, (prompt, response) in enumerate(sequences):
+        ids = torch.tensor(prompt + response, dtype=torch.long)
+        input_ids[row, : len(ids)] = ids
+        labels[row, len(prompt) : len(ids)] = ids[len(prompt) :]
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

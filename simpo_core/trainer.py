@@ -1,0 +1,354 @@
+"""SimPOTrainer: exact SimPO, one forward per micro-batch, resumable, optional LoRA.
+
+Reads top to bottom: setup (datasets encoded once, so bad rows fail before training),
+the objective, one optimizer step, the training loop, evaluation, saving.
+
+Data order is a pure function of (seed, epoch): micro-batch m of the stream is slice
+m % per_epoch of the permutation for epoch m // per_epoch. Optimizer step s consumes
+micro-batches [s·A, (s+1)·A) with A = gradient_accumulation_steps, so the step number
+alone is the data position, and a resumed run sees exactly the batches it would have seen.
+"""
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from simpo_core import checkpoint
+from simpo_core.config import SimPOConfig
+from simpo_core.errors import ConfigError, SimpoError
+from simpo_core.logps import model_device, pair_logps
+from simpo_core.loss import simpo_loss
+from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[str, int, dict[str, float]], None]
+METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+
+
+class TrainingDivergedError(SimpoError):
+    """The loss or gradient norm became NaN or infinite."""
+
+
+class SimPOTrainer:
+    """Train a causal LM with SimPO.
+
+    Args:
+        model: a transformers causal LM (or a peft model).
+        config: hyperparameters; `config.lora` wraps the model in LoRA adapters.
+        tokenizer: the model's tokenizer (pad token required).
+        train_dataset, eval_dataset: list of dicts, pandas DataFrame or datasets.Dataset in
+            the canonical or flat layout.
+        callbacks: `callback(event, step, metrics)` with event in log, eval, checkpoint, end.
+
+    Raises:
+        ConfigError: no tokenizer, no pad token, or nothing trainable.
+        DataError: a row is not a pair or a response is empty after truncation.
+    """
+
+    def __init__(self, model: Any, config: SimPOConfig | None = None, tokenizer: Any = None,
+                 train_dataset: Any = None, eval_dataset: Any = None, callbacks: Sequence[Callback] | None = None) -> None:
+        self.config = config or SimPOConfig()
+        if tokenizer is None or tokenizer.pad_token_id is None:
+            raise ConfigError("SimPOTrainer needs the model's tokenizer with a pad token; load both with load_model_and_tokenizer")
+        self.tokenizer = tokenizer
+        self.callbacks = list(callbacks or [])
+        self.model = self._prepare_model(model)
+        self.train_pairs = self._encode(train_dataset)
+        self.eval_pairs = self._encode(eval_dataset)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.last_metrics: dict[str, float] = {}
+        self._window: dict[str, float] = {}
+        self._order: tuple[int, list[int]] = (-1, [])
+        self._epoch = 0.0
+
+    # --- setup ---------------------------------------------------------------------------
+    def _prepare_model(self, model: Any) -> Any:
+        if self.config.lora is not None and not hasattr(model, "peft_config"):
+            from peft import LoraConfig, get_peft_model
+
+            lora = self.config.lora
+            torch.manual_seed(self.config.seed)  # adapter initialisation is reproducible
+            model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                     target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+        if not checkpoint.trainable_parameters(model):
+            raise ConfigError("the model has no trainable parameters; unfreeze it or set lora")
+        if self.config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if torch.cuda.is_available() and model_device(model).type == "cpu":
+            model = model.to("cuda")
+        return model
+
+    def _encode(self, dataset: Any) -> list[EncodedPair]:
+        return encode_pairs(self.tokenizer, rows_from(dataset), self.config.max_length, self.config.max_prompt_length)
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    def _autocast(self):
+        enabled = self.config.bf16
+        if enabled is None:
+            enabled = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+    @property
+    def micro_batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train_pairs) / self.config.batch_size)
+
+    def total_steps(self) -> int:
+        """Optimizer steps of this run: max_steps, or num_epochs worth of micro-batches."""
+        if self.config.max_steps >= 0:
+            return self.config.max_steps
+        return math.ceil(self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps)
+
+    def _setup_optimization(self, total_steps: int) -> None:
+        params = checkpoint.trainable_parameters(self.model).values()
+        decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not
+        no_decay = [p for p in checkpoint.trainable_parameters(self.model).values() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor_schedule(self.config, total_steps))
+
+    # --- the objective -------------------------------------------------------------------
+    def _objective(self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """This micro-batch's share of the step loss, and its shares of the step metrics.
+
+        Dividing by the step's pair and token counts (not the micro-batch's) makes the sum
+        over micro-batches equal the loss of the whole step computed at once.
+        """
+        c = self.config
+        chosen_avg = out["chosen_logps"] / out["chosen_lengths"]
+        rejected_avg = out["rejected_logps"] / out["rejected_lengths"]
+        losses, chosen_rewards, rejected_rewards = simpo_loss(chosen_avg, rejected_avg, c.beta, c.gamma, c.label_smoothing, c.loss_type)
+        loss = losses.sum() / n_pairs
+        if c.sft_weight:
+            loss = loss + c.sft_weight * -out["chosen_logps"].sum() / n_chosen_tokens
+        margins = chosen_rewards - rejected_rewards
+        shares = {
+            "loss": loss.item(),
+            "rewards/chosen": chosen_rewards.sum().item() / n_pairs,
+            "rewards/rejected": rejected_rewards.sum().item() / n_pairs,
+            "rewards/margins": margins.sum().item() / n_pairs,
+            "rewards/accuracies": (margins > 0).sum().item() / n_pairs,
+            "logps/chosen": chosen_avg.detach().sum().item() / n_pairs,
+            "logps/rejected": rejected_avg.detach().sum().item() / n_pairs,
+        }
+        return loss, shares
+
+    def compute_loss(self, chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
+                     chosen_len: torch.Tensor, rejected_len: torch.Tensor) -> torch.Tensor:
+        """Mean SimPO loss (plus the SFT term when `sft_weight` > 0) of a batch.
+
+        Args:
+            chosen_logps, rejected_logps: `(B,)` summed response log-probs.
+            chosen_len, rejected_len: `(B,)` response token counts.
+
+        Returns:
+            Scalar tensor, differentiable with respect to the log-probs.
+        """
+        out = {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps,
+               "chosen_lengths": chosen_len, "rejected_lengths": rejected_len}
+        return self._objective(out, chosen_logps.shape[0], int(chosen_len.sum()))[0]
+
+    # --- one optimizer step --------------------------------------------------------------
+    def _accumulate(self, pairs: Sequence[EncodedPair], backward: bool) -> dict[str, float]:
+        """Forward (and backward) every micro-batch of `pairs`; return the step's metrics."""
+        size = self.config.batch_size if backward else self.config.eval_batch_size
+        n_tokens = sum(len(p.chosen_ids) for p in pairs)
+        totals = dict.fromkeys(METRIC_NAMES, 0.0)
+        for start in range(0, len(pairs), size):
+            batch = collate_pairs(pairs[start : start + size], self.tokenizer.pad_token_id)
+            with self._autocast(), (nullcontext() if backward else torch.no_grad()):
+                out = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
+            loss, shares = self._objective(out, len(pairs), n_tokens)
+            if not math.isfinite(shares["loss"]):
+                self._diverged(f"the loss is {shares['loss']}")
+            if backward:
+                loss.backward()
+            for key, value in shares.items():
+                totals[key] += value
+        return totals
+
+    def _optimizer_step(self, pairs: Sequence[EncodedPair]) -> dict[str, float]:
+        lr = self.scheduler.get_last_lr()[0]
+        metrics = self._accumulate(pairs, backward=True)
+        params = list(checkpoint.trainable_parameters(self.model).values())
+        max_norm = self.config.max_grad_norm or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        if not math.isfinite(grad_norm):
+            self._diverged(f"the gradient norm is {grad_norm}")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {**metrics, "grad_norm": grad_norm, "lr": lr}
+
+    def _diverged(self, what: str) -> None:
+        raise TrainingDivergedError(
+            f"training diverged at step {self.global_step + 1}: {what}. Last logged metrics: {self.last_metrics or 'none yet'}. "
+            "Lower lr, keep max_grad_norm set, or check the data."
+        )
+
+    def train_step(self, batch: Sequence[Any]) -> float:
+        """One optimizer step on `batch` (rows or encoded pairs), split into micro-batches of
+        `batch_size` whose gradients accumulate. Returns the step's loss."""
+        batch = list(batch)
+        pairs = batch if all(isinstance(p, EncodedPair) for p in batch) else self._encode(batch)
+        if self.optimizer is None:
+            self._setup_optimization(max(self.total_steps(), 1))
+        self.model.train()
+        metrics = self._optimizer_step(pairs)
+        self.global_step += 1
+        return metrics["loss"]
+
+    # --- the training loop ---------------------------------------------------------------
+    def _step_pairs(self, step: int) -> tuple[list[EncodedPair], float]:
+        """The pairs of optimizer step `step` (0-based) and the epoch reached after it."""
+        per_epoch, size = self.micro_batches_per_epoch, self.config.batch_size
+        accumulation = self.config.gradient_accumulation_steps
+        pairs: list[EncodedPair] = []
+        for micro in range(step * accumulation, (step + 1) * accumulation):
+            epoch, slot = divmod(micro, per_epoch)
+            order = self._epoch_order(epoch)
+            pairs.extend(self.train_pairs[i] for i in order[slot * size : (slot + 1) * size])
+        return pairs, (step + 1) * accumulation / per_epoch
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        """The shuffled pair order of `epoch`: a function of (seed, epoch) only."""
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.config.seed + epoch)
+            self._order = (epoch, torch.randperm(len(self.train_pairs), generator=generator).tolist())
+        return self._order[1]
+
+    def train(self, resume: bool = False) -> list[dict[str, float]]:
+        """Run training; return the history of logged (and eval_-prefixed) metrics.
+
+        Args:
+            resume: continue from the newest complete checkpoint in `output_dir` (starts
+                fresh, with a warning, when there is none).
+        """
+        total = self.total_steps()
+        if total > 0 and not self.train_pairs:
+            raise ConfigError("train_dataset is empty; give SimPOTrainer at least one pair or set max_steps: 0")
+        self._setup_optimization(max(total, 1))
+        torch.manual_seed(self.config.seed)
+        self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], {}
+        if resume:
+            self._resume()
+        logger.info("training %d steps (%d pairs, %d per step, lr %g)", total, len(self.train_pairs), self.config.effective_batch_size, self.config.lr)
+        self.model.train()
+        while self.global_step < total:
+            pairs, epoch = self._step_pairs(self.global_step)
+            metrics = self._optimizer_step(pairs)
+            self.global_step, self._epoch = self.global_step + 1, round(epoch, 4)
+            self._add_to_window(metrics)
+            if self.global_step % self.config.logging_steps == 0 or self.global_step == total:
+                self._log_window()
+            if self.config.eval_steps and self.global_step % self.config.eval_steps == 0 and self.eval_pairs:
+                self._record_eval()
+            if self.config.save_steps and self.global_step % self.config.save_steps == 0:
+                self.save_checkpoint()
+        if self.eval_pairs and not (self.config.eval_steps and total and total % self.config.eval_steps == 0):
+            self._record_eval()
+        self._notify("end", {**self.last_metrics, **self._last_eval()})
+        return self.history
+
+    def _add_to_window(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self._window[key] = self._window.get(key, 0.0) + value
+        self._window["_steps"] = self._window.get("_steps", 0.0) + 1
+
+    def _log_window(self) -> None:
+        steps = self._window.pop("_steps")
+        lr = self._window.pop("lr") / steps
+        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **{k: v / steps for k, v in self._window.items()}}
+        self._window = {}
+        self.history.append(entry)
+        self.last_metrics = entry
+        logger.info("step %d/%d  loss %.4f  acc %.3f  margin %.3f  lr %.3g", self.global_step, self.total_steps(),
+                    entry["loss"], entry["rewards/accuracies"], entry["rewards/margins"], lr)
+        self._notify("log", entry)
+
+    def _record_eval(self) -> None:
+        lr = self.scheduler.get_last_lr()[0] if self.scheduler else self.config.lr
+        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **self.evaluate()}
+        self.history.append(entry)
+        logger.info("step %d  eval_loss %.4f  eval_acc %.3f", self.global_step, entry["eval_loss"], entry["eval_rewards/accuracies"])
+        self._notify("eval", entry)
+
+    def _last_eval(self) -> dict[str, float]:
+        return next((e for e in reversed(self.history) if "eval_loss" in e and e["step"] == self.global_step), {})
+
+    def _notify(self, event: str, metrics: dict[str, float]) -> None:
+        for callback in self.callbacks:
+            callback(event, self.global_step, dict(metrics))
+
+    # --- evaluation ----------------------------------------------------------------------
+    def evaluate(self, dataset: Any = None) -> dict[str, float]:
+        """SimPO metrics on `dataset` (or the eval_dataset), `eval_`-prefixed, in eval mode.
+
+        Raises:
+            ConfigError: neither a dataset nor an eval_dataset was given.
+        """
+        pairs = self._encode(dataset) if dataset is not None else self.eval_pairs
+        if not pairs:
+            raise ConfigError("nothing to evaluate: pass a dataset or give SimPOTrainer an eval_dataset")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            metrics = self._accumulate(pairs, backward=False)
+        finally:
+            self.model.train(was_training)
+        return {f"eval_{key}": value for key, value in metrics.items()}
+
+    # --- saving and resuming -------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {"history": self.history, "window": self._window, "last_metrics": self.last_metrics, "epoch": self._epoch,
+                 "config": self.config.model_dump(mode="json")}
+        checkpoint.save_checkpoint(self.config.output_dir, self.global_step, self.model, self.optimizer,
+                                   self.scheduler, state, self.config.save_total_limit)
+        self._notify("checkpoint", self.last_metrics)
+
+    def _resume(self) -> None:
+        path = checkpoint.find_latest_checkpoint(self.config.output_dir)
+        if path is None:
+            logger.warning("no complete checkpoint in %s; starting from step 0", self.config.output_dir)
+            return
+        state = checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        self.global_step, self.history = state["step"], state["history"]
+        self._window, self.last_metrics, self._epoch = state["window"], state["last_metrics"], state["epoch"]
+        logger.info("resumed from %s (step %d)", path, self.global_step)
+
+    def save_model(self, path: str | None = None) -> str:
+        """Write the model (safetensors) and tokenizer to `path` (default `output_dir/final`).
+
+        With LoRA: the adapter, or, when `lora.merge_on_save`, the merged full model plus
+        the adapter in `path/adapter`. Returns the path.
+        """
+        target = path or self.config.output_dir / "final"
+        merge = self.config.lora is not None and self.config.lora.merge_on_save
+        return str(checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge))
+
+
+def lr_factor_schedule(config: SimPOConfig, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of `lr` at each step: linear warmup from 0, then linear, cosine or constant."""
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        progress = (step - warmup) / max(total_steps - warmup, 1)
+        if config.lr_scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        if config.lr_scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return 1.0
+
+    return factor
