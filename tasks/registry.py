@@ -51,7 +51,9 @@ def register_model_task(model_dir: str, name: str, tracking_uri: str, run_id: st
                 name=MODEL_ARTIFACT, python_model=str(SERVING_CODE), artifacts={"model_dir": model_dir},
                 pip_requirements=serving_requirements(),
             )
-        version = client.create_model_version(name=_ensure_registered(client, name), source=info.model_uri, run_id=run_id).version
+        version = client.create_model_version(
+            name=_ensure_registered(client, name), source=info.model_uri, run_id=run_id, model_id=info.model_id
+        ).version
         logger.info("registered %r version %s", name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     for key in ("reward_accuracy", "length_controlled_accuracy", "reward_margin"):
