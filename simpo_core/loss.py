@@ -115,12 +115,49 @@ def sft_nll(chosen_logps_sum: torch.Tensor, chosen_lengths: torch.Tensor) -> tor
     return -chosen_logps_sum.sum() / chosen_lengths.sum().clamp(min=1)
 
 
-def pair_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict[str, float]:
-    """TRL-named reward metrics of a batch: means of `(B,)` rewards, strict-win accuracy."""
+def simpo_objective(
+    out: dict[str, torch.Tensor],
+    *,
+    beta: float,
+    gamma: float,
+    label_smoothing: float = 0.0,
+    loss_type: LossType = "sigmoid",
+    sft_weight: float = 0.0,
+    n_pairs: int | None = None,
+    n_chosen_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective of a batch and its TRL-named metrics, from summed log-probs.
+
+    Args:
+        out: `chosen_logps`, `rejected_logps` (`(B,)` summed response log-probs) and
+            `chosen_lengths`, `rejected_lengths` (`(B,)` response token counts).
+        beta, gamma, label_smoothing, loss_type: as in `simpo_loss`.
+        sft_weight: weight of the token-mean NLL of the chosen responses.
+        n_pairs, n_chosen_tokens: the divisors; default to this batch's. A micro-batch of a
+            larger step passes the step's counts, so that the sum over its micro-batches
+            equals the loss (and metrics) of the whole step computed at once.
+
+    Returns:
+        `(loss, metrics)`: scalar loss (sum of pair losses / n_pairs, plus the SFT term) and
+        `loss`, `rewards/{chosen,rejected,margins,accuracies}`, `logps/{chosen,rejected}`,
+        each summed over the batch and divided by `n_pairs`. Accuracy counts strict wins.
+    """
+    n_pairs = n_pairs or out["chosen_logps"].shape[0]
+    chosen_avg = out["chosen_logps"] / out["chosen_lengths"]
+    rejected_avg = out["rejected_logps"] / out["rejected_lengths"]
+    losses, chosen_rewards, rejected_rewards = simpo_loss(chosen_avg, rejected_avg, beta, gamma, label_smoothing, loss_type)
+    loss = losses.sum() / n_pairs
+    if sft_weight:
+        tokens = n_chosen_tokens or out["chosen_lengths"].sum().clamp(min=1)
+        loss = loss + sft_weight * -out["chosen_logps"].sum() / tokens
     margins = chosen_rewards - rejected_rewards
-    return {
-        "rewards/chosen": chosen_rewards.mean().item(),
-        "rewards/rejected": rejected_rewards.mean().item(),
-        "rewards/margins": margins.mean().item(),
-        "rewards/accuracies": (margins > 0).float().mean().item(),
+    metrics = {
+        "loss": loss.item(),
+        "rewards/chosen": chosen_rewards.sum().item() / n_pairs,
+        "rewards/rejected": rejected_rewards.sum().item() / n_pairs,
+        "rewards/margins": margins.sum().item() / n_pairs,
+        "rewards/accuracies": (margins > 0).sum().item() / n_pairs,
+        "logps/chosen": chosen_avg.detach().sum().item() / n_pairs,
+        "logps/rejected": rejected_avg.detach().sum().item() / n_pairs,
     }
+    return loss, metrics

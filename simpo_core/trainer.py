@@ -9,6 +9,7 @@ micro-batches [s·A, (s+1)·A) with A = gradient_accumulation_steps, so the step
 alone is the data position, and a resumed run sees exactly the batches it would have seen.
 """
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from simpo_core import checkpoint
 from simpo_core.config import SimPOConfig
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.logps import model_device, pair_logps
-from simpo_core.loss import simpo_loss
+from simpo_core.loss import simpo_objective
 from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
@@ -110,38 +111,20 @@ class SimPOTrainer:
         return math.ceil(self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps)
 
     def _setup_optimization(self, total_steps: int) -> None:
-        params = checkpoint.trainable_parameters(self.model).values()
+        params = list(checkpoint.trainable_parameters(self.model).values())
         decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not
-        no_decay = [p for p in checkpoint.trainable_parameters(self.model).values() if p.dim() < 2]
+        no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor_schedule(self.config, total_steps))
+        schedule = functools.partial(self.config.lr_multiplier, total_steps=total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
     # --- the objective -------------------------------------------------------------------
     def _objective(self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """This micro-batch's share of the step loss, and its shares of the step metrics.
-
-        Dividing by the step's pair and token counts (not the micro-batch's) makes the sum
-        over micro-batches equal the loss of the whole step computed at once.
-        """
+        """This micro-batch's share of the step loss and metrics (see `loss.simpo_objective`)."""
         c = self.config
-        chosen_avg = out["chosen_logps"] / out["chosen_lengths"]
-        rejected_avg = out["rejected_logps"] / out["rejected_lengths"]
-        losses, chosen_rewards, rejected_rewards = simpo_loss(chosen_avg, rejected_avg, c.beta, c.gamma, c.label_smoothing, c.loss_type)
-        loss = losses.sum() / n_pairs
-        if c.sft_weight:
-            loss = loss + c.sft_weight * -out["chosen_logps"].sum() / n_chosen_tokens
-        margins = chosen_rewards - rejected_rewards
-        shares = {
-            "loss": loss.item(),
-            "rewards/chosen": chosen_rewards.sum().item() / n_pairs,
-            "rewards/rejected": rejected_rewards.sum().item() / n_pairs,
-            "rewards/margins": margins.sum().item() / n_pairs,
-            "rewards/accuracies": (margins > 0).sum().item() / n_pairs,
-            "logps/chosen": chosen_avg.detach().sum().item() / n_pairs,
-            "logps/rejected": rejected_avg.detach().sum().item() / n_pairs,
-        }
-        return loss, shares
+        return simpo_objective(out, beta=c.beta, gamma=c.gamma, label_smoothing=c.label_smoothing, loss_type=c.loss_type,
+                               sft_weight=c.sft_weight, n_pairs=n_pairs, n_chosen_tokens=n_chosen_tokens)
 
     def compute_loss(self, chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
                      chosen_len: torch.Tensor, rejected_len: torch.Tensor) -> torch.Tensor:
@@ -336,19 +319,3 @@ class SimPOTrainer:
         merge = self.config.lora is not None and self.config.lora.merge_on_save
         return str(checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge))
 
-
-def lr_factor_schedule(config: SimPOConfig, total_steps: int) -> Callable[[int], float]:
-    """Multiplier of `lr` at each step: linear warmup from 0, then linear, cosine or constant."""
-    warmup = math.ceil(config.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / warmup
-        progress = (step - warmup) / max(total_steps - warmup, 1)
-        if config.lr_scheduler == "linear":
-            return max(0.0, 1.0 - progress)
-        if config.lr_scheduler == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return 1.0
-
-    return factor
