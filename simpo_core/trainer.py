@@ -305,6 +305,10 @@ class SimPOTrainer:
             logger.warning("no complete checkpoint in %s; starting from step 0", self.config.output_dir)
             return
         state = checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        now = self.config.model_dump(mode="json")
+        changed = sorted(k for k, v in state.get("config", {}).items() if k != "output_dir" and now.get(k) != v)
+        if changed:
+            logger.warning("resuming with changed settings %s: data order and schedule follow the new values", changed)
         self.global_step, self.history = state["step"], state["history"]
         self._window, self.last_metrics, self._epoch = state["window"], state["last_metrics"], state["epoch"]
         logger.info("resumed from %s (step %d)", path, self.global_step)
