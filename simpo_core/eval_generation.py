@@ -118,18 +118,6 @@ def sample_prompts(prompts: Sequence[list[Message]], count: int, seed: int = 0) 
     return [unique[key] for key in chosen]
 
 
-def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
-    """The prompt text ending where the assistant's answer starts.
-
-    Uses the tokenizer's chat template with `add_generation_prompt=True`; without a
-    template, the turns are joined as "role: content" lines followed by "assistant: ".
-    """
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    turns = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-    return turns + "assistant: "
-
-
 def generate_responses(
     model: Any,
     tokenizer: Any,
@@ -147,7 +135,8 @@ def generate_responses(
 
     Args:
         prompts: chat prompts (lists of `{"role", "content"}`); rendered with the chat
-            template and the generation prompt, left-truncated to `max_prompt_length` tokens.
+            template and the generation prompt exactly as training renders them
+            (`tokenization.render_prompt_ids`), keeping the last `max_prompt_length` tokens.
         do_sample: sample (temperature, top-p) when True, greedy otherwise.
         seed: sampling seed; the global torch RNG is restored afterwards.
 
@@ -157,20 +146,22 @@ def generate_responses(
     """
     import torch
 
+    from simpo_core.tokenization import render_prompt_ids
+
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    texts = [render_prompt(tokenizer, messages) for messages in prompts]
+    bos = tokenizer.bos_token_id
+    prompt_ids = [_keep_last(render_prompt_ids(tokenizer, messages), max_prompt_length, bos) for messages in prompts]
     results: list[Generation] = []
     was_training = model.training
     model.eval()
     try:
+        # fork_rng: sampling draws from a seeded generator without moving the caller's RNG.
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
-            for start in range(0, len(texts), batch_size):
-                batch = texts[start : start + batch_size]
-                results += _generate_batch(
-                    model, tokenizer, batch, do_sample, max_new_tokens, max_prompt_length, temperature, top_p
-                )
+            for start in range(0, len(prompt_ids), batch_size):
+                batch = prompt_ids[start : start + batch_size]
+                results += _generate_batch(model, tokenizer, batch, do_sample, max_new_tokens, temperature, top_p)
     finally:
         model.train(was_training)
     return results
@@ -179,40 +170,45 @@ def generate_responses(
 def _generate_batch(
     model: Any,
     tokenizer: Any,
-    texts: list[str],
+    prompt_ids: list[list[int]],
     do_sample: bool,
     max_new_tokens: int,
-    max_prompt_length: int,
     temperature: float,
     top_p: float,
 ) -> list[Generation]:
-    encoded = _encode_left_padded(tokenizer, texts, max_prompt_length)
+    encoded = left_pad(prompt_ids, tokenizer.pad_token_id)
     encoded = {name: tensor.to(model.device) for name, tensor in encoded.items()}
     eos_ids = _eos_ids(model, tokenizer)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {
-        "do_sample": False
-    }
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
     output = model.generate(
         **encoded,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=eos_ids,
+        do_sample=do_sample,
         **sampling,
     )
     new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
     return [_to_generation(tokenizer, ids, set(eos_ids)) for ids in new_tokens]
 
 
-def _encode_left_padded(tokenizer: Any, texts: list[str], max_prompt_length: int) -> dict[str, Any]:
-    """Tokenize, keep the last `max_prompt_length` tokens, pad on the left."""
+def _keep_last(ids: list[int], max_prompt_length: int, bos_token_id: int | None) -> list[int]:
+    """The last `max_prompt_length` prompt tokens (a leading BOS stays, as in training)."""
+    if len(ids) <= max_prompt_length:
+        return ids
+    if bos_token_id is not None and ids[0] == bos_token_id and max_prompt_length > 1:
+        return ids[:1] + ids[len(ids) - max_prompt_length + 1 :]
+    return ids[-max_prompt_length:]
+
+
+def left_pad(prompt_ids: list[list[int]], pad_token_id: int) -> dict[str, Any]:
+    """`input_ids` and `attention_mask` `(B, T)`, padded on the left so every prompt ends
+    at the last column and generation continues right after it."""
     import torch
 
-    # The chat template already carries any special tokens the model expects.
-    ids = [tokenizer(text, add_special_tokens=False)["input_ids"][-max_prompt_length:] for text in texts]
-    width = max(len(row) for row in ids)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], dtype=torch.long)
-    attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], dtype=torch.long)
+    width = max(len(row) for row in prompt_ids)
+    input_ids = torch.tensor([[pad_token_id] * (width - len(row)) + row for row in prompt_ids], dtype=torch.long)
+    attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in prompt_ids], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

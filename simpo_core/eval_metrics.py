@@ -13,6 +13,7 @@ mean, `length_controlled_accuracy`, which a length-only scorer cannot push above
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -203,6 +204,42 @@ def preference_metrics(
     block["length_reward_correlation"] = length_reward_correlation(chosen_rewards, rejected_rewards, c_len, r_len)
     block["accuracy_by_length_bucket"] = accuracy_by_length_bucket(correct, c_len, r_len)
     return block
+
+
+DELTA_KEYS = (
+    "reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "loss", "length_controlled_accuracy",
+    "accuracy_chosen_longer", "accuracy_chosen_shorter", "length_reward_correlation",
+)
+GENERATION_DELTA_KEYS = ("mean_length", "repetition_rate", "empty_rate")
+
+
+def delta_metrics(
+    base: dict[str, Any], trained: dict[str, Any], base_correct: np.ndarray, trained_correct: np.ndarray, *, seed: int = 0
+) -> dict[str, Any]:
+    """Trained minus base for each metric, and a paired bootstrap interval on the accuracy gain.
+
+    Args:
+        base, trained: the two models' blocks on the same pairs.
+        base_correct, trained_correct: `(N,)` bool per-pair correctness, same pair order.
+
+    Returns:
+        The differences (None where either side is None), `reward_accuracy_ci` (95%, paired:
+        resampling pairs keeps each pair's two verdicts together), `reward_accuracy_improved`
+        (that interval lies above 0) and `generation` (length, repetition, empty-rate changes).
+    """
+    delta: dict[str, Any] = {key: _difference(trained[key], base[key]) for key in DELTA_KEYS}
+    paired = trained_correct.astype(float) - base_correct.astype(float)  # (N,) in {-1, 0, 1}
+    delta["reward_accuracy_ci"] = bootstrap_ci(paired, seed=seed)
+    delta["reward_accuracy_improved"] = bool(delta["reward_accuracy_ci"][0] > 0)
+    base_gen, trained_gen = base.get("generation"), trained.get("generation")
+    delta["generation"] = (
+        {key: trained_gen[key] - base_gen[key] for key in GENERATION_DELTA_KEYS} if base_gen and trained_gen else None
+    )
+    return delta
+
+
+def _difference(trained: float | None, base: float | None) -> float | None:
+    return None if trained is None or base is None else trained - base
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

@@ -67,6 +67,17 @@ def render_markdown(heldout: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_model_markdown(block: dict[str, Any]) -> str:
+    """A Markdown summary of one model's block (evaluated without a starting model)."""
+    lines = [f"## Held-out evaluation ({block['pairs']} pairs)", "", "| metric | model |", "| --- | ---: |"]
+    lines += [f"| {label} | {_fmt(block[key], pattern)} |" for key, label, pattern in TABLE_ROWS]
+    lines.append(f"| accuracy 95% CI | {_ci(block)} |")
+    generation = block.get("generation")
+    if generation:
+        lines += [f"| {label} | {_fmt(generation[key], pattern)} |" for key, label, pattern in GENERATION_ROWS]
+    return "\n".join([*lines, *_warnings(block)]) + "\n"
+
+
 def _verdict(delta: dict[str, Any]) -> str:
     low, high = delta["reward_accuracy_ci"]
     if delta["reward_accuracy_improved"]:
@@ -124,20 +135,26 @@ def plot_margin_histograms(base_margins: np.ndarray, trained_margins: np.ndarray
     return path
 
 
-def plot_accuracy_by_length(
-    base_buckets: Sequence[dict[str, Any]], trained_buckets: Sequence[dict[str, Any]], path: Path
-) -> Path:
-    """Grouped bars of accuracy per length-difference bucket; "longer wins" shows as a staircase."""
+def plot_accuracy_by_length(series: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path:
+    """Grouped bars of accuracy per length-difference bucket, one bar per model.
+
+    Args:
+        series: model name -> its `accuracy_by_length_bucket` list (same buckets for all).
+
+    A "longer wins" model shows as a staircase: 0 where the chosen answer is shorter, 1
+    where it is longer.
+    """
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7.2, 4.0), layout="constrained")
     axes = figure.subplots()
-    positions = np.arange(len(base_buckets))
-    for offset, name, buckets in ((-0.2, "base", base_buckets), (0.2, "trained", trained_buckets)):
+    first = next(iter(series.values()))
+    positions = np.arange(len(first))
+    width = 0.8 / len(series)
+    for index, (name, buckets) in enumerate(series.items()):
         heights = [bucket["accuracy"] if bucket["accuracy"] is not None else 0.0 for bucket in buckets]
-        axes.bar(positions + offset, heights, width=0.4, label=name)
-    labels = [f"{bucket['bucket']}\n(n={bucket['pairs']})" for bucket in base_buckets]
-    axes.set_xticks(positions, labels, fontsize=7)
+        axes.bar(positions + (index - (len(series) - 1) / 2) * width, heights, width=width, label=name)
+    axes.set_xticks(positions, [f"{bucket['bucket']}\n(n={bucket['pairs']})" for bucket in first], fontsize=7)
     axes.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     axes.set(ylim=(0, 1), ylabel="reward accuracy", title="Accuracy by length difference (chosen vs rejected)")
     axes.legend()
@@ -157,21 +174,29 @@ def write_report(
     Returns:
         Paths by kind: `json`, `markdown`, `margin_histogram`, `accuracy_by_length`.
     """
-    out_dir = Path(out_dir)
+    paths = _write_text_files(heldout, markdown, Path(out_dir))
+    paths["margin_histogram"] = plot_margin_histograms(base_margins, trained_margins, Path(out_dir) / "margins.png")
+    series = {name: heldout[name]["accuracy_by_length_bucket"] for name in ("base", "trained")}
+    paths["accuracy_by_length"] = plot_accuracy_by_length(series, Path(out_dir) / "accuracy_by_length.png")
+    logger.info("wrote the evaluation report to %s", out_dir)
+    return paths
+
+
+def write_model_report(heldout: dict[str, Any], markdown: str, out_dir: Path) -> dict[str, Path]:
+    """The report of one model evaluated alone (`heldout["base"]` is None): JSON, Markdown
+    and the accuracy-by-length plot."""
+    paths = _write_text_files(heldout, markdown, Path(out_dir))
+    series = {"model": heldout["trained"]["accuracy_by_length_bucket"]}
+    paths["accuracy_by_length"] = plot_accuracy_by_length(series, Path(out_dir) / "accuracy_by_length.png")
+    logger.info("wrote the evaluation report to %s", out_dir)
+    return paths
+
+
+def _write_text_files(heldout: dict[str, Any], markdown: str, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out_dir / "evaluation.json",
-        "markdown": out_dir / "evaluation.md",
-        "margin_histogram": out_dir / "margins.png",
-        "accuracy_by_length": out_dir / "accuracy_by_length.png",
-    }
+    paths = {"json": out_dir / "evaluation.json", "markdown": out_dir / "evaluation.md"}
     paths["json"].write_text(json.dumps({"heldout": heldout}, indent=2, default=_json_default) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown, encoding="utf-8")
-    plot_margin_histograms(base_margins, trained_margins, paths["margin_histogram"])
-    plot_accuracy_by_length(
-        heldout["base"]["accuracy_by_length_bucket"], heldout["trained"]["accuracy_by_length_bucket"], paths["accuracy_by_length"]
-    )
-    logger.info("wrote the evaluation report to %s", out_dir)
     return paths
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from simpo_core.errors import DataError
 from simpo_core.eval_generation import Generation, generate_responses, generation_block, sample_prompts
-from simpo_core.eval_metrics import as_array, bootstrap_ci, preference_metrics
+from simpo_core.eval_metrics import as_array, delta_metrics, preference_metrics
 from simpo_core.schema import CanonicalPair, to_canonical
 
 logger = logging.getLogger(__name__)
@@ -32,18 +32,7 @@ PairScorer = Callable[..., dict[str, Any]]
 """`(model, tokenizer, rows, *, max_length, max_prompt_length, batch_size)` → the
 `compute_pair_logps` dict: `chosen_logps`, `rejected_logps`, `chosen_lengths`, `rejected_lengths`."""
 
-DELTA_KEYS = (
-    "reward_accuracy",
-    "reward_margin",
-    "logps_chosen",
-    "logps_rejected",
-    "loss",
-    "length_controlled_accuracy",
-    "accuracy_chosen_longer",
-    "accuracy_chosen_shorter",
-    "length_reward_correlation",
-)
-GENERATION_DELTA_KEYS = ("mean_length", "repetition_rate", "empty_rate")
+EXAMPLES = 3  # generated answers quoted in each generation block, for a human to read
 
 
 @dataclass
@@ -166,6 +155,11 @@ def _run_model(
     block, correct, margins = _score(model, tokenizer, rows, settings, scorer)
     greedy, sampled = _generate(model, tokenizer, prompts, settings, generator)
     block["generation"] = generation_block(greedy, sampled) if prompts else None
+    if prompts:
+        block["generation"]["examples"] = [
+            {"prompt": prompt[-1]["content"], "greedy": g.text, "sampled": s.text}
+            for prompt, g, s in list(zip(prompts, greedy, sampled))[:EXAMPLES]
+        ]
     block["pairs_sha256"] = pairs_fingerprint(rows)
     logger.info(
         "%s: reward accuracy %.3f, length-controlled %s, margin %+.3f",
@@ -264,30 +258,10 @@ def evaluate_heldout(
         "gamma": gamma,
         "base": base.block,
         "trained": trained.block,
-        "delta": delta_block(base, trained, seed),
+        "delta": delta_metrics(base.block, trained.block, base.correct, trained.correct, seed=seed),
         "judge": _judge_block(judge, score_fn, prompts, base, trained, seed),
     }
     return _finish(heldout, out_dir, base.margins, trained.margins)
-
-
-def delta_block(base: _ModelRun, trained: _ModelRun, seed: int = 0) -> dict[str, Any]:
-    """Trained minus base for each metric; a paired bootstrap interval on the accuracy gain.
-
-    `reward_accuracy_improved` is true only when that interval lies above 0.
-    """
-    delta: dict[str, Any] = {key: _difference(trained.block[key], base.block[key]) for key in DELTA_KEYS}
-    paired = trained.correct.astype(float) - base.correct.astype(float)  # (N,) in {-1, 0, 1}
-    delta["reward_accuracy_ci"] = bootstrap_ci(paired, seed=seed)
-    delta["reward_accuracy_improved"] = bool(delta["reward_accuracy_ci"][0] > 0)
-    base_gen, trained_gen = base.block["generation"], trained.block["generation"]
-    delta["generation"] = (
-        {key: trained_gen[key] - base_gen[key] for key in GENERATION_DELTA_KEYS} if base_gen and trained_gen else None
-    )
-    return delta
-
-
-def _difference(trained: float | None, base: float | None) -> float | None:
-    return None if trained is None or base is None else trained - base
 
 
 def _judge_block(
@@ -300,10 +274,13 @@ def _judge_block(
         return None
     if not prompts:
         return {"name": name, "win_rate": None, "judged": 0, "note": "no answers generated (generation_samples = 0)"}
-    answers = lambda run: [g.text for g in run.greedy] + [g.text for g in run.sampled]  # noqa: E731
-    result = compare_answers(score_fn, prompts + prompts, answers(base), answers(trained), seed=seed)
+    result = compare_answers(score_fn, prompts + prompts, _answers(base), _answers(trained), seed=seed)
     logger.info("judge %s: win rate %s over %d answers", name, result["win_rate"], result["judged"])
     return {"name": name, "answers": "greedy and sampled", **result}
+
+
+def _answers(run: _ModelRun) -> list[str]:
+    return [g.text for g in run.greedy] + [g.text for g in run.sampled]
 
 
 def _finish(heldout: dict[str, Any], out_dir: Path | None, base_margins: np.ndarray, trained_margins: np.ndarray) -> EvaluationResult:

@@ -129,3 +129,14 @@ def test_bad_pairs_are_clear_errors():
         normalize_pairs(pd.DataFrame(columns=["prompt", "chosen", "rejected"]))
     with pytest.raises(DataError, match="row 1 .*'chosen'"):
         normalize_pairs([{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "rejected": "b"}])
+
+
+def test_single_model_markdown():
+    from simpo_core.eval_report import render_model_markdown
+
+    block = evaluate_model("length", None, pd.DataFrame(generate_pairs(40, length_bias=1.0, seed=2)),
+                           scorer=FakeScorer(), generator=fake_generator, generation_samples=2)
+    text = render_model_markdown(block)
+    assert "| reward accuracy (strict >) | 1.000 |" in text
+    assert "| length-controlled accuracy | – |" in text  # no pair with the chosen answer shorter
+    assert "collapsed: repetition rate" in text

@@ -5,7 +5,8 @@ from simpo_core.eval_generation import (
     generation_block,
     generation_metrics,
     ngram_repetition,
-    render_prompt,
+    _keep_last,
+    left_pad,
     repetition_rate,
     sample_prompts,
     _to_generation,
@@ -76,18 +77,16 @@ def test_sample_prompts_is_deterministic_and_distinct():
     assert len(sample_prompts(prompts, 50, seed=1)) == 5  # only 5 distinct prompts exist
 
 
-def test_render_prompt_uses_chat_template_with_generation_prompt():
-    from simpo_core.tiny import build_tiny_tokenizer
+def test_left_pad_puts_every_prompt_at_the_end():
+    batch = left_pad([[5, 6, 7], [8]], pad_token_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
 
-    text = render_prompt(build_tiny_tokenizer(), [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}])
-    assert text == "<|system|>\ns\n<|user|>\nhi\n<|assistant|>\n"
 
-
-def test_render_prompt_without_template():
-    class Plain:
-        chat_template = None
-
-    assert render_prompt(Plain(), [{"role": "user", "content": "hi"}]) == "user: hi\nassistant: "
+def test_long_prompt_keeps_its_end_and_bos():
+    assert _keep_last([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
+    assert _keep_last([9, 2, 3, 4, 5], 3, bos_token_id=9) == [9, 4, 5]
+    assert _keep_last([9, 2], 3, bos_token_id=9) == [9, 2]
 
 
 def test_answer_is_cut_at_the_first_eos():

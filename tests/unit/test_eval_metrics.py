@@ -131,3 +131,21 @@ def test_accepts_torch_tensors():
 
     block = preference_metrics(torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -0.5]), torch.tensor([3, 3]), torch.tensor([4, 2]), beta=1.0)
     assert block["reward_accuracy"] == 0.5
+
+
+def test_delta_is_trained_minus_base_with_a_paired_interval():
+    """Per-pair verdicts base [1, 0, 0, 1], trained [1, 1, 1, 0]: gain 0.75 - 0.5 = 0.25;
+    paired differences [0, 1, 1, -1] resample to means between -1 and 1."""
+    from simpo_core.eval_metrics import delta_metrics
+
+    base = {key: 0.5 for key in ("reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "loss",
+                                 "accuracy_chosen_longer", "accuracy_chosen_shorter", "length_reward_correlation")}
+    trained = {**base, "reward_accuracy": 0.75, "loss": 0.25}
+    base["length_controlled_accuracy"], trained["length_controlled_accuracy"] = None, 0.6
+    delta = delta_metrics(base, trained, np.array([1, 0, 0, 1], bool), np.array([1, 1, 1, 0], bool))
+    assert delta["reward_accuracy"] == 0.25 and delta["loss"] == -0.25
+    assert delta["length_controlled_accuracy"] is None
+    low, high = delta["reward_accuracy_ci"]
+    assert -1 <= low < 0 < 0.25 < high <= 1
+    assert delta["reward_accuracy_improved"] is False  # four pairs cannot show a gain
+    assert delta["generation"] is None
