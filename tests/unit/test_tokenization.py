@@ -132,3 +132,10 @@ def test_rows_from_a_parquet_style_frame_with_message_arrays():
     })
     pair = encode_pairs(LetterTokenizer(), rows_from(frame), 16, 8)[0]
     assert pair.prompt_ids == [1] + [4, 7, 4, 20, 11, 7, 8] + [3, 4, 29]  # "bebrief" + "ab" + ":"
+
+
+def test_rows_from_a_datasets_dataset():
+    from datasets import Dataset
+
+    rows = rows_from(Dataset.from_list([{"prompt": "ab", "chosen": "c", "rejected": "d"}]))
+    assert encode_pairs(LetterTokenizer(), rows, 16, 8)[0].chosen_ids == [5, 2]
