@@ -180,6 +180,8 @@ def evaluate_model(
     batch_size: int = 8,
     generation_samples: int = 16,
     max_new_tokens: int = 48,
+    judge: str | None = None,
+    reward_model_path: str | None = None,
     seed: int = 0,
     scorer: PairScorer | None = None,
     generator: Callable[..., list[Generation]] | None = None,
@@ -190,6 +192,8 @@ def evaluate_model(
         pairs: DataFrame or list of canonical/flat rows (N pairs).
         generation_samples: prompts to answer for the generation check (0 skips it and
             `generation` is None).
+        judge, reward_model_path: accepted so that one settings dict serves this function
+            and `evaluate_heldout`; a judge compares two models, so it is not used here.
         scorer, generator: replace the training log-prob code or `generate_responses`
             (tests use fakes).
 
@@ -197,6 +201,7 @@ def evaluate_model(
         The preference metrics of `eval_metrics.preference_metrics`, plus `generation`
         and `pairs_sha256`.
     """
+    del judge, reward_model_path  # one model: nothing to judge against
     settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
     rows = normalize_pairs(pairs)
     prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)

@@ -141,7 +141,9 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
     print(f"\n{h['pairs']} pairs; accuracy base {b['reward_accuracy']:.3f} {b['reward_accuracy_ci']} -> trained "
           f"{t['reward_accuracy']:.3f} {t['reward_accuracy_ci']}; delta {d['reward_accuracy']:+.3f} {d['reward_accuracy_ci']}; "
           f"length-controlled {b['length_controlled_accuracy']:.3f} -> {t['length_controlled_accuracy']:.3f}; "
-          f"judge win rate {judge['win_rate']:.3f} {judge['win_rate_ci']} ({judge['wins']}/{judge['ties']}/{judge['losses']})")
+          f"judge win rate {judge['win_rate']:.3f} {judge['win_rate_ci']} ({judge['wins']}/{judge['ties']}/{judge['losses']}); "
+          f"repetition {b['generation']['repetition_rate']:.2f} -> {t['generation']['repetition_rate']:.2f}, "
+          f"collapsed {b['generation']['collapsed']} -> {t['generation']['collapsed']}")
     widest = max(hi - lo for lo, hi in (b["reward_accuracy_ci"], t["reward_accuracy_ci"]))
     assert d["reward_accuracy"] > widest
     assert t["reward_accuracy_ci"][0] > b["reward_accuracy_ci"][1]

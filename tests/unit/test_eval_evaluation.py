@@ -140,3 +140,13 @@ def test_single_model_markdown():
     assert "| reward accuracy (strict >) | 1.000 |" in text
     assert "| length-controlled accuracy | – |" in text  # no pair with the chosen answer shorter
     assert "collapsed: repetition rate" in text
+
+
+def test_one_settings_dict_serves_both_entry_points(pairs):
+    """The flow passes the same keyword arguments to evaluate_heldout and evaluate_model;
+    the champion re-evaluated alone gets exactly the block it got beside a challenger."""
+    settings = {"beta": 2.0, "gamma": 1.0, "max_length": 64, "max_prompt_length": 32, "batch_size": 4,
+                "generation_samples": 3, "max_new_tokens": 8, "judge": "synthetic", "reward_model_path": None, "seed": 1}
+    heldout = evaluate_heldout("length", "rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings).heldout
+    alone = evaluate_model("rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings)
+    assert alone == heldout["trained"]

@@ -58,7 +58,10 @@ def test_compare_on_non_synthetic_prompts_is_skipped_with_a_note():
     assert "does not apply" in result["note"]
 
 
-def test_registry():
+def test_registry(monkeypatch):
+    import simpo_core.judges as judges
+
+    monkeypatch.setattr(judges, "_REGISTRY", dict(judges._REGISTRY))  # keep the added judge local
     assert {"synthetic", "reward-model"} <= set(available_judges())
     assert build_judge("none") is None
     with pytest.raises(ConfigError, match="unknown judge 'gpt'"):
