@@ -176,8 +176,10 @@ def _generate_batch(
     temperature: float,
     top_p: float,
 ) -> list[Generation]:
-    encoded = left_pad(prompt_ids, tokenizer.pad_token_id)
-    encoded = {name: tensor.to(model.device) for name, tensor in encoded.items()}
+    from simpo_core.logps import model_device
+
+    device = model_device(model)  # works for peft-wrapped and sharded models too
+    encoded = {name: tensor.to(device) for name, tensor in left_pad(prompt_ids, tokenizer.pad_token_id).items()}
     eos_ids = _eos_ids(model, tokenizer)
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
     output = model.generate(

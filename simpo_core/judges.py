@@ -211,8 +211,11 @@ def _score_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int) 
     import torch
 
     encoded = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    from simpo_core.logps import model_device
+
+    device = model_device(model)
     with torch.no_grad():
-        logits = model(**{name: tensor.to(model.device) for name, tensor in encoded.items()}).logits.float()
+        logits = model(**{name: tensor.to(device) for name, tensor in encoded.items()}).logits.float()
     if logits.shape[-1] == 1:
         return logits[:, 0].tolist()
     return logits.log_softmax(-1)[:, -1].tolist()
