@@ -1,21 +1,23 @@
 """Model forward → per-sequence log-probs, shared by training and evaluation.
 
-One forward runs over chosen and rejected together (`(2B, T)`, see
-`tokenization.collate_pairs`). Log-probs are computed only where labels are set: the
-decoder's hidden states at those positions go through the output head in chunks, so the
-full `(2B, T, V)` logits are never built. Models whose head does more than a linear layer
-(logit soft-capping or scaling) take the plain path through `loss.batch_logps`.
+One forward runs over chosen and rejected together: padded `(2B, T)`
+(`tokenization.collate_pairs`) or, for models that allow it, packed end to end without
+padding `(1, Σ lengths)` (`packing.pack_pairs`). Log-probs are computed only where labels
+are set: the decoder's hidden states at those positions go through the output head in
+chunks (`chunked_logps`), forward and backward, so no `(2B, T, V)` logits exist, nor
+even `(response tokens, V)` ones. Models whose head does more than a linear layer (logit
+soft-capping or scaling) take the plain path through `loss.batch_logps`.
 """
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
+from simpo_core.chunked_logps import chunked_token_logps
 from simpo_core.loss import IGNORE_INDEX, batch_logps
-from simpo_core.tokenization import collate_pairs, encode_pairs, rows_from
-
-# Rows of hidden states sent through the output head at once: bounds the (rows, V) logits.
-HEAD_CHUNK_ROWS = 1024
+from simpo_core.packing import enable_packing, is_packed_ready, pack_pairs
+from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
 # Config attributes that mean the logits are not simply `lm_head(hidden)`.
 _NONLINEAR_HEAD_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -26,17 +28,65 @@ def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
 
     Args:
         model: a causal LM (transformers or peft-wrapped).
-        batch: `input_ids`, `attention_mask`, `labels`, each `(N, T)` on the model's device.
+        batch: padded — `input_ids`, `attention_mask`, `labels`, each `(N, T)`; or packed
+            (`packing.pack_pairs`) — `input_ids`, `position_ids`, `labels` `(1, L)` and
+            `cu_seq_lens` `(N + 1,)`; on the model's device.
 
     Returns:
         `(logps_sum, lengths)`, each `(N,)`; `logps_sum` is float32 and differentiable.
+
+    Raises:
+        ValueError: a packed batch for a model not switched to packed attention.
     """
+    if "cu_seq_lens" in batch:
+        return _packed_logps(model, batch)
     labels = batch["labels"]
     lengths = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
     if _has_linear_head(model):
-        return _selected_logps(model, batch), lengths
+        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)[0]
+        row_of_token = torch.arange(labels.shape[0], device=labels.device)[:, None].expand(-1, labels.shape[1] - 1)
+        return _head_logps(model, hidden[:, :-1], labels[:, 1:], row_of_token, labels.shape[0]), lengths
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     return batch_logps(logits, labels, average=False), lengths
+
+
+def _packed_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed row → per-sequence sums. The shift never crosses a boundary usefully: the first
+    token of every sequence is a prompt token, whose label is `IGNORE_INDEX`."""
+    if not (is_packed_ready(model) and _has_linear_head(model)):
+        raise ValueError("packed batches need a model switched with packing.enable_packing and a linear output head")
+    bounds = batch["cu_seq_lens"]
+    n_sequences = bounds.numel() - 1
+    sizes = (bounds[1:] - bounds[:-1]).long()
+    seq_of_token = torch.repeat_interleave(torch.arange(n_sequences, device=bounds.device), sizes)
+    longest = int(sizes.max())
+    hidden = model.get_decoder()(
+        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+        cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest,
+    )[0]
+    targets = batch["labels"][0, 1:]
+    lengths = torch.zeros(n_sequences, dtype=torch.long, device=bounds.device)
+    lengths.index_add_(0, seq_of_token[:-1], (targets != IGNORE_INDEX).long())
+    return _head_logps(model, hidden[0, :-1], targets, seq_of_token[:-1], n_sequences), lengths
+
+
+def _head_logps(model: Any, hidden: torch.Tensor, targets: torch.Tensor, sequence: torch.Tensor, n_sequences: int) -> torch.Tensor:
+    """Output head on labelled positions only, chunked, summed per sequence.
+
+    Args:
+        hidden: `(..., H)` hidden states; position t predicts `targets[t]`.
+        targets: `(...)` next-token ids, `IGNORE_INDEX` where nothing is scored.
+        sequence: `(...)` index of the sequence each position belongs to.
+        n_sequences: N.
+
+    Returns:
+        `(N,)` float32 summed log-probs.
+    """
+    mask = targets != IGNORE_INDEX
+    head = model.get_output_embeddings()
+    token_logps = chunked_token_logps(hidden[mask], head.weight, targets[mask], bias=getattr(head, "bias", None))
+    sums = torch.zeros(n_sequences, dtype=torch.float32, device=hidden.device)
+    return sums.index_add(0, sequence[mask], token_logps)
 
 
 def _has_linear_head(model: Any) -> bool:
@@ -46,29 +96,32 @@ def _has_linear_head(model: Any) -> bool:
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _NONLINEAR_HEAD_ATTRIBUTES):
         return False
     try:
-        return model.get_decoder() is not model and model.get_output_embeddings() is not None
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
     except (AttributeError, NotImplementedError, ValueError):
         return False
+    return decoder is not model and isinstance(head, torch.nn.Linear)
 
 
-def _selected_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Decoder hidden states → output head on labelled positions only → summed log-probs."""
-    outputs = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    hidden = outputs[0][:, :-1, :]  # position t predicts token t + 1
-    targets = batch["labels"][:, 1:]
-    mask = targets != IGNORE_INDEX
-    rows = mask.nonzero(as_tuple=True)[0]  # which sequence each selected position belongs to
-    selected_hidden, selected_targets = hidden[mask], targets[mask]
-    head = model.get_output_embeddings()
-    token_logps = []
-    for start in range(0, selected_targets.numel(), HEAD_CHUNK_ROWS):
-        logits = head(selected_hidden[start : start + HEAD_CHUNK_ROWS]).float()
-        chunk_targets = selected_targets[start : start + HEAD_CHUNK_ROWS]
-        picked = logits.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)
-        token_logps.append(picked - logits.logsumexp(-1))
-    flat = torch.cat(token_logps) if token_logps else hidden.new_zeros(0, dtype=torch.float32)
-    sums = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-    return sums.index_add(0, rows, flat)
+def collate_for(model: Any, pairs: list[EncodedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """The batch layout `model` computes fastest: packed when it is switched to packed
+    attention (`packing.enable_packing`), padded otherwise."""
+    if is_packed_ready(model) and _has_linear_head(model):
+        return pack_pairs(pairs)
+    return collate_pairs(pairs, pad_token_id)
+
+
+@contextmanager
+def packed_attention(model: Any) -> Iterator[None]:
+    """Let `model` take packed batches inside the block; its attention setting is restored after.
+    (For no-grad use: a backward that recomputes activations must happen inside the block.)"""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    enable_packing(model)
+    try:
+        yield
+    finally:
+        if config is not None and getattr(config, "_attn_implementation", None) != before:
+            config._attn_implementation = before
 
 
 def pair_logps(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,9 +178,9 @@ def compute_pair_logps(
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")}
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), packed_attention(model):
             for start in range(0, len(pairs), batch_size):
-                batch = collate_pairs(pairs[start : start + batch_size], tokenizer.pad_token_id)
+                batch = collate_for(model, pairs[start : start + batch_size], tokenizer.pad_token_id)
                 result = pair_logps(model, {k: v.to(device) for k, v in batch.items()})
                 for key, value in result.items():
                     parts[key].append(value.cpu())

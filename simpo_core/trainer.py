@@ -21,7 +21,8 @@ import torch
 from simpo_core import checkpoint
 from simpo_core.config import SimPOConfig
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.logps import model_device, pair_logps
+from simpo_core.logps import collate_for, model_device, pair_logps
+from simpo_core.packing import enable_packing
 from simpo_core.loss import simpo_objective
 from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
@@ -85,6 +86,7 @@ class SimPOTrainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if torch.cuda.is_available() and model_device(model).type == "cpu":
             model = model.to("cuda")
+        enable_packing(model)  # padding-free batches where the model allows them
         return model
 
     def _encode(self, dataset: Any) -> list[EncodedPair]:
@@ -148,7 +150,7 @@ class SimPOTrainer:
         n_tokens = sum(len(p.chosen_ids) for p in pairs)
         totals = dict.fromkeys(METRIC_NAMES, 0.0)
         for start in range(0, len(pairs), size):
-            batch = collate_pairs(pairs[start : start + size], self.tokenizer.pad_token_id)
+            batch = collate_for(self.model, pairs[start : start + size], self.tokenizer.pad_token_id)
             with self._autocast(), (nullcontext() if backward else torch.no_grad()):
                 out = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
             loss, shares = self._objective(out, len(pairs), n_tokens)
