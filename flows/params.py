@@ -142,3 +142,17 @@ def validate_params(raw: dict[str, Any]) -> RetrainParams:
             hint = "unknown key: check the spelling against `simpo run --help` and the README" if item["type"] == "extra_forbidden" else item["msg"]
             problems.append(f"{path}: {hint} (got {item.get('input')!r:.60})")
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None
+
+
+def check_sources(params: RetrainParams) -> None:
+    """Refuse sources that cannot load before any work starts (and before MLflow logs).
+
+    Raises:
+        ConfigError: missing model folder, hub id not cached while offline, or a missing
+            reward-model folder.
+    """
+    from simpo_core.models import check_model_source
+
+    check_model_source(params.model.source)
+    if params.eval.judge == "reward-model" and not Path(str(params.eval.reward_model_path)).exists():
+        raise ConfigError(f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder")

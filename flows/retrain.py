@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.params import RetrainParams
+from flows.params import RetrainParams, check_sources
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
@@ -29,6 +29,7 @@ def retrain_run_name() -> str:
 def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     """Retrain a policy with SimPO on fresh preference data and promote it if it wins."""
     started = time.perf_counter()
+    check_sources(params)
     run_id_of_flow = str(flow_run.get_id() or "local")
     run_dir = Path(params.output_dir).resolve() / run_id_of_flow
     tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
@@ -56,8 +57,8 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
     trained = train_simpo_task(params.model.source, params.model.trust_remote_code, training_config(params),
                                split_paths, run_dir / "train", tracking_uri, run_id)
     eval_settings = evaluation_settings(params)
-    heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"],
-                                    eval_settings, run_dir / "eval", tracking_uri, run_id)
+    heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"], eval_settings,
+                                    run_dir / "eval", tracking_uri, run_id, params.model.trust_remote_code)
     name = params.registry.registered_model_name
     version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout)
     decision = promote_model_task(name, version, heldout, split_paths["heldout"], eval_settings,

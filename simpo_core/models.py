@@ -42,6 +42,32 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
     return source
 
 
+def check_model_source(source: str) -> None:
+    """Refuse a model source that cannot load, before any work is done.
+
+    Local folders must exist and hold a config.json; hub ids must be in the local
+    Hugging Face cache while offline mode is on.
+
+    Raises:
+        ConfigError: the folder is missing or incomplete, or the hub id is not cached offline.
+    """
+    import os
+
+    if source == TINY:
+        return
+    resolved = resolve_model_source(source)
+    if Path(resolved).exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(resolved, "config.json"), str):
+        raise ConfigError(
+            f"model {source!r} is not a local folder and is not in the Hugging Face cache, and offline mode "
+            "is on (HF_HUB_OFFLINE=1): download it once where the hub is reachable, pass a local folder, "
+            "or set HF_HUB_OFFLINE=0"
+        )
+
+
 def load_tokenizer(source: str, trust_remote_code: bool = False):
     """Load a tokenizer and make sure it can pad (pad falls back to eos)."""
     from transformers import AutoTokenizer

@@ -33,16 +33,19 @@ def decide_promotion(
     Returns:
         The decision with a one-line reason that quotes the numbers.
     """
-    if challenger.get("generation", {}).get("collapsed"):
-        return PromotionDecision(False, "challenger collapsed into repetitive generations")
+    # length_controlled_accuracy is undefined (None) when every held-out pair has the chosen
+    # response on the same side of the length divide; gate on what can be measured.
+    gated = [name for name in GATED_METRICS if challenger.get(name) is not None and reference.get(name) is not None]
+    skipped = [name for name in GATED_METRICS if name not in gated]
     shortfalls = []
-    for name in GATED_METRICS:
+    if (challenger.get("generation") or {}).get("collapsed"):
+        shortfalls.append("challenger collapsed into repetitive generations")
+    for name in gated:
         ours, theirs = float(challenger[name]), float(reference[name])
         if not ours > theirs + margin:
             shortfalls.append(f"{name} {ours:.3f} does not beat {reference_name}'s {theirs:.3f} by more than {margin:g}")
+    note = f" ({', '.join(skipped)} undefined on these pairs)" if skipped else ""
     if shortfalls:
-        return PromotionDecision(False, "; ".join(shortfalls))
-    gains = ", ".join(
-        f"{name} {float(challenger[name]):.3f} vs {float(reference[name]):.3f}" for name in GATED_METRICS
-    )
-    return PromotionDecision(True, f"beats {reference_name}: {gains} (margin {margin:g})")
+        return PromotionDecision(False, "; ".join(shortfalls) + note)
+    gains = ", ".join(f"{name} {float(challenger[name]):.3f} vs {float(reference[name]):.3f}" for name in gated)
+    return PromotionDecision(True, f"beats {reference_name}: {gains} (margin {margin:g}){note}")

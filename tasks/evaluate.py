@@ -13,7 +13,7 @@ from tasks.tracking import get_client, log_metrics, numeric_metrics
 @task(name="evaluate-holdout", retries=1, retry_delay_seconds=5, cache_policy=NONE, timeout_seconds=6 * 3600)
 def evaluate_holdout_task(
     base_source: str, trained_dir: str, heldout_path: str, settings: dict[str, Any],
-    out_dir: Path, tracking_uri: str, run_id: str,
+    out_dir: Path, tracking_uri: str, run_id: str, trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Evaluate both models on identical pairs; log metrics, report and plots."""
     import pandas as pd
@@ -21,7 +21,7 @@ def evaluate_holdout_task(
     from simpo_core.evaluation import evaluate_heldout
     from simpo_core.models import load_model_and_tokenizer
 
-    base_model, tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=settings.pop("trust_remote_code", False))
+    base_model, tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=trust_remote_code)
     trained_model, _ = load_model_and_tokenizer(trained_dir)
     pairs = pd.read_parquet(heldout_path)
     result = evaluate_heldout(base_model, trained_model, tokenizer, pairs, out_dir=out_dir, **settings)
@@ -35,8 +35,11 @@ def evaluate_holdout_task(
     create_markdown_artifact(result.markdown, key="heldout-evaluation", description="held-out evaluation")
     trained, base = result.heldout["trained"], result.heldout["base"]
     get_run_logger().info(
-        "held-out reward accuracy %.3f -> %.3f, length-controlled %.3f -> %.3f",
-        base["reward_accuracy"], trained["reward_accuracy"],
-        base["length_controlled_accuracy"], trained["length_controlled_accuracy"],
+        "held-out reward accuracy %s -> %s, length-controlled %s -> %s",
+        *(_fmt(block.get(key)) for key in ("reward_accuracy", "length_controlled_accuracy") for block in (base, trained)),
     )
     return result.heldout
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

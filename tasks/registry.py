@@ -57,7 +57,8 @@ def register_model_task(model_dir: str, name: str, tracking_uri: str, run_id: st
         logger.info("registered %r version %s", name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     for key in ("reward_accuracy", "length_controlled_accuracy", "reward_margin"):
-        client.set_model_version_tag(name, version, f"heldout.{key}", f"{heldout['trained'][key]:.4f}")
+        value = heldout["trained"].get(key)
+        client.set_model_version_tag(name, version, f"heldout.{key}", "n/a" if value is None else f"{value:.4f}")
     return str(version)
 
 
@@ -93,7 +94,7 @@ def promote_model_task(
     champion = current_champion(client, name)
     if champion is None:
         reference, reference_name = heldout["base"], "the starting model (no champion yet)"
-    elif champion.version == version:
+    elif str(champion.version) == str(version):
         return {"promoted": True, "reason": f"version {version} is already the champion", "champion_version": version}
     else:
         reference, reference_name = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri), f"champion v{champion.version}"
@@ -102,7 +103,7 @@ def promote_model_task(
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion.decision", "promoted" if decision.promoted else "rejected")
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
-    champion_version = version if decision.promoted else (champion.version if champion else None)
+    champion_version = version if decision.promoted else (str(champion.version) if champion else None)
     logger.info("version %s %s: %s", version, "promoted" if decision.promoted else "not promoted", decision.reason)
     create_markdown_artifact(
         f"# Promotion\n\nVersion **{version}**: {'promoted to champion' if decision.promoted else 'not promoted'}.\n\n{decision.reason}\n",

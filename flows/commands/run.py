@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flows.params import load_params
+    from flows.params import check_sources, load_params
 
     overrides = [f"{param}={getattr(args, flag)}" for flag, param in FLAG_TO_PARAM.items() if getattr(args, flag)]
     params = load_params(args.config, overrides + args.overrides)
+    check_sources(params)
     logger.info("starting simpo-retrain: data=%s model=%s", params.data.source, params.model.source)
     from flows.retrain import simpo_retrain
 

@@ -17,13 +17,13 @@ def test_first_run_promotes_and_untrained_rerun_does_not(run_flow):
     assert first["promoted"] is True, first["promotion_reason"]
     assert first["heldout"]["trained"]["reward_accuracy"] > first["heldout"]["base"]["reward_accuracy"]
     client = client_for(run_flow.tracking_uri)
-    assert client.get_model_version_by_alias("simpo-policy", "champion").version == first["model_version"]
+    assert str(client.get_model_version_by_alias("simpo-policy", "champion").version) == first["model_version"]
 
     second = run_flow("train.max_steps=0")
     assert second["promoted"] is False
     assert f"champion v{first['model_version']}" in second["promotion_reason"]
-    assert client.get_model_version_by_alias("simpo-policy", "champion").version == first["model_version"]
-    assert client.get_model_version_by_alias("simpo-policy", "challenger").version == second["model_version"]
+    assert str(client.get_model_version_by_alias("simpo-policy", "champion").version) == first["model_version"]
+    assert str(client.get_model_version_by_alias("simpo-policy", "challenger").version) == second["model_version"]
     tags = client.get_model_version("simpo-policy", second["model_version"]).tags
     assert tags["promotion.decision"] == "rejected"
 
@@ -49,7 +49,7 @@ def test_bad_data_fails_the_flow_and_registers_nothing(run_flow, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = '{"prompt": "List some fruit words.", "chosen": "Apple.", "rejected": "Dog."}'
     bad.write_text("\n".join([good] * 5 + ["{not json"] * 5) + "\n")
-    with pytest.raises(DataError, match="quarantined"):
+    with pytest.raises(DataError, match="failed validation"):
         run_flow(f"data.source={bad}")
     client = client_for(run_flow.tracking_uri)
     assert client.search_registered_models() == [] or not client.search_model_versions("name = 'simpo-policy'")

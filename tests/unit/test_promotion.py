@@ -34,3 +34,10 @@ def test_margin_is_exclusive(margin, promoted):
 def test_collapsed_challenger_is_never_promoted():
     decision = decide_promotion(block(1.0, 1.0, collapsed=True), block(0.5, 0.5), "x")
     assert not decision.promoted and "collapsed" in decision.reason
+
+
+def test_undefined_length_controlled_accuracy_gates_on_accuracy_alone():
+    challenger = {"reward_accuracy": 0.9, "length_controlled_accuracy": None, "generation": None}
+    decision = decide_promotion(challenger, block(0.5, None), "starting model")
+    assert decision.promoted
+    assert "length_controlled_accuracy undefined" in decision.reason
