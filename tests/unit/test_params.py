@@ -52,3 +52,12 @@ def test_override_without_equals_is_refused():
 def test_reward_model_judge_needs_a_path():
     with pytest.raises(ConfigError, match="reward_model_path"):
         load_params(None, ["eval.judge=reward-model"])
+
+
+def test_config_reference_doc_is_current():
+    from pathlib import Path
+
+    from flows.config_reference import render_reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert doc.read_text() == render_reference(), "regenerate: python -m flows.config_reference > docs/config.md"

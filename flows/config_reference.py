@@ -1,0 +1,44 @@
+"""Render the flow's parameter reference (docs/config.md) from the pydantic models.
+
+`python -m flows.config_reference > docs/config.md`; a test keeps the file current.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from flows.params import RetrainParams
+
+HEADER = """# `simpo run` parameters
+
+Generated from `flows/params.py` and `simpo_core/config.py` by
+`python -m flows.config_reference > docs/config.md`. Set any field in a YAML file
+(`simpo run --config FILE`, groups as below) or with `--set group.field=value`.
+Unset `train` fields take the preset of the starting model (`tiny` has its own preset).
+"""
+
+
+def render_reference() -> str:
+    lines = [HEADER]
+    for group, field in RetrainParams.model_fields.items():
+        annotation = field.annotation
+        model = _model_class(annotation)
+        if model is None:
+            lines += [f"## `{group}`", "", f"{field.description or ''} Default: `{field.default!r}`.", ""]
+            continue
+        lines += [f"## `{group}`", "", "| field | default | description |", "| --- | --- | --- |"]
+        for name, sub in model.model_fields.items():
+            default = sub.default_factory.__name__ + "()" if sub.default_factory else repr(sub.default)
+            lines.append(f"| `{group}.{name}` | `{default}` | {(sub.description or '').replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
