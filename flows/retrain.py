@@ -11,7 +11,8 @@ from flows.params import RetrainParams, check_sources
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
-from tasks.registry import promote_model_task, register_model_task
+from tasks.promotion import promote_model_task
+from tasks.registry import register_model_task
 from tasks.tracking import resolve_tracking_uri
 from tasks.train import train_simpo_task
 

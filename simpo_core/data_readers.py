@@ -92,6 +92,9 @@ def _parse_line(raw: bytes, line_number: int) -> RawRecord:
     except json.JSONDecodeError as error:
         detail = f"line {line_number} is not valid JSON: {error.msg} at column {error.colno}"
         return RawRecord(line_number, UNPARSED, text, "invalid_json", detail)
+    except RecursionError:  # hostile nesting deeper than the parser's stack
+        detail = f"line {line_number} nests JSON too deeply to parse; flatten the record"
+        return RawRecord(line_number, UNPARSED, text, "invalid_json", detail)
 
 
 def _read_json(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
@@ -101,6 +104,8 @@ def _read_json(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
     text = data.decode("utf-8", errors="surrogateescape")
     try:
         value = json.loads(text)
+    except RecursionError as error:
+        raise DataError(f"{path} nests JSON too deeply to parse; flatten the records or save them as .jsonl") from error
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # JSON Lines saved with a .json suffix
             for line_number, line in enumerate(text.splitlines(), start=1):
@@ -158,7 +163,7 @@ def _parse_structured_cells(record: dict) -> dict:
         if isinstance(value, str) and value.startswith(("[", "{")) and value.rstrip().endswith(("]", "}")):
             try:
                 record[key] = json.loads(value)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 pass  # a plain response that happens to start with a bracket
     return record
 

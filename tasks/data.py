@@ -5,17 +5,17 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NONE
 
 from simpo_core.audit import audit_length_balance
 from simpo_core.data import LoadResult, load_preferences
 from simpo_core.models import load_tokenizer
 from simpo_core.split import split_holdout
 from simpo_core.validation import append_quarantine, validate_preferences
+from tasks.retry import IO_TASK, ONE_SHOT_TASK
 from tasks.tracking import get_client, log_metrics
 
 
-@task(name="load-preferences", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NONE, timeout_seconds=3600)
+@task(name="load-preferences", timeout_seconds=3600, **IO_TASK)
 def load_preferences_task(source: str, format: str | None, tracking_uri: str, run_id: str) -> LoadResult:
     """Read the source in any supported layout; every record becomes one row."""
     loaded = load_preferences(source, format)
@@ -26,7 +26,7 @@ def load_preferences_task(source: str, format: str | None, tracking_uri: str, ru
     return loaded
 
 
-@task(name="validate-preferences", retries=0, cache_policy=NONE, timeout_seconds=3600)
+@task(name="validate-preferences", timeout_seconds=3600, **ONE_SHOT_TASK)
 def validate_preferences_task(
     loaded: LoadResult, out_dir: Path, max_invalid_fraction: float, tracking_uri: str, run_id: str
 ) -> Any:
@@ -44,7 +44,7 @@ def validate_preferences_task(
     return result
 
 
-@task(name="audit-length-balance", retries=0, cache_policy=NONE, timeout_seconds=3600)
+@task(name="audit-length-balance", timeout_seconds=3600, **ONE_SHOT_TASK)
 def audit_length_balance_task(
     validated: Any, tokenizer_source: str, audit: dict[str, Any], out_dir: Path, tracking_uri: str, run_id: str
 ) -> Any:
@@ -64,7 +64,7 @@ def audit_length_balance_task(
     return result
 
 
-@task(name="split-holdout", retries=0, cache_policy=NONE, timeout_seconds=600)
+@task(name="split-holdout", timeout_seconds=600, **ONE_SHOT_TASK)
 def split_holdout_task(frame: Any, heldout_fraction: float, salt: str, out_dir: Path, tracking_uri: str, run_id: str) -> dict[str, str]:
     """Split by prompt hash and write train.parquet and heldout.parquet."""
     train, heldout = split_holdout(frame, heldout_fraction, salt)

@@ -5,12 +5,12 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
+from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics, numeric_metrics
 
 
-@task(name="evaluate-holdout", retries=1, retry_delay_seconds=5, cache_policy=NONE, timeout_seconds=6 * 3600)
+@task(name="evaluate-holdout", timeout_seconds=6 * 3600, **COMPUTE_TASK)
 def evaluate_holdout_task(
     base_source: str, trained_dir: str, heldout_path: str, settings: dict[str, Any],
     out_dir: Path, tracking_uri: str, run_id: str, trust_remote_code: bool = False,

@@ -3,12 +3,12 @@
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
 
+from tasks.retry import IO_TASK
 from tasks.tracking import ensure_experiment, flatten, get_client, redact, redact_params
 
 
-@task(name="start-tracking", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NONE, timeout_seconds=120)
+@task(name="start-tracking", timeout_seconds=120, **IO_TASK)
 def start_tracking_run(
     tracking_uri: str, experiment_name: str, run_name: str, flow_run_id: str, params: dict[str, Any]
 ) -> str:
@@ -28,7 +28,7 @@ def start_tracking_run(
     return run.info.run_id
 
 
-@task(name="end-tracking", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NONE, timeout_seconds=60)
+@task(name="end-tracking", timeout_seconds=60, **IO_TASK)
 def end_tracking_run(tracking_uri: str, run_id: str, status: str) -> None:
     """Mark the MLflow run FINISHED or FAILED."""
     get_client(tracking_uri).set_terminated(run_id, status=status)

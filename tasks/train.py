@@ -5,10 +5,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NONE
 from prefect.runtime import task_run
 
 from simpo_core.config import SimPOConfig
+from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics
 
 
@@ -31,7 +31,7 @@ class TrainingProgress:
             self.logger.info("%s at step %d/%d: %s", event, step, self.total_steps, _short(numbers))
 
 
-@task(name="train-simpo", retries=1, retry_delay_seconds=5, cache_policy=NONE, timeout_seconds=12 * 3600)
+@task(name="train-simpo", timeout_seconds=12 * 3600, **COMPUTE_TASK)
 def train_simpo_task(
     model_source: str, trust_remote_code: bool, config: SimPOConfig, data_paths: dict[str, str],
     out_dir: Path, tracking_uri: str, run_id: str,
