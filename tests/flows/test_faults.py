@@ -67,6 +67,7 @@ def test_tracking_outage_during_registration(prefect_harness, tmp_path, tiny_mod
 def test_secrets_never_reach_params_tags_logs_or_artifacts(run_flow, tmp_path, monkeypatch, caplog):
     hub_token, password = "hf_" + "Zq7" * 12, "pw-" + "x9" * 10
     monkeypatch.setenv("HF_TOKEN", hub_token)
+    (tmp_path / "mlflow").mkdir()
     with mlflow_server(tmp_path / "mlflow") as (uri, _):
         secret_uri = uri.replace("http://", f"http://alice:{password}@")
         summary = run_flow("train.max_steps=5", "eval.generation_samples=0", tracking=secret_uri)
