@@ -33,6 +33,24 @@ def _cast(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | Non
     return None if tensor is None else tensor.to(dtype)
 
 
+class _Blocks:
+    """Two `(rows, V)` float32 buffers reused by every chunk of one call: large blocks freed and
+    allocated again are returned to and faulted in from the OS each time (page zeroing)."""
+
+    def __init__(self, rows: int, vocab: int, device: torch.device) -> None:
+        self.logits = torch.empty(rows, vocab, dtype=torch.float32, device=device)
+        self.probs = torch.empty_like(self.logits)
+
+    def logits_of(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """`(n, V)` float32 logits of the `(n, H)` rows `h`, in the first buffer when float32."""
+        out = self.logits[: h.shape[0]]
+        if w.dtype != torch.float32:
+            return out.copy_(_logits(h, w, b))
+        if b is None:
+            return torch.mm(h, w.t(), out=out)
+        return torch.addmm(b, h, w.t(), out=out)
+
+
 class _ChunkedTokenLogps(torch.autograd.Function):
     """autograd wrapper of the chunked head; use `chunked_token_logps`.
 
@@ -44,44 +62,31 @@ class _ChunkedTokenLogps(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, rows, dtype):
         h, w, b = hidden.to(dtype), weight.to(dtype), _cast(bias, dtype)
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        lse = torch.empty_like(out)
+        blocks = _Blocks(min(rows, max(hidden.shape[0], 1)), weight.shape[0], hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], rows):
-                end = start + rows
-                logits = _logits(h[start:end], w, b).float()
-                lse[start:end] = torch.logsumexp(logits, dim=-1)
-                out[start:end] = logits.gather(1, targets[start:end, None]).squeeze(1) - lse[start:end]
-                del logits  # free the block before the next one is allocated
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+                logits = blocks.logits_of(h[start : start + rows], w, b)
+                logps = torch.ops.aten._log_softmax.out(logits, 1, False, out=blocks.probs[: logits.shape[0]])
+                out[start : start + rows] = logps.gather(1, targets[start : start + rows, None]).squeeze(1)
+        ctx.save_for_backward(hidden, weight, bias, targets)
         ctx.rows, ctx.dtype = rows, dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        hidden, weight, bias, targets = ctx.saved_tensors
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
         h, w, b = hidden.to(ctx.dtype), weight.to(ctx.dtype), _cast(bias, ctx.dtype)
         grad_hidden = torch.empty_like(h) if need_hidden else None
         # Sum the head's gradient over chunks in float32 even when the matmuls are bf16.
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
         grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_bias else None
+        blocks = _Blocks(min(ctx.rows, max(hidden.shape[0], 1)), weight.shape[0], hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], ctx.rows):
                 end = start + ctx.rows
-                g = grad_out[start:end, None].float()
-                # d logp / d logits = onehot(y) − softmax: build −g·softmax in place, then add g at y.
-                grad_logits = _logits(h[start:end], w, b).float().sub_(lse[start:end, None]).exp_().mul_(-g)
-                grad_logits.scatter_add_(1, targets[start:end, None], g)
-                if need_bias:
-                    grad_bias += grad_logits.sum(0)
-                grad_logits = grad_logits.to(ctx.dtype)  # no copy in float32
-                if need_hidden:
-                    torch.mm(grad_logits, w, out=grad_hidden[start:end])
-                if need_weight and ctx.dtype == torch.float32:
-                    grad_weight.addmm_(grad_logits.t(), h[start:end])
-                elif need_weight:
-                    grad_weight += (grad_logits.t() @ h[start:end]).float()
-                del grad_logits
+                _head_grads_of_chunk(blocks, h[start:end], w, b, targets[start:end], grad_out[start:end].float(),
+                                     grad_hidden[start:end] if need_hidden else None, grad_weight, grad_bias)
         return (
             _cast(grad_hidden, hidden.dtype),
             _cast(grad_weight, weight.dtype),
@@ -90,6 +95,34 @@ class _ChunkedTokenLogps(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _head_grads_of_chunk(blocks: _Blocks, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, targets: torch.Tensor,
+                         g: torch.Tensor, grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor | None,
+                         grad_bias: torch.Tensor | None) -> None:
+    """Gradients of `Σ_i g_i · logp_i` for one chunk of n rows, written into the outputs.
+
+    With p_i = softmax(h_i Wᵀ + b) and d logp_i / d logits_i = e_{y_i} − p_i:
+        dh_i = g_i · (W[y_i] − p_i W)        dW = Σ_i g_i (e_{y_i} − p_i) h_iᵀ        db = Σ_i g_i (e_{y_i} − p_i)
+    The per-row factor g is applied to the small `(n, H)` side, never to the `(n, V)` block.
+    """
+    logits = blocks.logits_of(h, w, b)
+    probs = torch.ops.aten._softmax.out(logits, 1, False, out=blocks.probs[: logits.shape[0]])
+    probs_mm = probs.to(w.dtype)  # no copy in float32
+    g_col = g[:, None].to(w.dtype)
+    if grad_hidden is not None:
+        torch.mm(probs_mm, w, out=grad_hidden)
+        grad_hidden.mul_(-g_col).add_(w[targets] * g_col)
+    if grad_weight is not None:
+        scaled = h * g_col
+        if w.dtype == torch.float32:
+            grad_weight.addmm_(probs_mm.t(), scaled, alpha=-1.0)
+        else:
+            grad_weight -= (probs_mm.t() @ scaled).float()
+        grad_weight.index_add_(0, targets, scaled.float())
+    if grad_bias is not None:
+        grad_bias -= probs.t() @ g
+        grad_bias.index_add_(0, targets, g)
 
 
 def chunked_token_logps(

@@ -80,6 +80,10 @@ class SimPOConfig(BaseModel):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
     bf16: bool | None = Field(None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32).")
     trust_remote_code: bool = Field(False, description="Run code shipped with a hub model when loading it (off for safety).")
+    num_processes: int = Field(
+        1, ge=1, description="Processes to train with (torchrun --nproc_per_node); batch_size × gradient_accumulation_steps "
+        "stays the pairs per step, split across them. The trainer itself follows the torchrun environment.",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "SimPOConfig":

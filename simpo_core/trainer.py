@@ -3,6 +3,9 @@
 Reads top to bottom: setup (datasets encoded once, so bad rows fail before training),
 the objective, one optimizer step, the training loop, evaluation, saving.
 
+Under torchrun each process takes a contiguous share of every step's pairs, and gradients and
+metrics are summed across processes: the same steps as one process (`distributed`).
+
 Data order is a pure function of (seed, epoch): micro-batch m of the stream is slice
 m % per_epoch of the permutation for epoch m // per_epoch. Optimizer step s consumes
 micro-batches [s·A, (s+1)·A) with A = gradient_accumulation_steps, so the step number
@@ -18,13 +21,13 @@ from typing import Any
 
 import torch
 
-from simpo_core import checkpoint
+from simpo_core import checkpoint, distributed
 from simpo_core.config import SimPOConfig
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.logps import collate_for, model_device, pair_logps
 from simpo_core.packing import enable_packing
 from simpo_core.loss import simpo_objective
-from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
+from simpo_core.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,10 @@ class SimPOTrainer:
             raise ConfigError("SimPOTrainer needs the model's tokenizer with a pad token; load both with load_model_and_tokenizer")
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks or [])
+        self.world_size = distributed.init_distributed()
+        self.rank = distributed.rank()
         self.model = self._prepare_model(model)
+        distributed.broadcast_parameters(self.model)
         self.train_pairs = self._encode(train_dataset)
         self.eval_pairs = self._encode(eval_dataset)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -117,7 +123,9 @@ class SimPOTrainer:
         decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr)
+        # The fused kernel updates each tensor in one pass, without foreach's full-size temporaries.
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
         schedule = functools.partial(self.config.lr_multiplier, total_steps=total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
@@ -145,21 +153,28 @@ class SimPOTrainer:
 
     # --- one optimizer step --------------------------------------------------------------
     def _accumulate(self, pairs: Sequence[EncodedPair], backward: bool) -> dict[str, float]:
-        """Forward (and backward) every micro-batch of `pairs`; return the step's metrics."""
+        """Forward (and backward) every micro-batch of this process's share of `pairs`; return
+        the metrics of all of `pairs` (summed over processes; gradients too)."""
         size = self.config.batch_size if backward else self.config.eval_batch_size
-        n_tokens = sum(len(p.chosen_ids) for p in pairs)
+        n_tokens = sum(len(p.chosen_ids) for p in pairs)  # divisors of the whole step, on every process
         totals = dict.fromkeys(METRIC_NAMES, 0.0)
-        for start in range(0, len(pairs), size):
-            batch = collate_for(self.model, pairs[start : start + size], self.tokenizer.pad_token_id)
+        mine = distributed.shard(pairs, self.rank, self.world_size)
+        for start in range(0, len(mine), size):
+            batch = collate_for(self.model, mine[start : start + size], self.tokenizer.pad_token_id)
             with self._autocast(), (nullcontext() if backward else torch.no_grad()):
                 out = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
             loss, shares = self._objective(out, len(pairs), n_tokens)
-            if not math.isfinite(shares["loss"]):
+            if self.world_size == 1 and not math.isfinite(shares["loss"]):
                 self._diverged(f"the loss is {shares['loss']}")
             if backward:
                 loss.backward()
             for key, value in shares.items():
                 totals[key] += value
+        if backward:
+            distributed.sum_gradients(list(checkpoint.trainable_parameters(self.model).values()))
+        totals = distributed.sum_metrics(totals, self.device)
+        if not math.isfinite(totals["loss"]):  # every process sees the same sum and stops together
+            self._diverged(f"the loss is {totals['loss']}")
         return totals
 
     def _optimizer_step(self, pairs: Sequence[EncodedPair]) -> dict[str, float]:
@@ -272,6 +287,8 @@ class SimPOTrainer:
         return next((e for e in reversed(self.history) if "eval_loss" in e and e["step"] == self.global_step), {})
 
     def _notify(self, event: str, metrics: dict[str, float]) -> None:
+        if self.rank != 0:  # every process holds the same metrics; report them once
+            return
         for callback in self.callbacks:
             callback(event, self.global_step, dict(metrics))
 
@@ -297,8 +314,10 @@ class SimPOTrainer:
     def save_checkpoint(self) -> None:
         state = {"history": self.history, "window": self._window, "last_metrics": self.last_metrics, "epoch": self._epoch,
                  "config": self.config.model_dump(mode="json")}
-        checkpoint.save_checkpoint(self.config.output_dir, self.global_step, self.model, self.optimizer,
-                                   self.scheduler, state, self.config.save_total_limit)
+        if self.rank == 0:  # processes hold identical weights and optimizer states
+            checkpoint.save_checkpoint(self.config.output_dir, self.global_step, self.model, self.optimizer,
+                                       self.scheduler, state, self.config.save_total_limit)
+        distributed.barrier()
         self._notify("checkpoint", self.last_metrics)
 
     def _resume(self) -> None:
@@ -323,5 +342,8 @@ class SimPOTrainer:
         """
         target = path or self.config.output_dir / "final"
         merge = self.config.lora is not None and self.config.lora.merge_on_save
-        return str(checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge))
+        if self.rank == 0:
+            checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge)
+        distributed.barrier()
+        return str(target)
 

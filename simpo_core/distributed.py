@@ -1,0 +1,119 @@
+"""Data-parallel training across processes started by `torchrun` (gloo on CPU, nccl on GPU).
+
+The effective batch does not change with the number of processes: optimizer step s still
+consumes the same `batch_size × gradient_accumulation_steps` pairs, and each of the N
+processes takes a contiguous 1/N of them (in micro-batches of at most `batch_size`). Every
+micro-batch divides by the counts of the whole step, so summing gradients and metrics over
+the processes (one all-reduce each) gives exactly the one-process step: same loss, same
+gradients, same weights, up to float summation order.
+
+Gradients are reduced after the last micro-batch rather than overlapped with the backward
+(as DDP does): the log-probs come from the decoder and the output head called separately,
+which a DDP wrapper would not see, and on CPU the reduction is a small part of a step.
+"""
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """Processes in this run: 1 unless started by torchrun (or an initialised process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def init_distributed() -> int:
+    """Join the process group torchrun describes in the environment; return the world size.
+
+    On CUDA each process uses GPU `LOCAL_RANK` with nccl; on CPU gloo. A no-op for one
+    process or when the group already exists.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return world_size()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    logger.info("joined a %d-process %s group as rank %d", world_size(), backend, rank())
+    return world_size()
+
+
+def shard(items: Sequence[T], index: int, count: int) -> list[T]:
+    """Contiguous part `index` of `count` nearly equal parts of `items` (sizes differ by ≤ 1)."""
+    return list(items[len(items) * index // count : len(items) * (index + 1) // count])
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Give every process rank 0's parameters and buffers (a model built from random weights
+    would otherwise start differently in each process)."""
+    if world_size() <= 1:
+        return
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
+def sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
+    """All-reduce (sum) the gradients of `parameters` in place. A process that saw no pair
+    contributes zeros."""
+    if world_size() <= 1:
+        return
+    for param in parameters:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+    handles = [torch.distributed.all_reduce(p.grad, async_op=True) for p in parameters]
+    for handle in handles:
+        handle.wait()
+
+
+def sum_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Sum each metric over the processes (the shares already divide by the step's totals)."""
+    if world_size() <= 1:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(values)
+    return dict(zip(keys, values.tolist()))
+
+
+def barrier() -> None:
+    """Wait for every process (no-op when not distributed)."""
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+def torchrun_command(program: Sequence[str], num_processes: int, nnodes: int = 1, **rendezvous: Any) -> list[str]:
+    """The argv that runs `program` (e.g. `["simpo", "train", "--config", "train.yaml"]`) in
+    `num_processes` processes per node with torchrun.
+
+    Args:
+        program: the command each process runs; its first item is resolved on PATH.
+        num_processes: processes per node (GPUs per node, or CPU workers).
+        nnodes: machines; above 1 pass `rdzv_endpoint="host:29500"` (and `rdzv_id`) and run
+            the same command on every machine.
+        rendezvous: extra torchrun options, e.g. `rdzv_endpoint`, `rdzv_id`, `rdzv_backend`.
+    """
+    executable = shutil.which(program[0]) or program[0]
+    options = ["--standalone"] if nnodes == 1 else [f"--nnodes={nnodes}", "--rdzv_backend=c10d"]
+    options += [f"--{key}={value}" for key, value in rendezvous.items()]
+    return [sys.executable, "-m", "torch.distributed.run", *options, f"--nproc_per_node={num_processes}", executable, *program[1:]]
