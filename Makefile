@@ -42,3 +42,11 @@ BENCH_SIZES ?= 10000,100000,1000000
 .PHONY: bench-data
 bench-data: setup
 	$(BIN)/python bench/bench_data.py --sizes $(BENCH_SIZES)
+
+# Trainer throughput, peak memory and MFU against TRL (not a test): installs the `bench`
+# extra into .venv when missing. BENCH_ARGS="--vocabs 32000 --steps 6" for a quick run.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	$(BIN)/python -c "import trl" 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[bench]"
+	$(BIN)/python bench/bench_trainer.py $(BENCH_ARGS)
