@@ -16,7 +16,7 @@ import torch
 
 from simpo_core.chunked_logps import chunked_token_logps
 from simpo_core.loss import IGNORE_INDEX, batch_logps
-from simpo_core.packing import enable_packing, is_packed_ready, pack_pairs
+from simpo_core.packing import enable_packing, is_packed_ready, pack_pairs, packed_forward
 from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
 # Config attributes that mean the logits are not simply `lm_head(hidden)`.
@@ -60,10 +60,11 @@ def _packed_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     sizes = (bounds[1:] - bounds[:-1]).long()
     seq_of_token = torch.repeat_interleave(torch.arange(n_sequences, device=bounds.device), sizes)
     longest = int(sizes.max())
-    hidden = model.get_decoder()(
-        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-        cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest,
-    )[0]
+    with packed_forward():
+        hidden = model.get_decoder()(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+            cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest,
+        )[0]
     targets = batch["labels"][0, 1:]
     lengths = torch.zeros(n_sequences, dtype=torch.long, device=bounds.device)
     lengths.index_add_(0, seq_of_token[:-1], (targets != IGNORE_INDEX).long())

@@ -11,7 +11,9 @@ on each sequence; for any other call it is exactly transformers' SDPA, so a mode
 to it behaves as before everywhere else. Flash-attention models pack natively.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -79,12 +81,34 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     return torch.cat(parts, dim=1), None
 
 
+# True while a packed forward builds its masks: the per-sequence attention needs none, and a
+# dense (L, L) block mask would cost more to build than the attention it describes.
+_PACKED_FORWARD: ContextVar[bool] = ContextVar("packed_forward", default=False)
+
+
+@contextmanager
+def packed_forward() -> Iterator[None]:
+    """Mark a decoder call on a packed batch (see `_packed_mask`)."""
+    token = _PACKED_FORWARD.set(True)
+    try:
+        yield
+    finally:
+        _PACKED_FORWARD.reset(token)
+
+
+def _packed_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """SDPA's mask for unpacked calls; none for packed ones (their attention ignores it)."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if _PACKED_FORWARD.get() else sdpa_mask(*args, **kwargs)
+
+
 def _register() -> None:
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(PACKED_SDPA, packed_sdpa_attention)
-    AttentionMaskInterface.register(PACKED_SDPA, sdpa_mask)  # unpacked calls get SDPA's masks
+    AttentionMaskInterface.register(PACKED_SDPA, _packed_mask)
 
 
 def enable_packing(model: Any) -> bool:

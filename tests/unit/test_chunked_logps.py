@@ -90,3 +90,42 @@ def test_batch_logps_reference_agrees_on_a_sequence():
     full = batch_logps(hidden @ weight.t(), labels, average=False)
     chunked = chunked_token_logps(hidden[0, 1:5], weight, labels[0, 2:], rows=3).sum()
     assert_close(chunked, full[0])
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(3)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config)
+
+
+def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients():
+    """A small Llama (grouped-query attention): the padded and the packed fast paths give the
+    full-logits log-probs and the same parameter gradients."""
+    from simpo_core.logps import sequence_logps
+    from simpo_core.packing import enable_packing
+    from simpo_core.tokenization import collate_pairs
+
+    pairs = [EncodedPair([1, 5, 6], [7, 8, 9, 2], [10, 2]), EncodedPair([1, 11], [12, 2], [13, 14, 15, 16, 2])]
+    padded = collate_pairs(pairs, pad_token_id=0)
+    model = _tiny_llama()
+
+    def run(fn):
+        model.zero_grad(set_to_none=True)
+        sums = fn()
+        (sums * torch.tensor([0.3, -1.0, 0.7, 2.0])).sum().backward()
+        return sums.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    full = run(lambda: batch_logps(model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits,
+                                   padded["labels"], average=False))
+    fast_padded = run(lambda: sequence_logps(model, padded)[0])
+    assert enable_packing(model)
+    fast_packed = run(lambda: sequence_logps(model, pack_pairs(pairs))[0])
+    for sums, grads in (fast_padded, fast_packed):
+        assert_close(sums, full[0], rtol=1e-5, atol=1e-5)
+        for name, grad in grads.items():
+            assert_close(grad, full[1][name], rtol=1e-4, atol=1e-5, msg=name)
+    assert sequence_logps(model, pack_pairs(pairs))[1].tolist() == [4, 2, 2, 5]
