@@ -75,24 +75,37 @@ def build_tiny_model(vocab_size: int, seed: int = TINY_SEED, eos_token_id: int =
 def save_tiny(target: Path, seed: int = TINY_SEED) -> Path:
     """Build the tiny tokenizer and model and save both (safetensors) into `target`.
 
-    Reuses a complete earlier save of the same seed. Writes into a temporary folder and
-    renames it, so an interrupted build never leaves a half-saved model behind.
+    Reuses a complete earlier save of the same seed. Writes into a private temporary
+    folder and renames it, so an interrupted build never leaves a half-saved model and two
+    processes building at once never share files (the first rename wins).
     """
+    import shutil
+    import tempfile
+
     target = Path(target)
-    marker = target / "tiny_seed.txt"
-    if marker.exists() and marker.read_text().strip() == str(seed):
+    if _is_complete(target, seed):
         return target
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(len(tokenizer), seed, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    partial = target.with_name(target.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(partial)
-    model.save_pretrained(partial, safe_serialization=True)
-    (partial / "tiny_seed.txt").write_text(str(seed))
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    partial.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(partial)
+        model.save_pretrained(partial)
+        (partial / "tiny_seed.txt").write_text(str(seed))
+        if target.exists() and not _is_complete(target, seed):
+            shutil.rmtree(target, ignore_errors=True)  # a stale save of another seed
+        try:
+            partial.rename(target)
+        except OSError:
+            if not _is_complete(target, seed):  # someone else's rename won: theirs is as good as ours
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     logger.info("built the tiny model (seed %d, %d parameters) in %s", seed, model.num_parameters(), target)
     return target
+
+
+def _is_complete(folder: Path, seed: int) -> bool:
+    marker = folder / "tiny_seed.txt"
+    return marker.exists() and marker.read_text().strip() == str(seed)

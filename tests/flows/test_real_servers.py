@@ -1,4 +1,4 @@
-"""`simpo run` against real Prefect and MLflow servers started on 127.0.0.1."""
+"""Two concurrent `simpo run`s against real Prefect and MLflow servers on 127.0.0.1."""
 
 import json
 import os
@@ -12,27 +12,40 @@ from servers import mlflow_server, prefect_server
 pytestmark = pytest.mark.slow
 
 
-def test_simpo_run_against_real_servers(tmp_path):
+def start_run(tmp_path, env, name, steps):
+    command = [sys.executable, "-m", "flows.cli", "run", "--json", "--output-dir", str(tmp_path / name),
+               "--data", "synthetic:n=400,seed=2", "--set", f"train.max_steps={steps}",
+               "--set", "eval.generation_samples=2", "--set", "eval.max_new_tokens=8"]
+    return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process):
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_concurrent_runs_on_shared_servers(tmp_path):
+    """Both finish, each registers its own version, and `champion` ends on the better one."""
     with mlflow_server(tmp_path) as (tracking_uri, _), prefect_server(tmp_path) as api_url:
         env = {**os.environ, "PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": tracking_uri}
-        command = [sys.executable, "-m", "flows.cli", "run", "--json", "--output-dir", str(tmp_path / "runs"),
-                   "--data", "synthetic:n=300,seed=2", "--set", "train.max_steps=30", "--set", "eval.generation_samples=2",
-                   "--set", "eval.max_new_tokens=8"]
-        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr[-3000:]
-        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        strong, weak = start_run(tmp_path, env, "strong", 100), start_run(tmp_path, env, "weak", 20)
+        summaries = [finish(strong), finish(weak)]
 
         from mlflow import MlflowClient
         from prefect.client.orchestration import get_client
-
-        version = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version(
-            "simpo-policy", summary["model_version"])
-        assert version.run_id == summary["mlflow_run_id"]
-        assert "challenger" in version.aliases
-
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
+        registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        versions = {s["model_version"]: registry.get_model_version("simpo-policy", s["model_version"]) for s in summaries}
+        assert len(versions) == 2
+        for summary in summaries:
+            assert versions[summary["model_version"]].run_id == summary["mlflow_run_id"]
+        best = max(summaries, key=lambda s: (s["heldout"]["trained"]["reward_accuracy"], s["train_steps"]))
+        champion = registry.get_model_version_by_alias("simpo-policy", "champion")
+        assert str(champion.version) == best["model_version"], [s["promotion_reason"] for s in summaries]
+
         with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-            flow_run = client.read_flow_run(summary["flow_run_id"])
-        assert flow_run.state.is_completed()
-        assert flow_run.name.startswith("synthetic-on-tiny")
+            runs = [client.read_flow_run(s["flow_run_id"]) for s in summaries]
+        assert all(run.state.is_completed() for run in runs)
+        assert all(run.name.startswith("synthetic-on-tiny") for run in runs)

@@ -69,3 +69,17 @@ def test_uncached_hub_id_offline_is_a_clear_error(no_network):
 
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
         load_model_and_tokenizer("some-org/not-cached-model")
+
+
+def test_concurrent_builds_share_one_complete_folder(tmp_path):
+    """Two processes building `tiny` at once both end with the same complete folder."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "tiny"
+    code = f"from simpo_core.tiny import save_tiny; save_tiny({str(target)!r})"
+    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=120) == 0, process.stderr.read()
+    assert (target / "model.safetensors").exists() and (target / "tiny_seed.txt").read_text() == "1234"
+    assert [path.name for path in tmp_path.iterdir()] == ["tiny"]
