@@ -21,9 +21,18 @@ def prefect_harness(tmp_path_factory):
 
 
 @pytest.fixture
-def run_flow(prefect_harness, tmp_path):
-    """Run simpo-retrain in-process with small settings; returns (summary, tracking_uri)."""
+def run_flow(prefect_harness, tmp_path, monkeypatch, tiny_model_dir):
+    """Run simpo-retrain in-process with small settings; returns the summary.
+
+    Runs in a temporary working directory so nothing lands in the checkout; the tiny
+    model built once per session is reused through the `tiny` cache folder.
+    """
+    import shutil
+
     from flows.params import load_params
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / ".simpo" / "models" / "tiny")
     from flows.retrain import simpo_retrain
 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
