@@ -28,7 +28,8 @@ def finish(process):
 def test_concurrent_runs_on_shared_servers(tmp_path):
     """Both finish, each registers its own version, and `champion` ends on the better one."""
     with mlflow_server(tmp_path) as (tracking_uri, _), prefect_server(tmp_path) as api_url:
-        env = {**os.environ, "PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": tracking_uri}
+        # One thread each: two 2-thread torch processes on 2 cores spin-wait each other to a crawl.
+        env = {**os.environ, "PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
         strong, weak = start_run(tmp_path, env, "strong", 100), start_run(tmp_path, env, "weak", 20)
         summaries = [finish(strong), finish(weak)]
 
