@@ -61,7 +61,7 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
     heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"], eval_settings,
                                     run_dir / "eval", tracking_uri, run_id, params.model.trust_remote_code)
     name = params.registry.registered_model_name
-    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout)
+    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, params.model.source)
     decision = promote_model_task(name, version, heldout, split_paths["heldout"], eval_settings,
                                   params.registry.promotion_margin, tracking_uri)
     return {

@@ -23,6 +23,9 @@ def load_preferences_task(source: str, format: str | None, tracking_uri: str, ru
     client = get_client(tracking_uri)
     client.set_tag(run_id, "data.fingerprint", loaded.fingerprint)
     client.set_tag(run_id, "data.format", loaded.format)
+    create_table_artifact([{"source": source, "layout": loaded.format, "records": loaded.total,
+                            "fingerprint": loaded.fingerprint[:16]}], key="loaded-preferences",
+                          description="what was read")
     return loaded
 
 
@@ -74,6 +77,8 @@ def split_holdout_task(frame: Any, heldout_fraction: float, salt: str, out_dir: 
     heldout.to_parquet(paths["heldout"], index=False)
     log_metrics(get_client(tracking_uri), run_id, {"data/train_pairs": len(train), "data/heldout_pairs": len(heldout)})
     get_run_logger().info("split: %d train pairs, %d held-out pairs", len(train), len(heldout))
+    create_table_artifact([{"split": "train", "pairs": len(train)}, {"split": "held-out", "pairs": len(heldout)}],
+                          key="holdout-split", description=f"prompt-hash split, salt {salt!r}")
     return {name: str(path) for name, path in paths.items()}
 
 

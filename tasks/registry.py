@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
@@ -28,14 +29,23 @@ def find_version_of_run(client, name: str, run_id: str):
 
 
 @task(name="register-model", timeout_seconds=1800, **IO_TASK)
-def register_model_task(model_dir: str, name: str, tracking_uri: str, run_id: str, heldout: dict[str, Any]) -> str:
+def register_model_task(
+    model_dir: str, name: str, tracking_uri: str, run_id: str, heldout: dict[str, Any], base_model: str = ""
+) -> str:
     """Log the model (pyfunc over the saved folder), register it, alias it `challenger`.
 
     Idempotent: a retry of this task, or a rerun of the flow run, finds the version
     registered from the same MLflow run instead of creating a second one.
     """
     with tracking_errors(tracking_uri, "registering the model"):
-        return register_version(model_dir, name, tracking_uri, run_id, heldout["trained"])
+        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"])
+        client = get_client(tracking_uri)
+        client.set_model_version_tag(name, version, "base_model", base_model)
+        client.set_model_version_tag(name, version, "lora_adapter", str((Path(model_dir) / "adapter").exists()).lower())
+    create_markdown_artifact(f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
+                             f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",
+                             key="registered-model", description="model registry")
+    return version
 
 
 def register_version(model_dir: str, name: str, tracking_uri: str, run_id: str, trained: dict[str, Any]) -> str:

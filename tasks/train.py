@@ -51,12 +51,21 @@ def train_simpo_task(
     resume = task_run.run_count > 1
     if resume:
         logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
-    history = trainer.train(resume=resume)
+    history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
     model_dir = Path(trainer.save_model(out_dir / "final"))
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
     create_markdown_artifact(_summary_markdown(history, model_dir), key="training-summary", description="SimPO training")
     logger.info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
     return {"model_dir": str(model_dir), "steps": int(last.get("step", 0)), "final_metrics": last}
+
+
+def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:
+    """Train while MLflow samples CPU, memory (and GPU where present) into the run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=True):
+        return trainer.train(resume=resume)
 
 
 def _short(metrics: dict[str, float]) -> str:
@@ -65,13 +74,15 @@ def _short(metrics: dict[str, float]) -> str:
 
 
 def _summary_markdown(history: list[dict[str, Any]], model_dir: Path) -> str:
-    rows = [entry for entry in history if "eval_rewards/accuracies" in entry or "loss" in entry][-10:]
-    lines = ["# SimPO training", "", f"Model: `{model_dir}`", "", "| step | loss | accuracy | eval accuracy |", "|---|---|---|---|"]
-    for entry in rows:
-        lines.append(
-            f"| {entry.get('step', '')} | {entry.get('loss', ''):.4} | {entry.get('rewards/accuracies', '')} "
-            f"| {entry.get('eval_rewards/accuracies', '')} |"
-            if isinstance(entry.get("loss"), float) else
-            f"| {entry.get('step', '')} | | | {entry.get('eval_rewards/accuracies', '')} |"
-        )
+    """The last logged steps as a Markdown table (blank cells where a step has no value)."""
+    columns = ("step", "loss", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
+    lines = ["# SimPO training", "", f"Model: `{model_dir}`", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for entry in history[-12:]:
+        lines.append("| " + " | ".join(_cell(entry.get(column)) for column in columns) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
