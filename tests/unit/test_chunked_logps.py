@@ -24,13 +24,15 @@ def _grads(fn, hidden, weight, bias, targets, upstream):
 
 @pytest.mark.parametrize("rows", [1, 7, 64, 1000])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_values_and_gradients_equal_full_logits(rows, with_bias):
-    """Every chunk size (one row, uneven last chunk, one chunk for all) gives the reference's
-    log-probs and the gradients of Σ g·logp for hidden, weight and bias."""
+@pytest.mark.parametrize("keep_bytes", [0, 10**9])
+def test_values_and_gradients_equal_full_logits(rows, with_bias, keep_bytes):
+    """Every chunk size (one row, uneven last chunk, one chunk for all), recomputed in the
+    backward or kept from the forward, gives the reference's log-probs and the gradients of
+    Σ g·logp for hidden, weight and bias."""
     torch.manual_seed(0)
     hidden, weight, bias = torch.randn(50, 12), torch.randn(300, 12), torch.randn(300) if with_bias else None
     targets, upstream = torch.randint(0, 300, (50,)), torch.randn(50)
-    ours, our_grads = _grads(lambda h, w, t, b: chunked_token_logps(h, w, t, bias=b, rows=rows), hidden, weight, bias, targets, upstream)
+    ours, our_grads = _grads(lambda h, w, t, b: chunked_token_logps(h, w, t, bias=b, rows=rows, keep_bytes=keep_bytes), hidden, weight, bias, targets, upstream)
     ref, ref_grads = _grads(_reference, hidden, weight, bias, targets, upstream)
     assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     for mine, theirs in zip(our_grads, ref_grads):
