@@ -12,7 +12,6 @@ micro-batches [s·A, (s+1)·A) with A = gradient_accumulation_steps, so the step
 alone is the data position, and a resumed run sees exactly the batches it would have seen.
 """
 
-import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -25,9 +24,9 @@ from simpo_core import checkpoint, distributed
 from simpo_core.config import SimPOConfig
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.logps import collate_for, model_device, pair_logps
-from simpo_core.packing import enable_packing
 from simpo_core.loss import simpo_objective
 from simpo_core.tokenization import EncodedPair, encode_pairs, rows_from
+from simpo_core.training_setup import build_optimizer, prepare_model
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +78,7 @@ class SimPOTrainer:
 
     # --- setup ---------------------------------------------------------------------------
     def _prepare_model(self, model: Any) -> Any:
-        if self.config.lora is not None and not hasattr(model, "peft_config"):
-            from peft import LoraConfig, get_peft_model
-
-            lora = self.config.lora
-            torch.manual_seed(self.config.seed)  # adapter initialisation is reproducible
-            model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                     target_modules=lora.target_modules, task_type="CAUSAL_LM"))
-        if not checkpoint.trainable_parameters(model):
-            raise ConfigError("the model has no trainable parameters; unfreeze it or set lora")
-        if self.config.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if torch.cuda.is_available() and model_device(model).type == "cpu":
-            model = model.to("cuda")
-        enable_packing(model)  # padding-free batches where the model allows them
-        return model
+        return prepare_model(model, self.config)
 
     def _encode(self, dataset: Any) -> list[EncodedPair]:
         return encode_pairs(self.tokenizer, rows_from(dataset), self.config.max_length, self.config.max_prompt_length)
@@ -119,15 +104,7 @@ class SimPOTrainer:
         return math.ceil(self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps)
 
     def _setup_optimization(self, total_steps: int) -> None:
-        params = list(checkpoint.trainable_parameters(self.model).values())
-        decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        # The fused kernel updates each tensor in one pass, without foreach's full-size temporaries.
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
-        schedule = functools.partial(self.config.lr_multiplier, total_steps=total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config, total_steps)
 
     # --- the objective -------------------------------------------------------------------
     def _objective(self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
