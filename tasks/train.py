@@ -44,19 +44,58 @@ def train_simpo_task(
 
     logger = get_run_logger()
     config = config.model_copy(update={"output_dir": Path(out_dir)})
+    resume = task_run.run_count > 1
+    if resume:
+        logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
+    if config.num_processes > 1:
+        return train_under_torchrun(model_source, config, data_paths, resume, tracking_uri, run_id)
     model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=trust_remote_code)
     train_rows, heldout_rows = pd.read_parquet(data_paths["train"]), pd.read_parquet(data_paths["heldout"])
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
     trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
-    resume = task_run.run_count > 1
-    if resume:
-        logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
     history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
-    model_dir = Path(trainer.save_model(out_dir / "final"))
+    return training_result(history, Path(trainer.save_model(out_dir / "final")))
+
+
+def training_result(history: list[dict[str, Any]], model_dir: Path) -> dict[str, Any]:
+    """What the flow passes on: the model folder, the steps run and the last metrics."""
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
     create_markdown_artifact(_summary_markdown(history, model_dir), key="training-summary", description="SimPO training")
-    logger.info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
+    get_run_logger().info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
     return {"model_dir": str(model_dir), "steps": int(last.get("step", 0)), "final_metrics": last}
+
+
+def train_under_torchrun(
+    model_source: str, config: SimPOConfig, data_paths: dict[str, str], resume: bool, tracking_uri: str, run_id: str
+) -> dict[str, Any]:
+    """Run `simpo train` in `config.num_processes` processes under torchrun (same effective batch).
+
+    Metrics reach MLflow when the processes finish (from the history the main process writes).
+    """
+    import json
+    import subprocess
+
+    import yaml
+
+    from flows.commands.train import HISTORY_FILE
+    from simpo_core.distributed import torchrun_command
+
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = out_dir / "train-job.yaml"
+    job.write_text(yaml.safe_dump({"model": model_source, "train_data": data_paths["train"],
+                                   "eval_data": data_paths["heldout"], "simpo": config.model_dump(mode="json")}))
+    command = torchrun_command(["simpo", "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes)
+    get_run_logger().info("training in %d processes: %s", config.num_processes, " ".join(command))
+    completed = subprocess.run(command)
+    if completed.returncode != 0:
+        raise RuntimeError(f"torchrun training exited with {completed.returncode}; see its output above")
+    history = json.loads((out_dir / HISTORY_FILE).read_text())
+    client = get_client(tracking_uri)
+    for entry in history:
+        numbers = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"}
+        log_metrics(client, run_id, {f"train/{k}": v for k, v in numbers.items()}, step=int(entry.get("step", 0)))
+    return training_result(history, out_dir / "final")
 
 
 def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 HELP = "train with SimPO from a YAML config (what the train-simpo task runs)"
 TOP_LEVEL_KEYS = ("model", "train_data", "eval_data", "simpo")
+HISTORY_FILE = "history.json"  # metrics per logged step, read back by the train-simpo task
 logger = logging.getLogger(__name__)
 
 
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows)
     history = trainer.train(resume=args.resume)
     path = trainer.save_model(str(Path(config.output_dir) / "final"))
+    write_history(history, Path(config.output_dir) / HISTORY_FILE)
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
@@ -47,6 +49,16 @@ def main(args: argparse.Namespace) -> int:
         trainer.global_step, _fmt(last.get("loss")), _fmt(evaluated.get("eval_rewards/accuracies")), path,
     )
     return 0
+
+
+def write_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Write the metric history (the main process only, under torchrun)."""
+    import json
+
+    from simpo_core.distributed import rank
+
+    if rank() == 0:
+        path.write_text(json.dumps(history, indent=1))
 
 
 def load_train_config(path: Path) -> tuple[str, Any, Any, Any]:

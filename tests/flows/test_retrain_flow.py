@@ -92,3 +92,13 @@ def test_register_model_is_idempotent(run_flow):
     client = client_for(run_flow.tracking_uri)
     versions = client.search_model_versions(f"name = 'simpo-policy' and run_id = '{summary['mlflow_run_id']}'")
     assert len(versions) == 1
+
+
+def test_training_task_runs_under_torchrun_when_asked(run_flow, monkeypatch):
+    """train.num_processes=2: the task launches two processes and logs their history."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    summary = run_flow("train.max_steps=10", "train.num_processes=2", "train.logging_steps=5", "train.save_steps=0")
+    assert summary["train_steps"] == 10
+    client = client_for(run_flow.tracking_uri)
+    history = client.get_metric_history(summary["mlflow_run_id"], "train/loss")
+    assert [metric.step for metric in history] == [5, 10]
