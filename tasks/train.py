@@ -74,6 +74,7 @@ def train_under_torchrun(
     """
     import json
     import subprocess
+    import sys
 
     import yaml
 
@@ -85,7 +86,9 @@ def train_under_torchrun(
     job = out_dir / "train-job.yaml"
     job.write_text(yaml.safe_dump({"model": model_source, "train_data": data_paths["train"],
                                    "eval_data": data_paths["heldout"], "simpo": config.model_dump(mode="json")}))
-    command = torchrun_command(["simpo", "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes)
+    # The console script beside this interpreter: the venv's bin folder need not be on PATH.
+    simpo = str(Path(sys.executable).parent / "simpo")
+    command = torchrun_command([simpo, "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes)
     get_run_logger().info("training in %d processes: %s", config.num_processes, " ".join(command))
     completed = subprocess.run(command)
     if completed.returncode != 0:
