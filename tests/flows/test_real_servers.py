@@ -1,4 +1,4 @@
-"""Two concurrent `simpo run`s against real Prefect and MLflow servers on 127.0.0.1."""
+"""Two concurrent `simpo run`s, then `simpo deploy`, against real Prefect and MLflow servers on 127.0.0.1."""
 
 import json
 import os
@@ -50,3 +50,13 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
             runs = [client.read_flow_run(s["flow_run_id"]) for s in summaries]
         assert all(run.state.is_completed() for run in runs)
         assert all(run.name.startswith("synthetic-on-tiny") for run in runs)
+
+        deploy = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=300)
+        assert deploy.returncode == 0, deploy.stderr[-3000:]
+        with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+            nightly = client.read_deployment_by_name("simpo-retrain/nightly")
+            smoke = client.read_deployment_by_name("simpo-retrain/smoke")
+        assert nightly.work_pool_name == smoke.work_pool_name == "simpo-process"
+        assert nightly.schedules[0].schedule.cron == "0 3 * * *"
+        assert smoke.parameters["params"]["train"]["max_steps"] == 20
