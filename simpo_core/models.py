@@ -124,3 +124,28 @@ def _not_found_message(source: str, error: Exception) -> str:
         "Hugging Face cache, or set HF_HUB_OFFLINE=0 where the hub is reachable. "
         "Weights must be safetensors."
     )
+
+
+PROVENANCE_FILE = "simpo_provenance.json"
+
+
+def write_provenance(model_dir: str | Path, base_model: str) -> Path:
+    """Record which starting model a trained folder came from, so evaluation can compare."""
+    import json
+
+    from simpo_core import __version__
+
+    base = base_model if base_model == TINY or not Path(base_model).exists() else str(Path(base_model).resolve())
+    path = Path(model_dir) / PROVENANCE_FILE
+    path.write_text(json.dumps({"base_model": base, "trained_with": f"simpo-pipeline {__version__}"}, indent=1))
+    return path
+
+
+def read_base_model(model_dir: str | Path) -> str | None:
+    """The starting model recorded by `write_provenance`, or None for other folders."""
+    import json
+
+    path = Path(model_dir) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("base_model")

@@ -39,7 +39,7 @@ def train_simpo_task(
     """Train from `data_paths["train"]`, evaluating on `data_paths["heldout"]`; return the model folder."""
     import pandas as pd
 
-    from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.models import load_model_and_tokenizer, write_provenance
     from simpo_core.trainer import SimPOTrainer
 
     logger = get_run_logger()
@@ -54,7 +54,9 @@ def train_simpo_task(
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
     trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
     history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
-    return training_result(history, Path(trainer.save_model(out_dir / "final")))
+    model_dir = Path(trainer.save_model(out_dir / "final"))
+    write_provenance(model_dir, model_source)
+    return training_result(history, model_dir)
 
 
 def training_result(history: list[dict[str, Any]], model_dir: Path) -> dict[str, Any]:

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model: folder, hub id or 'tiny'")
     parser.add_argument("--data", required=True, help="held-out pairs: JSON/JSONL/Parquet/CSV file, folder or hub id")
-    parser.add_argument("--base", default=None, help="starting model to compare against (same tokenizer); omit to evaluate --model alone")
+    parser.add_argument("--base", default=None, help="starting model to compare against (same tokenizer); defaults to the one recorded in a folder "
+                             "trained by simpo, else --model is evaluated alone")
     parser.add_argument("--out", type=Path, default=None, help="write evaluation.json, evaluation.md and PNG plots here")
     parser.add_argument("--judge", choices=("synthetic", "reward-model", "none"), default="synthetic",
                         help="who scores generated answers, trained vs base (default synthetic)")
@@ -48,6 +49,12 @@ def main(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size, "generation_samples": args.generation_samples,
         "max_new_tokens": args.max_new_tokens, "seed": args.seed,
     }
+    if args.base is None:
+        from simpo_core.models import read_base_model
+
+        args.base = read_base_model(args.model)  # a folder trained here names its starting model
+        if args.base is not None:
+            logger.info("comparing with the starting model recorded in %s: %s", args.model, args.base)
     if args.base is None:
         summary, markdown = _evaluate_alone(args, pairs, settings)
     else:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.models import load_model_and_tokenizer, write_provenance
     from simpo_core.trainer import SimPOTrainer
 
     model_source, train_rows, eval_rows, config = load_train_config(args.config)
@@ -42,6 +42,8 @@ def main(args: argparse.Namespace) -> int:
     history = trainer.train(resume=args.resume)
     path = trainer.save_model(str(Path(config.output_dir) / "final"))
     write_history(history, Path(config.output_dir) / HISTORY_FILE)
+    if trainer.rank == 0:
+        write_provenance(path, model_source)
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
