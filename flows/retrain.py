@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.params import RetrainParams, check_sources
+from simpo_core.errors import ConfigError
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
@@ -32,7 +33,7 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     started = time.perf_counter()
     check_sources(params)
     run_id_of_flow = str(flow_run.get_id() or "local")
-    run_dir = Path(params.output_dir).resolve() / run_id_of_flow
+    run_dir = run_folder(params.output_dir, run_id_of_flow)
     tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     mlflow_run_id = start_tracking_run(
         tracking_uri, params.registry.experiment_name, flow_run.get_name() or "simpo-retrain",
@@ -70,6 +71,15 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         "registered_model_name": name, "model_version": version, "promoted": decision["promoted"],
         "promotion_reason": decision["reason"], "champion_version": decision["champion_version"],
     }
+
+
+def run_folder(output_dir: str, name: str) -> Path:
+    """`output_dir/name`, refusing a name that would land outside `output_dir`."""
+    base = Path(output_dir).resolve()
+    folder = (base / name).resolve()
+    if folder.parent != base:
+        raise ConfigError(f"run folder name {name!r} would escape output_dir {base}")
+    return folder
 
 
 def training_config(params: RetrainParams):

@@ -48,3 +48,15 @@ def test_weights_load_only_from_safetensors(tiny_model_dir, tmp_path):
     torch.save(model.state_dict(), pickled / "pytorch_model.bin")
     with pytest.raises(ConfigError, match="safetensors"):
         load_model_and_tokenizer(str(pickled))
+
+
+def test_run_folders_cannot_escape_the_output_dir(tmp_path):
+    import pytest
+
+    from flows.retrain import run_folder
+    from simpo_core.errors import ConfigError
+
+    assert run_folder(str(tmp_path), "3f2a-uuid") == tmp_path.resolve() / "3f2a-uuid"
+    for hostile in ("../outside", "/etc", "a/../../b", ".."):
+        with pytest.raises(ConfigError, match="escape"):
+            run_folder(str(tmp_path), hostile)
