@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from flows.commands._common import add_json_flag, emit_summary
@@ -41,5 +42,33 @@ def main(args: argparse.Namespace) -> int:
     from flows.retrain import simpo_retrain
 
     summary = simpo_retrain(params=params)
-    emit_summary(summary, args.json)
+    print(describe_run(summary), file=sys.stderr)
+    if args.json:
+        emit_summary(summary, True)
     return 0
+
+
+def describe_run(summary: dict) -> str:
+    """A short human report of a finished run (the full summary is `--json`)."""
+    validation, audit, heldout = summary["validation"], summary["audit"], summary["heldout"]
+    lines = [
+        "",
+        f"data      {validation['valid']} valid of {validation['total']} ({validation['quarantined']} quarantined: "
+        f"{validation['quarantine_path']})",
+        f"audit     length-only accuracy {audit['length_only_accuracy']:.3f} (flagged: {audit['flagged']}, "
+        f"policy {audit['policy']}, removed {audit['removed']})",
+        f"trained   {summary['train_steps']} steps -> {summary['model_dir']}",
+        f"held-out  {heldout['pairs']} pairs        base     trained",
+    ]
+    for key in ("reward_accuracy", "length_controlled_accuracy", "reward_margin", "length_reward_correlation"):
+        lines.append(f"  {key:<28} {_number(heldout['base'].get(key)):>8} {_number(heldout['trained'].get(key)):>10}")
+    verdict = "PROMOTED to champion" if summary["promoted"] else "not promoted"
+    lines += [
+        f"registry  {summary['registered_model_name']} v{summary['model_version']} {verdict}: {summary['promotion_reason']}",
+        f"tracking  MLflow run {summary['mlflow_run_id']}, Prefect flow run {summary['flow_run_id']}",
+    ]
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
