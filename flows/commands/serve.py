@@ -15,10 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flows.params import load_params
+    import os
+
+    from flows.params import check_sources, load_params
+    from simpo_core.errors import ConfigError
+
+    if not os.environ.get("PREFECT_API_URL"):
+        # An ephemeral API has no scheduler: served cron runs would never start.
+        raise ConfigError(
+            "simpo serve needs a Prefect server to schedule runs: run `prefect server start --host 127.0.0.1` "
+            "and `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
     from flows.retrain import simpo_retrain
 
     params = load_params(args.config, args.overrides)
+    check_sources(params)
     # Blocks until interrupted; runs appear in the Prefect UI under this deployment.
     simpo_retrain.serve(name=args.name, cron=args.cron, parameters={"params": params.model_dump(mode="json")})
     return 0

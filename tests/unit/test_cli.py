@@ -60,3 +60,9 @@ def test_run_report_shows_base_vs_trained_and_the_decision():
     assert "reward_accuracy                 0.500      0.750" in report
     assert "length_controlled_accuracy        n/a        n/a" in report
     assert "simpo-policy v2 not promoted: no gain" in report
+
+
+def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsys):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["serve"]) == 1
+    assert "prefect server start --host 127.0.0.1" in capsys.readouterr().err
