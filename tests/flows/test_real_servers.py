@@ -1,4 +1,4 @@
-"""Two concurrent `simpo run`s, then `simpo deploy`, against real Prefect and MLflow servers on 127.0.0.1."""
+"""Two concurrent `simpo run`s, then `simpo deploy` and `simpo serve`, against real Prefect and MLflow servers on 127.0.0.1."""
 
 import json
 import os
@@ -60,3 +60,30 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         assert nightly.work_pool_name == smoke.work_pool_name == "simpo-process"
         assert nightly.schedules[0].schedule.cron == "0 3 * * *"
         assert smoke.parameters["params"]["train"]["max_steps"] == 20
+
+        served = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 4 * * *"], env=env,
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deployment = wait_for_deployment(api_url, "simpo-retrain/simpo-retrain-served")
+        finally:
+            served.terminate()
+            served.wait(timeout=60)
+        assert deployment.schedules[0].schedule.cron == "0 4 * * *"
+
+
+def wait_for_deployment(api_url, name, timeout=120.0):
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        while True:
+            try:
+                return client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
