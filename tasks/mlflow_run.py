@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import yaml
+
 from prefect import get_run_logger, task
 
 from tasks.retry import IO_TASK
@@ -24,6 +26,9 @@ def start_tracking_run(
     run = client.create_run(experiment_id, run_name=run_name, tags={"flow_run_id": flow_run_id, "pipeline": "simpo-retrain"})
     for key, value in redact_params(flatten(params)).items():
         client.log_param(run.info.run_id, key, "" if value is None else str(value)[:6000])
+    # The resolved parameters as one file, ready for `simpo run --config` (secrets redacted).
+    resolved = yaml.safe_dump(params, sort_keys=False)
+    client.log_text(run.info.run_id, redact(resolved), "config/resolved.yaml")
     logger.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment_name, redact(tracking_uri))
     return run.info.run_id
 

@@ -102,3 +102,16 @@ def test_training_task_runs_under_torchrun_when_asked(run_flow, monkeypatch):
     client = client_for(run_flow.tracking_uri)
     history = client.get_metric_history(summary["mlflow_run_id"], "train/loss")
     assert [metric.step for metric in history] == [5, 10]
+
+
+def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
+    import mlflow
+    import yaml
+
+    from flows.params import validate_params
+
+    summary = run_flow("train.max_steps=2", "eval.generation_samples=0")
+    path = mlflow.artifacts.download_artifacts(run_id=summary["mlflow_run_id"], artifact_path="config/resolved.yaml",
+                                               dst_path=str(tmp_path / "dl"), tracking_uri=run_flow.tracking_uri)
+    params = validate_params(yaml.safe_load(open(path).read()))
+    assert params.train.max_steps == 2 and params.eval.generation_samples == 0
