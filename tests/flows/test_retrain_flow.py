@@ -1,6 +1,7 @@
 """The whole simpo-retrain flow in-process under a Prefect test harness."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -115,3 +116,11 @@ def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
                                                dst_path=str(tmp_path / "dl"), tracking_uri=run_flow.tracking_uri)
     params = validate_params(yaml.safe_load(open(path).read()))
     assert params.train.max_steps == 2 and params.eval.generation_samples == 0
+
+
+def test_lora_run_registers_the_merged_model_with_its_adapter_and_base(run_flow):
+    summary = run_flow("train.max_steps=3", "eval.generation_samples=0", "model.lora={r: 4, alpha: 8}")
+    client = client_for(run_flow.tracking_uri)
+    tags = client.get_model_version("simpo-policy", summary["model_version"]).tags
+    assert tags["lora_adapter"] == "true" and tags["base_model"] == "tiny"
+    assert (Path(summary["model_dir"]) / "adapter" / "adapter_config.json").exists()
