@@ -1,10 +1,14 @@
 """Data-layer throughput and peak memory: load + validate + audit on synthetic pairs.
 
 Usage: python bench/bench_data.py [--sizes 10000,100000,1000000] [--bias 0.3] [--policy rebalance]
+                                  [--path stream|memory]
 
 Each size runs in a fresh process (so peak RSS is that size's alone) on a JSONL file written
-beforehand by another process. Reports rows/s per stage and peak RSS as one table and, with
---json, one JSON line per size.
+beforehand by another process. `--path stream` (default, what `simpo validate` does) loads and
+validates chunk by chunk, then reads valid.parquet for the audit; `--path memory` loads the
+whole source, then validates it. Reports rows/s per stage, peak RSS once validation is done
+(`val MB`) and at the end (the audit holds the valid rows) as one table and, with --json, one
+JSON line per size.
 """
 
 import argparse
@@ -19,26 +23,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(data: Path, out: Path, policy: str) -> dict:
+def measure(data: Path, out: Path, policy: str, path: str) -> dict:
     """Run the stages on `data` in this process; returns timings and peak RSS."""
     sys.path.insert(0, str(ROOT))
+    import pandas as pd
+
     from simpo_core.audit import audit_length_balance
     from simpo_core.data import load_preferences
     from simpo_core.tiny import build_tiny_tokenizer
     from simpo_core.validation import validate_preferences
+    from simpo_core.validation_stream import validate_source
 
     tokenizer = build_tiny_tokenizer()
     baseline_mb = _peak_rss_mb()
     timings = {}
     start = time.perf_counter()
-    loaded = load_preferences(str(data))
-    timings["load_s"] = time.perf_counter() - start
+    if path == "memory":
+        loaded = load_preferences(str(data))
+        timings["load_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        validation = validate_preferences(loaded, out, max_invalid_fraction=1.0)
+        timings["validate_s"] = time.perf_counter() - start
+        del loaded
+        valid = validation.valid
+    else:
+        validation, _ = validate_source(str(data), out, max_invalid_fraction=1.0)
+        timings["load_validate_s"] = time.perf_counter() - start
+    validate_mb = _peak_rss_mb()
     start = time.perf_counter()
-    validation = validate_preferences(loaded, out, max_invalid_fraction=1.0)
-    timings["validate_s"] = time.perf_counter() - start
-    del loaded
-    start = time.perf_counter()
-    audit = audit_length_balance(validation.valid, tokenizer, policy=policy)
+    if path != "memory":
+        valid = pd.read_parquet(validation.valid_path)
+    audit = audit_length_balance(valid, tokenizer, policy=policy)
     timings["audit_s"] = time.perf_counter() - start
     rows = validation.summary["total"]
     total = sum(timings.values())
@@ -46,6 +61,7 @@ def measure(data: Path, out: Path, policy: str) -> dict:
         "rows": rows,
         **{k: round(v, 2) for k, v in timings.items()},
         "rows_per_s": {stage[:-2]: round(rows / max(t, 1e-9)) for stage, t in timings.items()} | {"all": round(rows / total)},
+        "validate_peak_rss_mb": round(validate_mb),
         "peak_rss_mb": round(_peak_rss_mb()),
         "baseline_rss_mb": round(baseline_mb),
         "removed": audit.report["removed"],
@@ -70,24 +86,29 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated pair counts")
     parser.add_argument("--bias", type=float, default=0.3, help="synthetic length bias")
     parser.add_argument("--policy", default="rebalance", choices=("warn", "rebalance"))
+    parser.add_argument("--path", default="stream", choices=("stream", "memory"), help="validation path to measure")
     parser.add_argument("--json", action="store_true", help="one JSON line per size on stdout")
     parser.add_argument("--child", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(Path(args.child[0]), Path(args.child[1]), args.policy)))
+        print(json.dumps(measure(Path(args.child[0]), Path(args.child[1]), args.policy, args.path)))
         return 0
-    print(f"{'rows':>9} {'load r/s':>10} {'validate r/s':>13} {'audit r/s':>10} {'all r/s':>9} {'peak RSS MB':>12} {'base MB':>8}", file=sys.stderr)
+    print(f"{args.path} path", file=sys.stderr)
+    print(f"{'rows':>9} {'load r/s':>10} {'validate r/s':>13} {'audit r/s':>10} {'all r/s':>9} {'val MB':>7} "
+          f"{'peak RSS MB':>12} {'base MB':>8}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             data = Path(tmp) / f"pairs-{n}.jsonl"
             _write_data(data, n, args.bias)
             child = subprocess.run(
-                [sys.executable, __file__, "--policy", args.policy, "--child", str(data), str(Path(tmp) / f"out-{n}")],
+                [sys.executable, __file__, "--policy", args.policy, "--path", args.path,
+                 "--child", str(data), str(Path(tmp) / f"out-{n}")],
                 check=True, capture_output=True, text=True,
             )
             result = json.loads(child.stdout.strip().splitlines()[-1])
             rates = result["rows_per_s"]
-            print(f"{n:>9} {rates['load']:>10} {rates['validate']:>13} {rates['audit']:>10} {rates['all']:>9} "
+            load, validate = rates.get("load", "-"), rates.get("validate", rates.get("load_validate"))
+            print(f"{n:>9} {load:>10} {validate:>13} {rates['audit']:>10} {rates['all']:>9} {result['validate_peak_rss_mb']:>7} "
                   f"{result['peak_rss_mb']:>12} {result['baseline_rss_mb']:>8}", file=sys.stderr)
             if args.json:
                 print(json.dumps(result), flush=True)

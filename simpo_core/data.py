@@ -10,7 +10,7 @@ Validation (`simpo_core.validation`) then decides, row by row, what is usable.
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -47,7 +47,13 @@ class LoadResult:
     formats: dict[str, int] = field(default_factory=dict)  # layout -> files (or 1 for other sources)
 
 
-def load_preferences(source: str, format: str | None = None) -> LoadResult:
+def load_preferences(
+    source: str,
+    format: str | None = None,
+    *,
+    on_chunk: Callable[[Any], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> LoadResult:
     """Load every record of `source` and normalise it to the canonical row.
 
     Args:
@@ -55,9 +61,13 @@ def load_preferences(source: str, format: str | None = None) -> LoadResult:
             `synthetic[:n=N,bias=X,seed=S]` (defaults n=2000, bias=0.0, seed=0).
         format: force a layout (`flat`, `conversational`, `sharegpt`, `hh-rlhf`); None detects
             it per file from the first records.
+        on_chunk: when given, each frame of at most `chunk_rows` rows (columns `FRAME_COLUMNS`,
+            index 0..k-1, in source order) is handed to it as soon as it is built and not kept,
+            so memory stays bounded; the result's `rows` is then empty.
+        chunk_rows: rows per chunk frame.
 
     Returns:
-        A `LoadResult`; `total == len(rows)`.
+        A `LoadResult`; `total == len(rows)`, or the number of rows handed to `on_chunk`.
 
     Raises:
         ConfigError: unknown `format` or a malformed `synthetic:` spec.
@@ -65,18 +75,19 @@ def load_preferences(source: str, format: str | None = None) -> LoadResult:
     """
     if format is not None and format not in LAYOUTS:
         raise ConfigError(f"unknown data format {format!r}; use one of {', '.join(LAYOUTS)} or leave it out to detect")
+    builder = _FrameBuilder(on_chunk, chunk_rows)
     if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
-        return _load_synthetic(source, format)
+        return _load_synthetic(source, format, builder)
     path = Path(source).expanduser()
     if path.is_dir() and (path / "state.json").exists() and (path / "dataset_info.json").exists():
-        return _load_hf_dataset(source, format, from_disk=True)
+        return _load_hf_dataset(source, format, builder, from_disk=True)
     if path.is_dir():
-        return _load_files(source, list_folder(path), format, base=path)
+        return _load_files(source, list_folder(path), format, path, builder)
     if path.is_file():
-        return _load_files(source, [path], format, base=path.parent)
+        return _load_files(source, [path], format, path.parent, builder)
     if source.lower().endswith(_PATH_LIKE_SUFFIXES) or source.startswith((".", "/", "~")):
         raise DataError(f"data file {source} does not exist; check the path (or pass 'synthetic')")
-    return _load_hf_dataset(source, format)
+    return _load_hf_dataset(source, format, builder)
 
 
 def load_records(records: Iterable[Any], source: str = "memory", format: str | None = None) -> LoadResult:
@@ -90,9 +101,8 @@ def load_records(records: Iterable[Any], source: str = "memory", format: str | N
     return builder.result(source, hasher.hexdigest(), {layout: 1})
 
 
-def _load_files(source: str, files: list[Path], format: str | None, base: Path) -> LoadResult:
+def _load_files(source: str, files: list[Path], format: str | None, base: Path, builder: "_FrameBuilder") -> LoadResult:
     hasher = hashlib.sha256()
-    builder = _FrameBuilder()
     layouts: dict[str, int] = {}
     for path in files:
         name = str(path.relative_to(base)) if len(files) > 1 else str(path)
@@ -103,7 +113,7 @@ def _load_files(source: str, files: list[Path], format: str | None, base: Path) 
     return builder.result(source, hasher.hexdigest(), layouts)
 
 
-def _load_synthetic(source: str, format: str | None) -> LoadResult:
+def _load_synthetic(source: str, format: str | None, builder: "_FrameBuilder") -> LoadResult:
     from simpo_core.synthetic import generate_pairs
 
     options = parse_synthetic_spec(source)
@@ -112,7 +122,6 @@ def _load_synthetic(source: str, format: str | None) -> LoadResult:
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from error
     identity = f"synthetic:n={int(options['n'])},bias={float(options['bias'])},seed={int(options['seed'])}"
-    builder = _FrameBuilder()
     raws = (RawRecord(i, pair, record_text(pair)) for i, pair in enumerate(pairs, start=1))
     layout = builder.add_stream(raws, SYNTHETIC, format or "flat")
     return builder.result(source, hashlib.sha256(identity.encode()).hexdigest(), {layout: 1})
@@ -142,10 +151,9 @@ def parse_hub_id(source: str) -> tuple[str, str | None, str]:
     return name, config or None, split or "train"
 
 
-def _load_hf_dataset(source: str, format: str | None, from_disk: bool = False) -> LoadResult:
+def _load_hf_dataset(source: str, format: str | None, builder: "_FrameBuilder", from_disk: bool = False) -> LoadResult:
     dataset, identity = _open_hf_dataset(source, from_disk)
     hasher = hashlib.sha256(f"{identity}:{getattr(dataset, '_fingerprint', '')}".encode())
-    builder = _FrameBuilder()
     layout = builder.add_stream(_dataset_records(dataset), source, format)
     return builder.result(source, hasher.hexdigest(), {layout: 1})
 
@@ -186,10 +194,16 @@ def _hashed(raw: RawRecord, hasher: "hashlib._Hash") -> RawRecord:
 
 
 class _FrameBuilder:
-    """Collects normalised rows in column lists and turns them into frames chunk by chunk."""
+    """Collects normalised rows in column lists and turns them into frames chunk by chunk;
+    keeps the frames, or hands each to `on_chunk` and forgets it."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_chunk: Callable[[Any], None] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
+        if chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
         self.chunks: list[Any] = []
+        self.on_chunk = on_chunk
+        self.chunk_rows = chunk_rows
+        self.handed_over = 0  # rows given to on_chunk
         self._columns: dict[str, list] = {name: [] for name in FRAME_COLUMNS}
 
     def add_stream(self, raws: Iterator[RawRecord], source_file: str, format: str | None) -> str:
@@ -205,7 +219,7 @@ class _FrameBuilder:
                 prompt, chosen, rejected, reasons, details = None, None, None, (raw.reason,), (raw.detail,)
             for name, value in zip(FRAME_COLUMNS, (prompt, chosen, rejected, raw.source_row, source_file, raw.text, reasons, details)):
                 columns[name].append(value)
-            if len(columns["source_row"]) >= CHUNK_ROWS:
+            if len(columns["source_row"]) >= self.chunk_rows:
                 self._flush()
         return layout
 
@@ -215,14 +229,21 @@ class _FrameBuilder:
         self._flush()
         rows = concat_chunks(self.chunks, FRAME_COLUMNS)
         self.chunks = []
+        total = len(rows) + self.handed_over
         detected = next(iter(layouts)) if len(layouts) == 1 else "mixed"
-        logger.info("loaded %d records from %s (%s)", len(rows), source, detected)
-        return LoadResult(rows, fingerprint, source, detected, len(rows), layouts)
+        logger.info("loaded %d records from %s (%s)", total, source, detected)
+        return LoadResult(rows, fingerprint, source, detected, total, layouts)
 
     def _flush(self) -> None:
         from simpo_core.data_frames import chunk_frame
 
-        if self._columns["source_row"]:
-            self.chunks.append(chunk_frame(self._columns))
-            for values in self._columns.values():
-                values.clear()  # in place: add_stream holds a reference to these lists
+        if not self._columns["source_row"]:
+            return
+        chunk = chunk_frame(self._columns)
+        for values in self._columns.values():
+            values.clear()  # in place: add_stream holds a reference to these lists
+        if self.on_chunk is None:
+            self.chunks.append(chunk)
+        else:
+            self.handed_over += len(chunk)
+            self.on_chunk(chunk)

@@ -9,6 +9,7 @@ No row is lost silently: every loaded row ends in `valid.parquet` or in `quarant
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,17 @@ QUARANTINE_FILE = "quarantine.jsonl"
 TOP_REASONS = 5
 
 RowReasons = dict[int, list[tuple[str, str]]]  # row position -> [(code, detail)]
+# Called with the schema-checked rows and the reasons so far; may add reasons in place.
+SchemaHook = Callable[[pd.DataFrame, RowReasons], None]
 
 
 @dataclass
 class ValidationResult:
     """Valid canonical rows plus the DESIGN summary (`total`, `valid`, `quarantined`,
-    `reasons`, `quarantine_path`, `valid_path`)."""
+    `reasons`, `quarantine_path`, `valid_path`). `valid` is None when validation streamed
+    (`simpo_core.validation_stream.validate_source`): read `valid_path` instead."""
 
-    valid: pd.DataFrame
+    valid: pd.DataFrame | None
     summary: dict[str, Any]
     valid_path: Path
     quarantine_path: Path
@@ -69,7 +73,7 @@ def validate_preferences(
         DataError: the invalid fraction is over `max_invalid_fraction` (after both files
             are written, so the quarantine can be inspected).
     """
-    _check_arguments(max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens)
+    check_arguments(max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens)
     rows = loaded.rows.reset_index(drop=True)
     reasons = collect_reasons(rows, tokenizer, max_prompt_tokens, max_response_tokens)
     bad = pd.Series(False, index=rows.index)
@@ -79,9 +83,9 @@ def validate_preferences(
     out_dir.mkdir(parents=True, exist_ok=True)
     valid_path = write_valid(valid, out_dir / VALID_FILE)
     quarantine_path = write_quarantine(rows, reasons, out_dir / QUARANTINE_FILE)
-    summary = _summary(len(rows), len(valid), reasons, quarantine_path, valid_path)
+    summary = summarise(len(rows), len(valid), reason_counts(reasons), quarantine_path, valid_path)
     logger.info("validated %s: %d valid, %d quarantined", loaded.source, summary["valid"], summary["quarantined"])
-    _enforce_fraction(summary, max_invalid_fraction)
+    enforce_fraction(summary, max_invalid_fraction)
     return ValidationResult(valid, summary, valid_path, quarantine_path)
 
 
@@ -90,8 +94,12 @@ def collect_reasons(
     tokenizer: Any = None,
     max_prompt_tokens: int | None = None,
     max_response_tokens: int | None = None,
+    after_schema: SchemaHook | None = None,
 ) -> RowReasons:
-    """Every failing row position (of a 0..n-1 indexed frame) with its reasons."""
+    """Every failing row position (of a 0..n-1 indexed frame) with its reasons.
+
+    `after_schema` sees the schema-checked rows and the reasons found so far before the
+    token limits run (streaming validation adds duplicates of earlier chunks there)."""
     reasons: RowReasons = {}
     loaded_ok = rows["load_reasons"].map(len).to_numpy() == 0
     for position in (~loaded_ok).nonzero()[0]:
@@ -103,6 +111,8 @@ def collect_reasons(
     candidates = rows.loc[loaded_ok, ["prompt", "chosen", "rejected"]]
     for label, found in collect_schema_reasons(candidates).items():
         reasons[int(label)] = found
+    if after_schema is not None:
+        after_schema(candidates, reasons)
     clean = candidates.drop(index=[p for p in reasons if p in candidates.index])
     if tokenizer is not None and (max_prompt_tokens or max_response_tokens) and not clean.empty:
         for position, found in _token_limit_reasons(clean, tokenizer, max_prompt_tokens, max_response_tokens).items():
@@ -133,13 +143,18 @@ def write_valid(valid: pd.DataFrame, path: Path) -> Path:
 
 def write_quarantine(rows: pd.DataFrame, reasons: RowReasons, path: Path) -> Path:
     """Write one JSON line per quarantined row: record, source_file, source_row, reasons, details."""
+    with path.open("w", encoding="utf-8") as handle:
+        write_quarantine_lines(handle, rows, reasons)
+    return path
+
+
+def write_quarantine_lines(handle: Any, rows: pd.DataFrame, reasons: RowReasons) -> None:
+    """Write the quarantine lines of `rows` (0..n-1 indexed) to an open text file, in row order."""
     positions = sorted(reasons)
     picked = rows.iloc[positions][["record", "source_file", "source_row"]]
-    with path.open("w", encoding="utf-8") as handle:
-        for position, (record, source_file, source_row) in zip(positions, picked.itertuples(index=False)):
-            found = reasons[position]
-            _write_line(handle, record, source_file, source_row, [c for c, _ in found], [d for _, d in found])
-    return path
+    for position, (record, source_file, source_row) in zip(positions, picked.itertuples(index=False)):
+        found = reasons[position]
+        _write_line(handle, record, source_file, source_row, [c for c, _ in found], [d for _, d in found])
 
 
 def append_quarantine(path: Path, removed: pd.DataFrame, reason: str, detail: str | None = None) -> int:
@@ -180,19 +195,25 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else value
 
 
-def _summary(total: int, valid: int, reasons: RowReasons, quarantine_path: Path, valid_path: Path) -> dict[str, Any]:
-    counts = Counter(code for found in reasons.values() for code in dict.fromkeys(c for c, _ in found))
+def reason_counts(reasons: RowReasons) -> Counter:
+    """Quarantined rows per reason code (a row counts once per code)."""
+    return Counter(code for found in reasons.values() for code in dict.fromkeys(c for c, _ in found))
+
+
+def summarise(total: int, valid: int, counts: Counter, quarantine_path: Path, valid_path: Path) -> dict[str, Any]:
+    """The validation summary; reasons from most to least common."""
     return {
         "total": total,
         "valid": valid,
-        "quarantined": len(reasons),
+        "quarantined": total - valid,
         "reasons": dict(counts.most_common()),
         "quarantine_path": str(quarantine_path),
         "valid_path": str(valid_path),
     }
 
 
-def _enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> None:
+def enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> None:
+    """Raise `DataError` (carrying the summary) when quarantined / total is over the limit."""
     total, quarantined = summary["total"], summary["quarantined"]
     if total and quarantined / total > max_invalid_fraction:
         top = ", ".join(f"{code} ({count})" for code, count in list(summary["reasons"].items())[:TOP_REASONS])
@@ -205,7 +226,8 @@ def _enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> N
         raise error
 
 
-def _check_arguments(fraction: float, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> None:
+def check_arguments(fraction: float, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> None:
+    """Raise `ConfigError` for a fraction outside [0, 1] or a bad token limit."""
     if not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"max_invalid_fraction must be in [0, 1], got {fraction}")
     if (max_prompt or max_response) and tokenizer is None:

@@ -26,22 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.data import load_preferences
     from simpo_core.errors import DataError
-    from simpo_core.validation import validate_preferences
+    from simpo_core.validation_stream import validate_source
 
     tokenizer = _tokenizer(args)
-    loaded = load_preferences(args.source, format=args.format)
-    logger.info("loaded %d records from %s (%s layout)", loaded.total, loaded.source, loaded.format)
-    try:
-        result = validate_preferences(
-            loaded, args.out, max_invalid_fraction=args.max_invalid_fraction, tokenizer=tokenizer,
-            max_prompt_tokens=args.max_prompt_tokens, max_response_tokens=args.max_response_tokens,
+    try:  # streamed chunk by chunk: memory stays bounded however many rows the source has
+        result, loaded = validate_source(
+            args.source, args.out, format=args.format, max_invalid_fraction=args.max_invalid_fraction,
+            tokenizer=tokenizer, max_prompt_tokens=args.max_prompt_tokens, max_response_tokens=args.max_response_tokens,
         )
     except DataError as error:
-        if hasattr(error, "summary"):
-            emit_summary(_with_source(error.summary, loaded), args.json)
+        if hasattr(error, "summary") and hasattr(error, "loaded"):
+            emit_summary(_with_source(error.summary, error.loaded), args.json)
         raise
+    logger.info("checked %d records from %s (%s layout)", loaded.total, loaded.source, loaded.format)
     emit_summary(_with_source(result.summary, loaded), args.json)
     return 0
 
