@@ -56,8 +56,8 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
     validated = validate_preferences_task(loaded, run_dir / "data", params.data.max_invalid_fraction, tracking_uri, run_id)
     audited = audit_length_balance_task(validated, params.model.source, params.audit.model_dump(), run_dir / "audit", tracking_uri, run_id)
     split_paths = split_holdout_task(audited.frame, params.data.heldout_fraction, params.data.split_salt, run_dir / "data", tracking_uri, run_id)
-    trained = train_simpo_task(params.model.source, params.model.trust_remote_code, training_config(params),
-                               split_paths, run_dir / "train", tracking_uri, run_id)
+    trained = train_simpo_task(params.model.source, training_config(params), split_paths, run_dir / "train",
+                               tracking_uri, run_id)
     eval_settings = evaluation_settings(params)
     heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"], eval_settings,
                                     run_dir / "eval", tracking_uri, run_id, params.model.trust_remote_code)
@@ -83,10 +83,14 @@ def run_folder(output_dir: str, name: str) -> Path:
 
 
 def training_config(params: RetrainParams):
-    """The SimPO config with LoRA taken from the model group when set there."""
+    """The SimPO config with the model group's LoRA and trust_remote_code applied.
+
+    The config is what both training paths read (in-process and `simpo train` under torchrun).
+    """
+    update: dict[str, Any] = {"trust_remote_code": params.model.trust_remote_code or params.train.trust_remote_code}
     if params.model.lora is not None:
-        return params.train.model_copy(update={"lora": params.model.lora})
-    return params.train
+        update["lora"] = params.model.lora
+    return params.train.model_copy(update=update)
 
 
 def evaluation_settings(params: RetrainParams) -> dict[str, Any]:

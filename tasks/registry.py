@@ -38,17 +38,17 @@ def register_model_task(
     registered from the same MLflow run instead of creating a second one.
     """
     with tracking_errors(tracking_uri, "registering the model"):
-        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"])
-        client = get_client(tracking_uri)
-        client.set_model_version_tag(name, version, "base_model", base_model)
-        client.set_model_version_tag(name, version, "lora_adapter", str((Path(model_dir) / "adapter").exists()).lower())
+        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model)
     create_markdown_artifact(f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
                              f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",
                              key="registered-model", description="model registry")
     return version
 
 
-def register_version(model_dir: str, name: str, tracking_uri: str, run_id: str, trained: dict[str, Any]) -> str:
+def register_version(
+    model_dir: str, name: str, tracking_uri: str, run_id: str, trained: dict[str, Any], base_model: str
+) -> str:
+    """Register (or find) this run's version, alias it `challenger`, tag its metrics and lineage."""
     logger = get_run_logger()
     client = get_client(tracking_uri)
     existing = find_version_of_run(client, name, run_id)
@@ -61,9 +61,10 @@ def register_version(model_dir: str, name: str, tracking_uri: str, run_id: str, 
         version = str(client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version)
         logger.info("registered %r version %s", name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
-    for key in TAGGED_METRICS:
-        value = trained.get(key)
-        client.set_model_version_tag(name, version, f"heldout.{key}", "n/a" if value is None else f"{value:.4f}")
+    tags = {f"heldout.{key}": "n/a" if trained.get(key) is None else f"{trained[key]:.4f}" for key in TAGGED_METRICS}
+    tags.update(base_model=base_model, lora_adapter=str((Path(model_dir) / "adapter").exists()).lower())
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
     return version
 
 

@@ -23,18 +23,23 @@ class TrainingProgress:
         self.logger = get_run_logger()
 
     def __call__(self, event: str, step: int, metrics: dict[str, float]) -> None:
-        numbers = {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
-        log_metrics(self.client, self.run_id, {f"train/{key}": value for key, value in numbers.items()}, step=step)
+        numbers = log_training_metrics(self.client, self.run_id, step, metrics)
         if self.artifact_id is not None:
             update_progress_artifact(self.artifact_id, min(100.0, 100.0 * step / self.total_steps))
         if event in ("eval", "checkpoint", "end"):
             self.logger.info("%s at step %d/%d: %s", event, step, self.total_steps, _short(numbers))
 
 
+def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+    """Log the numeric training metrics of one step as `train/<name>`; return them."""
+    numbers = {key: value for key, value in metrics.items() if isinstance(value, (int, float)) and key != "step"}
+    log_metrics(client, run_id, {f"train/{key}": value for key, value in numbers.items()}, step=step)
+    return numbers
+
+
 @task(name="train-simpo", timeout_seconds=12 * 3600, **COMPUTE_TASK)
 def train_simpo_task(
-    model_source: str, trust_remote_code: bool, config: SimPOConfig, data_paths: dict[str, str],
-    out_dir: Path, tracking_uri: str, run_id: str,
+    model_source: str, config: SimPOConfig, data_paths: dict[str, str], out_dir: Path, tracking_uri: str, run_id: str
 ) -> dict[str, Any]:
     """Train from `data_paths["train"]`, evaluating on `data_paths["heldout"]`; return the model folder."""
     import pandas as pd
@@ -49,7 +54,7 @@ def train_simpo_task(
         logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
     if config.num_processes > 1:
         return train_under_torchrun(model_source, config, data_paths, resume, tracking_uri, run_id)
-    model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=config.trust_remote_code)
     train_rows, heldout_rows = pd.read_parquet(data_paths["train"]), pd.read_parquet(data_paths["heldout"])
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
     trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
@@ -98,8 +103,7 @@ def train_under_torchrun(
     history = json.loads((out_dir / HISTORY_FILE).read_text())
     client = get_client(tracking_uri)
     for entry in history:
-        numbers = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"}
-        log_metrics(client, run_id, {f"train/{k}": v for k, v in numbers.items()}, step=int(entry.get("step", 0)))
+        log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)
     return training_result(history, out_dir / "final")
 
 

@@ -89,3 +89,11 @@ def test_bad_config_is_refused_before_any_work(tmp_path):
         assert result.returncode == 1 and result.stderr.startswith("error: ")
     written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
     assert set(written) <= {".simpo", ".simpo/prefect"}, written  # no run folder, no MLflow store, no model
+
+
+def test_training_config_takes_lora_and_remote_code_from_the_model_group():
+    from flows.retrain import training_config
+
+    config = training_config(load_params(None, ["model.trust_remote_code=true", "model.lora={r: 4}"]))
+    assert config.trust_remote_code is True and config.lora.r == 4
+    assert training_config(load_params()).trust_remote_code is False
