@@ -28,11 +28,11 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
     sys.path.insert(0, str(ROOT))
     import pandas as pd
 
-    from simpo_core.audit import audit_length_balance
-    from simpo_core.data import load_preferences
-    from simpo_core.tiny import build_tiny_tokenizer
-    from simpo_core.validation import validate_preferences
-    from simpo_core.validation_stream import validate_source
+    from simpo_core.audit.balance import audit_length_balance
+    from simpo_core.data.loading import load_preferences
+    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.data.validation import validate_preferences
+    from simpo_core.data.validation_stream import validate_source
 
     tokenizer = build_tiny_tokenizer()
     baseline_mb = _peak_rss_mb()
@@ -75,7 +75,7 @@ def _peak_rss_mb() -> float:
 def _write_data(path: Path, n: int, bias: float) -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-        "from simpo_core.synthetic import generate_pairs, write_jsonl\n"
+        "from simpo_core.data.synthetic import generate_pairs, write_jsonl\n"
         f"write_jsonl(generate_pairs({n}, {bias}, seed=0), {str(path)!r})\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -60,8 +60,8 @@ def run_ours(vocab: int, steps: int, warmup: int, device: str) -> dict:
     import torch
     from trainer_workload import build_model, build_pairs, build_tokenizer, count_parameters
 
-    from simpo_core.config import SimPOConfig
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.train.config import SimPOConfig
+    from simpo_core.train.trainer import SimPOTrainer
 
     tokenizer, model = build_tokenizer(vocab), build_model(vocab)
     params = count_parameters(model)

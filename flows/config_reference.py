@@ -11,7 +11,7 @@ from flows.params import RetrainParams
 
 HEADER = """# `simpo run` parameters
 
-Generated from `flows/params.py` and `simpo_core/config.py` by
+Generated from `flows/params.py` and `simpo_core/train/config.py` by
 `python -m flows.config_reference > docs/config.md`. Set any field in a YAML file
 (`simpo run --config FILE`, groups as below) or with `--set group.field=value`.
 Unset `train` fields take the preset of the starting model (`tiny` has its own preset).

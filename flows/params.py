@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simpo_core.config import LoraSettings, SimPOConfig
+from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.errors import ConfigError
 
 

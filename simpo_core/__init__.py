@@ -1,4 +1,11 @@
-"""SimPO Pipeline core library: data, audit, loss, training and evaluation.
+"""SimPO Pipeline core library, one sub-package per concern.
+
+- `data`: reading, layouts, validation with quarantine, the held-out split, demo data.
+- `audit`: chosen/rejected length balance.
+- `train`: config, loss, log-probs, trainer, checkpoints, data parallelism, the worker.
+- `eval`: held-out metrics, generation checks, judges, reports.
+- `models` (model and tokenizer resolution, the embedded `tiny` model), `promotion` (the
+  champion gate), `errors`, `env` (process defaults).
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.
@@ -11,17 +18,17 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "SimPOConfig": "simpo_core.config",
-    "LoraSettings": "simpo_core.config",
-    "SimPOTrainer": "simpo_core.trainer",
-    "batch_logps": "simpo_core.loss",
-    "simpo_loss": "simpo_core.loss",
-    "PreferenceDataset": "simpo_core.dataset",
+    "SimPOConfig": "simpo_core.train.config",
+    "LoraSettings": "simpo_core.train.config",
+    "SimPOTrainer": "simpo_core.train.trainer",
+    "batch_logps": "simpo_core.train.loss",
+    "simpo_loss": "simpo_core.train.loss",
+    "PreferenceDataset": "simpo_core.data.dataset",
     "SimpoError": "simpo_core.errors",
-    "build_tiny_model": "simpo_core.tiny",
-    "build_tiny_tokenizer": "simpo_core.tiny",
+    "build_tiny_model": "simpo_core.models",
+    "build_tiny_tokenizer": "simpo_core.models",
     "load_model_and_tokenizer": "simpo_core.models",
-    "generate_pairs": "simpo_core.synthetic",
+    "generate_pairs": "simpo_core.data.synthetic",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,11 +6,11 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from simpo_core.audit import audit_length_balance
-from simpo_core.data import LoadResult, load_preferences
+from simpo_core.audit.balance import audit_length_balance
+from simpo_core.data.loading import LoadResult, load_preferences
 from simpo_core.models import load_tokenizer
-from simpo_core.split import split_holdout
-from simpo_core.validation import append_quarantine, validate_preferences
+from simpo_core.data.split import split_holdout
+from simpo_core.data.validation import append_quarantine, validate_preferences
 from tasks.retry import IO_TASK, ONE_SHOT_TASK
 from tasks.tracking import get_client, log_metrics
 

@@ -18,7 +18,7 @@ def evaluate_holdout_task(
     """Evaluate both models on identical pairs; log metrics, report and plots."""
     import pandas as pd
 
-    from simpo_core.evaluation import evaluate_heldout
+    from simpo_core.eval.heldout import evaluate_heldout
     from simpo_core.models import load_model_and_tokenizer
 
     base_model, tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=trust_remote_code)

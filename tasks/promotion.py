@@ -71,7 +71,7 @@ def evaluate_champion(champion, heldout_path: str, eval_settings: dict[str, Any]
     import mlflow
     import pandas as pd
 
-    from simpo_core.evaluation import evaluate_model
+    from simpo_core.eval.heldout import evaluate_model
     from simpo_core.models import load_model_and_tokenizer
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=tracking_uri))

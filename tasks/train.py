@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import task_run
 
-from simpo_core.config import SimPOConfig
+from simpo_core.train.config import SimPOConfig
 from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics
 
@@ -45,7 +45,7 @@ def train_simpo_task(
     import pandas as pd
 
     from simpo_core.models import load_model_and_tokenizer, write_provenance
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.train.trainer import SimPOTrainer
 
     logger = get_run_logger()
     config = config.model_copy(update={"output_dir": Path(out_dir)})
@@ -86,7 +86,7 @@ def train_under_torchrun(
     import yaml
 
     from flows.commands.train import HISTORY_FILE
-    from simpo_core.distributed import torchrun_command
+    from simpo_core.train.distributed import torchrun_command
 
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

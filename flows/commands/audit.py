@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.audit import audit_length_balance
-    from simpo_core.data import load_preferences
+    from simpo_core.audit.balance import audit_length_balance
+    from simpo_core.data.loading import load_preferences
     from simpo_core.models import load_tokenizer
-    from simpo_core.validation import append_quarantine, validate_preferences, write_valid
+    from simpo_core.data.validation import append_quarantine, validate_preferences, write_valid
 
     tokenizer = load_tokenizer(args.tokenizer)
     validation = validate_preferences(

@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _load_pairs(source: str):
     """The loadable rows of `source` (prompt, chosen, rejected); unreadable records are reported."""
-    from simpo_core.data import load_preferences
+    from simpo_core.data.loading import load_preferences
     from simpo_core.errors import DataError
 
     loaded = load_preferences(source)
@@ -85,7 +85,7 @@ def _load_pairs(source: str):
 
 
 def _evaluate_against_base(args: argparse.Namespace, pairs, settings: dict) -> tuple[dict, str]:
-    from simpo_core.evaluation import evaluate_heldout
+    from simpo_core.eval.heldout import evaluate_heldout
     from simpo_core.models import load_model_and_tokenizer
 
     trained, tokenizer = load_model_and_tokenizer(args.model)
@@ -97,8 +97,8 @@ def _evaluate_against_base(args: argparse.Namespace, pairs, settings: dict) -> t
 
 
 def _evaluate_alone(args: argparse.Namespace, pairs, settings: dict) -> tuple[dict, str]:
-    from simpo_core.eval_report import render_model_markdown, write_model_report
-    from simpo_core.evaluation import evaluate_model
+    from simpo_core.eval.report import render_model_markdown, write_model_report
+    from simpo_core.eval.heldout import evaluate_model
     from simpo_core.models import load_model_and_tokenizer
 
     logger.info("no --base given: evaluating %s alone (pass --base SRC to compare with the starting model)", args.model)

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from simpo_core.models import load_model_and_tokenizer, write_provenance
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.train.trainer import SimPOTrainer
 
     model_source, train_rows, eval_rows, config = load_train_config(args.config)
     torch.manual_seed(config.seed)
@@ -57,7 +57,7 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
     """Write the metric history (the main process only, under torchrun)."""
     import json
 
-    from simpo_core.distributed import rank
+    from simpo_core.train.distributed import rank
 
     if rank() == 0:
         path.write_text(json.dumps(history, indent=1))
@@ -69,9 +69,9 @@ def load_train_config(path: Path) -> tuple[str, Any, Any, Any]:
     Raises:
         ConfigError: unknown or missing keys, a bad SimPO field, or unreadable data.
     """
-    from simpo_core.config import SimPOConfig, read_yaml_mapping
+    from simpo_core.train.config import SimPOConfig, read_yaml_mapping
     from simpo_core.errors import ConfigError
-    from simpo_core.presets import preset_values
+    from simpo_core.train.presets import preset_values
 
     values = read_yaml_mapping(path)
     unknown = sorted(set(values) - set(TOP_LEVEL_KEYS))

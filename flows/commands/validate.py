@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from simpo_core.errors import DataError
-    from simpo_core.validation_stream import validate_source
+    from simpo_core.data.validation_stream import validate_source
 
     tokenizer = _tokenizer(args)
     try:  # streamed chunk by chunk: memory stays bounded however many rows the source has

@@ -12,8 +12,8 @@ HELDOUT = {"trained": {"reward_accuracy": 0.9, "length_controlled_accuracy": 0.8
 
 
 def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
-    import simpo_core.trainer as trainer_module
-    from simpo_core.trainer import TrainingDivergedError
+    import simpo_core.train.trainer as trainer_module
+    from simpo_core.train.trainer import TrainingDivergedError
 
     original = trainer_module.simpo_objective
     calls = {"n": 0}

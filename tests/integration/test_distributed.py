@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from simpo_core.distributed import shard, torchrun_command
+from simpo_core.train.distributed import shard, torchrun_command
 
 WORKER = textwrap.dedent(
     """
@@ -19,10 +19,10 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import torch
     torch.set_num_threads(1)
-    from simpo_core.config import SimPOConfig
+    from simpo_core.train.config import SimPOConfig
     from simpo_core.models import load_model_and_tokenizer
-    from simpo_core.synthetic import generate_pairs
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.data.synthetic import generate_pairs
+    from simpo_core.train.trainer import SimPOTrainer
 
     model_dir, out = sys.argv[1], Path(sys.argv[2])
     model, tokenizer = load_model_and_tokenizer(model_dir)

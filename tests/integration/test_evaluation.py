@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from simpo_core.evaluation import evaluate_heldout, evaluate_model
-from simpo_core.eval_generation import generate_responses
-from simpo_core.judges import build_judge
-from simpo_core.logps import compute_pair_logps
+from simpo_core.eval.heldout import evaluate_heldout, evaluate_model
+from simpo_core.eval.generation import generate_responses
+from simpo_core.eval.judges import build_judge
+from simpo_core.train.logps import compute_pair_logps
 from simpo_core.models import load_model_and_tokenizer
-from simpo_core.synthetic import generate_pairs, write_jsonl
+from simpo_core.data.synthetic import generate_pairs, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def reward_model_dir(tmp_path_factory, tiny_model_dir):
     """A tiny randomly initialised Llama reward model (one logit), saved like a hub model."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from simpo_core.tiny import TINY_ARCHITECTURE
+    from simpo_core.models import TINY_ARCHITECTURE
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
@@ -121,10 +121,10 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
     Trained must beat base by more than either model's 95% interval is wide, with a paired
     interval on the gain above 0, without leaning on length, and win the synthetic judge.
     """
-    from simpo_core.config import SimPOConfig
-    from simpo_core.data import load_preferences
-    from simpo_core.split import split_holdout
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.train.config import SimPOConfig
+    from simpo_core.data.loading import load_preferences
+    from simpo_core.data.split import split_holdout
+    from simpo_core.train.trainer import SimPOTrainer
 
     torch.set_num_threads(2)
     train, heldout = split_holdout(load_preferences("synthetic").rows[["prompt", "chosen", "rejected"]], 0.1)

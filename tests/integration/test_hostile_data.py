@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from simpo_core.data import load_preferences
+from simpo_core.data.loading import load_preferences
 from simpo_core.errors import DataError
-from simpo_core.validation import validate_preferences
+from simpo_core.data.validation import validate_preferences
 
 GOOD = {"prompt": "List some fruit words.", "chosen": "Apple, pear.", "rejected": "Dog, cat."}
 
@@ -87,8 +87,8 @@ def test_million_rows_stream_with_bounded_memory(tmp_path):
             handle.write(line.replace("pear.", f"pear {index}.") + "\n")
     code = (
         "import json, resource, sys\n"
-        "from simpo_core.data import load_preferences\n"
-        "from simpo_core.validation import validate_preferences\n"
+        "from simpo_core.data.loading import load_preferences\n"
+        "from simpo_core.data.validation import validate_preferences\n"
         f"s = validate_preferences(load_preferences({str(path)!r}), {str(tmp_path / 'out')!r}).summary\n"
         "print(json.dumps({'total': s['total'], 'valid': s['valid'], 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
     )

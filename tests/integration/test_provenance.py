@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from simpo_core.models import read_base_model, write_provenance
-from simpo_core.synthetic import generate_pairs, write_jsonl
+from simpo_core.data.synthetic import generate_pairs, write_jsonl
 
 
 def test_trained_folder_names_its_starting_model_and_evaluate_compares_with_it(tiny_model_dir, tmp_path):

@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from simpo_core.config import LoraSettings, SimPOConfig
-from simpo_core.loss import batch_logps
-from simpo_core.logps import compute_pair_logps, pair_logps, sequence_logps
+from simpo_core.train.config import LoraSettings, SimPOConfig
+from simpo_core.train.loss import batch_logps
+from simpo_core.train.logps import compute_pair_logps, pair_logps, sequence_logps
 from simpo_core.models import load_model_and_tokenizer
-from simpo_core.synthetic import generate_pairs
-from simpo_core.tokenization import collate_pairs, encode_pairs
-from simpo_core.trainer import SimPOTrainer, TrainingDivergedError
+from simpo_core.data.synthetic import generate_pairs
+from simpo_core.train.tokenization import collate_pairs, encode_pairs
+from simpo_core.train.trainer import SimPOTrainer, TrainingDivergedError
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from simpo_core.synthetic import generate_pairs, write_jsonl
+from simpo_core.data.synthetic import generate_pairs, write_jsonl
 
 
 def _write_config(tmp_path, text):

@@ -18,10 +18,10 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import logging, sys, time, torch
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO)
-    from simpo_core.config import SimPOConfig
+    from simpo_core.train.config import SimPOConfig
     from simpo_core.models import load_model_and_tokenizer
-    from simpo_core.synthetic import generate_pairs
-    from simpo_core.trainer import SimPOTrainer
+    from simpo_core.data.synthetic import generate_pairs
+    from simpo_core.train.trainer import SimPOTrainer
 
     model_dir, output_dir, mode = sys.argv[1:4]
     model, tokenizer = load_model_and_tokenizer(model_dir)

@@ -6,10 +6,10 @@ import time
 import pytest
 import torch
 
-from simpo_core.config import SimPOConfig
+from simpo_core.train.config import SimPOConfig
 from simpo_core.models import load_model_and_tokenizer
-from simpo_core.synthetic import generate_pairs
-from simpo_core.trainer import SimPOTrainer
+from simpo_core.data.synthetic import generate_pairs
+from simpo_core.train.trainer import SimPOTrainer
 
 
 @pytest.mark.slow

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simpo_core.audit import audit_length_balance
-from simpo_core.audit_metrics import length_report, point_biserial, rebalance_drops
-from simpo_core.data_tokens import count_tokens
+from simpo_core.audit.balance import audit_length_balance
+from simpo_core.audit.metrics import length_report, point_biserial, rebalance_drops
+from simpo_core.data.tokens import count_tokens
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.tiny import build_tiny_tokenizer
+from simpo_core.models import build_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

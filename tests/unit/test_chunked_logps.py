@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from simpo_core.chunked_logps import chunk_rows, chunked_token_logps
-from simpo_core.loss import IGNORE_INDEX, batch_logps
-from simpo_core.packing import pack_pairs
-from simpo_core.tokenization import EncodedPair
+from simpo_core.train.chunked_logps import chunk_rows, chunked_token_logps
+from simpo_core.train.loss import IGNORE_INDEX, batch_logps
+from simpo_core.train.packing import pack_pairs
+from simpo_core.train.tokenization import EncodedPair
 
 
 def _reference(hidden, weight, targets, bias=None):
@@ -107,9 +107,9 @@ def _tiny_llama():
 def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients():
     """A small Llama (grouped-query attention): the padded and the packed fast paths give the
     full-logits log-probs and the same parameter gradients."""
-    from simpo_core.logps import sequence_logps
-    from simpo_core.packing import enable_packing
-    from simpo_core.tokenization import collate_pairs
+    from simpo_core.train.logps import sequence_logps
+    from simpo_core.train.packing import enable_packing
+    from simpo_core.train.tokenization import collate_pairs
 
     pairs = [EncodedPair([1, 5, 6], [7, 8, 9, 2], [10, 2]), EncodedPair([1, 11], [12, 2], [13, 14, 15, 16, 2])]
     padded = collate_pairs(pairs, pad_token_id=0)

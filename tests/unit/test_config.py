@@ -1,8 +1,8 @@
 import pytest
 
-from simpo_core.config import LoraSettings, SimPOConfig
+from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.errors import ConfigError
-from simpo_core.presets import PRESETS
+from simpo_core.train.presets import PRESETS
 
 
 def test_defaults_match_the_paper_and_the_seed_api():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from simpo_core.data import load_records
-from simpo_core.data_layouts import detect_layout, guess_layout, normalise_record
+from simpo_core.data.loading import load_records
+from simpo_core.data.layouts import detect_layout, guess_layout, normalise_record
 
 FLAT = {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}
 CONVERSATIONAL = {

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from simpo_core.data import load_preferences, parse_hub_id, parse_synthetic_spec
+from simpo_core.data.loading import load_preferences, parse_hub_id, parse_synthetic_spec
 from simpo_core.errors import ConfigError, DataError
 
 GOOD = {"prompt": "p", "chosen": "yes", "rejected": "no"}
@@ -114,7 +114,7 @@ def test_missing_path_and_unknown_format_are_clear_errors(tmp_path):
 
 
 def test_large_jsonl_streams_in_chunks(tmp_path, monkeypatch):
-    import simpo_core.data as data
+    import simpo_core.data.loading as data
 
     monkeypatch.setattr(data, "CHUNK_ROWS", 7)
     path = write_lines(tmp_path / "d.jsonl", [json.dumps({**GOOD, "chosen": f"c{i}"}).encode() for i in range(30)])

@@ -26,8 +26,8 @@ def test_len_indexing_and_stats(tmp_path):
 
 
 def test_reads_validated_parquet(tmp_path):
-    from simpo_core.data import load_preferences
-    from simpo_core.validation import validate_preferences
+    from simpo_core.data.loading import load_preferences
+    from simpo_core.data.validation import validate_preferences
 
     result = validate_preferences(load_preferences("synthetic:n=30"), tmp_path)
     dataset = PreferenceDataset(result.valid_path)

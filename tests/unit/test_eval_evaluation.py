@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.eval_generation import Generation
-from simpo_core.evaluation import EvaluationResult, evaluate_heldout, evaluate_model, normalize_pairs, pairs_fingerprint
-from simpo_core.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
+from simpo_core.eval.generation import Generation
+from simpo_core.eval.heldout import EvaluationResult, evaluate_heldout, evaluate_model, normalize_pairs, pairs_fingerprint
+from simpo_core.data.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
 
 
 class FakeScorer:
@@ -132,7 +132,7 @@ def test_bad_pairs_are_clear_errors():
 
 
 def test_single_model_markdown():
-    from simpo_core.eval_report import render_model_markdown
+    from simpo_core.eval.report import render_model_markdown
 
     block = evaluate_model("length", None, pd.DataFrame(generate_pairs(40, length_bias=1.0, seed=2)),
                            scorer=FakeScorer(), generator=fake_generator, generation_samples=2)

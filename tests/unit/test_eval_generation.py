@@ -1,6 +1,6 @@
 import pytest
 
-from simpo_core.eval_generation import (
+from simpo_core.eval.generation import (
     Generation,
     generation_block,
     generation_metrics,
@@ -11,7 +11,7 @@ from simpo_core.eval_generation import (
     sample_prompts,
     _to_generation,
 )
-from simpo_core.synthetic import generate_pairs
+from simpo_core.data.synthetic import generate_pairs
 
 
 def test_ngram_repetition_by_hand():
@@ -90,7 +90,7 @@ def test_long_prompt_keeps_its_end_and_bos():
 
 
 def test_answer_is_cut_at_the_first_eos():
-    from simpo_core.tiny import build_tiny_tokenizer
+    from simpo_core.models import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()  # bytes are ids 3..258, eos 1, pad 0
     ids = tokenizer("ok", add_special_tokens=False)["input_ids"] + [1, 0, 0]

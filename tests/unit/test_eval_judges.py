@@ -1,7 +1,7 @@
 import pytest
 
 from simpo_core.errors import ConfigError
-from simpo_core.judges import available_judges, build_judge, compare_answers, length_matched, register_judge, win_rate
+from simpo_core.eval.judges import available_judges, build_judge, compare_answers, length_matched, register_judge, win_rate
 
 
 def test_win_rate_by_hand():
@@ -59,7 +59,7 @@ def test_compare_on_non_synthetic_prompts_is_skipped_with_a_note():
 
 
 def test_registry(monkeypatch):
-    import simpo_core.judges as judges
+    import simpo_core.eval.judges as judges
 
     monkeypatch.setattr(judges, "_REGISTRY", dict(judges._REGISTRY))  # keep the added judge local
     assert {"synthetic", "reward-model"} <= set(available_judges())

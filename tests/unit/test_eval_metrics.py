@@ -3,14 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from simpo_core.eval_metrics import (
+from simpo_core.eval.metrics import (
     accuracy_by_length_bucket,
     bootstrap_ci,
     length_reward_correlation,
     preference_metrics,
     spearman,
 )
-from simpo_core.synthetic import generate_pairs
+from simpo_core.data.synthetic import generate_pairs
 
 
 def test_metrics_match_hand_derived_numbers():
@@ -136,7 +136,7 @@ def test_accepts_torch_tensors():
 def test_delta_is_trained_minus_base_with_a_paired_interval():
     """Per-pair verdicts base [1, 0, 0, 1], trained [1, 1, 1, 0]: gain 0.75 - 0.5 = 0.25;
     paired differences [0, 1, 1, -1] resample to means between -1 and 1."""
-    from simpo_core.eval_metrics import delta_metrics
+    from simpo_core.eval.metrics import delta_metrics
 
     base = {key: 0.5 for key in ("reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "loss",
                                  "accuracy_chosen_longer", "accuracy_chosen_shorter", "length_reward_correlation")}

@@ -6,8 +6,8 @@ def test_simpo_core_imports_neither_prefect_nor_mlflow():
     """The library must stay usable without the orchestration stack: load every module."""
     code = (
         "import importlib, pkgutil, sys, simpo_core\n"
-        "for info in pkgutil.iter_modules(simpo_core.__path__):\n"
-        "    importlib.import_module('simpo_core.' + info.name)\n"
+        "for info in pkgutil.walk_packages(simpo_core.__path__, 'simpo_core.'):\n"
+        "    importlib.import_module(info.name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'mlflow'))\n"
         "print(','.join(bad))\n"
     )

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from simpo_core.config import SimPOConfig
-from simpo_core.loss import batch_logps, simpo_loss, simpo_objective, sft_nll
-from simpo_core.trainer import SimPOTrainer
+from simpo_core.train.config import SimPOConfig
+from simpo_core.train.loss import batch_logps, simpo_loss, simpo_objective, sft_nll
+from simpo_core.train.trainer import SimPOTrainer
 
 LN3 = math.log(3.0)
 

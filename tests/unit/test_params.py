@@ -5,7 +5,7 @@ from simpo_core.errors import ConfigError
 
 
 def test_defaults_use_the_tiny_preset_for_the_tiny_model():
-    from simpo_core.config import SimPOConfig
+    from simpo_core.train.config import SimPOConfig
 
     params = load_params()
     assert params.model.source == "tiny"

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.split import split_holdout
+from simpo_core.data.split import split_holdout
 
 
 def pairs(start, stop, repeats=1):

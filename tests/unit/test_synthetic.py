@@ -1,6 +1,6 @@
 import pytest
 
-from simpo_core.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
+from simpo_core.data.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
 
 
 def chosen_longer_fraction(rows):

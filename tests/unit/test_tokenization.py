@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from simpo_core.errors import DataError
-from simpo_core.tiny import build_tiny_tokenizer
-from simpo_core.tokenization import (
+from simpo_core.models import build_tiny_tokenizer
+from simpo_core.train.tokenization import (
     EncodedPair,
     collate_pairs,
     encode_pair,

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simpo_core.data import load_preferences, load_records
+from simpo_core.data.loading import load_preferences, load_records
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.tiny import build_tiny_tokenizer
-from simpo_core.validation import append_quarantine, validate_preferences
+from simpo_core.models import build_tiny_tokenizer
+from simpo_core.data.validation import append_quarantine, validate_preferences
 
 
 def good(i):

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simpo_core.data import load_preferences
+from simpo_core.data.loading import load_preferences
 from simpo_core.errors import DataError
-from simpo_core.tiny import build_tiny_tokenizer
-from simpo_core.validation import validate_preferences
-from simpo_core.validation_stream import PairDigests, validate_source
+from simpo_core.models import build_tiny_tokenizer
+from simpo_core.data.validation import validate_preferences
+from simpo_core.data.validation_stream import PairDigests, validate_source
 
 
 def good(i):

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simpo_core.audit_metrics import length_report, rebalance_drops
-from simpo_core.data_tokens import count_tokens
+from simpo_core.audit.metrics import length_report, rebalance_drops
+from simpo_core.data.tokens import count_tokens
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _apply_policy(report: dict[str, Any]) -> None:
 
 
 def _write_reports(report: dict[str, Any], chosen: np.ndarray, rejected: np.ndarray, out_dir: Path) -> dict[str, Path]:
-    from simpo_core.audit_report import write_audit_reports
+    from simpo_core.audit.report import write_audit_reports
 
     return write_audit_reports(report, chosen, rejected, Path(out_dir))
 

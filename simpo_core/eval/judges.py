@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from simpo_core.errors import ConfigError
-from simpo_core.eval_metrics import bootstrap_ci
-from simpo_core.schema import Message
+from simpo_core.eval.metrics import bootstrap_ci
+from simpo_core.data.schema import Message
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _note(total: int, judged: int) -> str:
 
 def synthetic_judge() -> ScoreFn:
     """Scores answers with the synthetic data's own rule; None for prompts that are not synthetic."""
-    from simpo_core.synthetic import prompt_category, score_response
+    from simpo_core.data.synthetic import prompt_category, score_response
 
     def score(prompts: list[list[Message]], answers: list[str]) -> list[float | None]:
         scores: list[float | None] = []
@@ -211,7 +211,7 @@ def _score_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int) 
     import torch
 
     encoded = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-    from simpo_core.logps import model_device
+    from simpo_core.train.logps import model_device
 
     device = model_device(model)
     with torch.no_grad():

@@ -5,11 +5,11 @@ from typing import Any
 
 import torch
 
-from simpo_core import checkpoint
-from simpo_core.config import SimPOConfig
+from simpo_core.train import checkpoint
+from simpo_core.train.config import SimPOConfig
 from simpo_core.errors import ConfigError
-from simpo_core.logps import model_device
-from simpo_core.packing import enable_packing
+from simpo_core.train.logps import model_device
+from simpo_core.train.packing import enable_packing
 
 
 def prepare_model(model: Any, config: SimPOConfig) -> Any:

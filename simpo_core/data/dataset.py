@@ -8,10 +8,10 @@ CSV, a folder, a hub id or `synthetic`), in any supported layout.
 from pathlib import Path
 from typing import Any
 
-from simpo_core.data import load_preferences
+from simpo_core.data.loading import load_preferences
 from simpo_core.errors import DataError
-from simpo_core.schema import CanonicalPair
-from simpo_core.validation import collect_reasons
+from simpo_core.data.schema import CanonicalPair
+from simpo_core.data.validation import collect_reasons
 
 
 class PreferenceDataset:

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from simpo_core import checkpoint, distributed
-from simpo_core.config import SimPOConfig
+from simpo_core.train import checkpoint, distributed
+from simpo_core.train.config import SimPOConfig
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.logps import collate_for, model_device, pair_logps
-from simpo_core.loss import simpo_objective
-from simpo_core.tokenization import EncodedPair, encode_pairs, rows_from
-from simpo_core.training_setup import build_optimizer, prepare_model
+from simpo_core.train.logps import collate_for, model_device, pair_logps
+from simpo_core.train.loss import simpo_objective
+from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
+from simpo_core.train.setup import build_optimizer, prepare_model
 
 logger = logging.getLogger(__name__)
 

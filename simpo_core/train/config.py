@@ -3,7 +3,7 @@
 A typo fails at once (`extra="forbid"`), and field names stay compatible with the SimPO
 usage people already copy (`SimPOConfig(beta=2.0, gamma=1.0, lr=1e-6, batch_size=4)`).
 Named presets (the paper's per-model settings and the embedded `tiny` model's) live in
-`simpo_core.presets`.
+`simpo_core.train.presets`.
 """
 
 import math
@@ -143,14 +143,14 @@ class SimPOConfig(BaseModel):
     @classmethod
     def for_tiny(cls, **overrides: Any) -> "SimPOConfig":
         """Hyperparameters that train the embedded `tiny` model from scratch (large lr)."""
-        from simpo_core.presets import preset_values
+        from simpo_core.train.presets import preset_values
 
         return cls.from_dict({**preset_values("tiny"), **overrides}, source="tiny preset")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "SimPOConfig":
-        """A named preset (see `simpo_core.presets.PRESETS`) with field overrides."""
-        from simpo_core.presets import preset_values
+        """A named preset (see `simpo_core.train.presets.PRESETS`) with field overrides."""
+        from simpo_core.train.presets import preset_values
 
         return cls.from_dict({**preset_values(name), **overrides}, source=f"preset {name!r}")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simpo_core.schema import CANONICAL_COLUMNS
+from simpo_core.data.schema import CANONICAL_COLUMNS
 
 
 def text_series(values: list) -> pd.Series:
@@ -33,7 +33,7 @@ def object_series(values: list) -> pd.Series:
 
 
 def chunk_frame(columns: dict[str, list]) -> pd.DataFrame:
-    """One chunk of loaded rows as a frame (see `simpo_core.data.FRAME_COLUMNS`)."""
+    """One chunk of loaded rows as a frame (see `simpo_core.data.loading.FRAME_COLUMNS`)."""
     return pd.DataFrame(
         {
             "prompt": object_series(columns["prompt"]),

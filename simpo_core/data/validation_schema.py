@@ -13,8 +13,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from simpo_core.data_frames import prompt_keys
-from simpo_core.schema import ROLES
+from simpo_core.data.frames import prompt_keys
+from simpo_core.data.schema import ROLES
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A value holding a lone surrogate always shows in its record's JSON text as an escape.

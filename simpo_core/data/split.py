@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from simpo_core.data_frames import canonical_prompt_json
+from simpo_core.data.frames import canonical_prompt_json
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from simpo_core.errors import DataError
-from simpo_core.eval_generation import Generation, generate_responses, generation_block, sample_prompts
-from simpo_core.eval_metrics import as_array, delta_metrics, preference_metrics
-from simpo_core.schema import CanonicalPair, to_canonical
+from simpo_core.eval.generation import Generation, generate_responses, generation_block, sample_prompts
+from simpo_core.eval.metrics import as_array, delta_metrics, preference_metrics
+from simpo_core.data.schema import CanonicalPair, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def pairs_fingerprint(rows: Sequence[CanonicalPair]) -> str:
 
 
 def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **options: Any) -> dict[str, Any]:
-    """The training code's log-prob computation (`simpo_core.logps.compute_pair_logps`)."""
-    from simpo_core.logps import compute_pair_logps
+    """The training code's log-prob computation (`simpo_core.train.logps.compute_pair_logps`)."""
+    from simpo_core.train.logps import compute_pair_logps
 
     return compute_pair_logps(model, tokenizer, rows, average=True, **options)
 
@@ -117,7 +117,7 @@ def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **opti
 def _score(model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: _Settings, scorer: PairScorer) -> tuple[dict, np.ndarray, np.ndarray]:
     import torch
 
-    from simpo_core.loss import simpo_loss
+    from simpo_core.train.loss import simpo_loss
 
     out = scorer(
         model, tokenizer, rows,
@@ -247,7 +247,7 @@ def evaluate_heldout(
         DataError: no pairs, or rows that are not preference pairs.
         ConfigError: unknown judge, or a reward model that cannot be loaded.
     """
-    from simpo_core.judges import build_judge
+    from simpo_core.eval.judges import build_judge
 
     settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
     score_fn = build_judge(judge, reward_model_path=reward_model_path, batch_size=batch_size, max_length=max_length)
@@ -273,7 +273,7 @@ def _judge_block(
     name: str, score_fn: Callable | None, prompts: list, base: _ModelRun, trained: _ModelRun, seed: int
 ) -> dict[str, Any] | None:
     """Judge greedy and sampled answers of both models, prompt by prompt."""
-    from simpo_core.judges import compare_answers
+    from simpo_core.eval.judges import compare_answers
 
     if score_fn is None:
         return None
@@ -289,7 +289,7 @@ def _answers(run: _ModelRun) -> list[str]:
 
 
 def _finish(heldout: dict[str, Any], out_dir: Path | None, base_margins: np.ndarray, trained_margins: np.ndarray) -> EvaluationResult:
-    from simpo_core.eval_report import render_markdown, write_report
+    from simpo_core.eval.report import render_markdown, write_report
 
     markdown = render_markdown(heldout)
     paths = write_report(heldout, markdown, Path(out_dir), base_margins, trained_margins) if out_dir else {}

@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import torch
 
-from simpo_core.chunked_logps import chunked_token_logps
-from simpo_core.loss import IGNORE_INDEX, batch_logps
-from simpo_core.packing import enable_packing, is_packed_ready, pack_pairs, packed_forward
-from simpo_core.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
+from simpo_core.train.chunked_logps import chunked_token_logps
+from simpo_core.train.loss import IGNORE_INDEX, batch_logps
+from simpo_core.train.packing import enable_packing, is_packed_ready, pack_pairs, packed_forward
+from simpo_core.train.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
 # Config attributes that mean the logits are not simply `lm_head(hidden)`.
 _NONLINEAR_HEAD_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")

@@ -3,7 +3,7 @@
 No row is lost silently: every loaded row ends in `valid.parquet` or in `quarantine.jsonl`
 (original record, source file and row, reason codes and what to fix), and always
 `total == valid + quarantined`. Reasons come from loading (`invalid_json`, `missing_field`,
-...), from the pandera schema (`simpo_core.validation_schema`) and from optional token limits.
+...), from the pandera schema (`simpo_core.data.validation_schema`) and from optional token limits.
 """
 
 import json
@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from simpo_core.data import LoadResult
-from simpo_core.data_frames import canonical_frame
-from simpo_core.data_tokens import count_prompt_tokens, count_tokens
+from simpo_core.data.loading import LoadResult
+from simpo_core.data.frames import canonical_frame
+from simpo_core.data.tokens import count_prompt_tokens, count_tokens
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.validation_schema import REASON_HELP, collect_schema_reasons, invalid_unicode_fields
+from simpo_core.data.validation_schema import REASON_HELP, collect_schema_reasons, invalid_unicode_fields
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ SchemaHook = Callable[[pd.DataFrame, RowReasons], None]
 class ValidationResult:
     """Valid canonical rows plus the DESIGN summary (`total`, `valid`, `quarantined`,
     `reasons`, `quarantine_path`, `valid_path`). `valid` is None when validation streamed
-    (`simpo_core.validation_stream.validate_source`): read `valid_path` instead."""
+    (`simpo_core.data.validation_stream.validate_source`): read `valid_path` instead."""
 
     valid: pd.DataFrame | None
     summary: dict[str, Any]
@@ -57,7 +57,7 @@ def validate_preferences(
     """Check every loaded row, write `valid.parquet` and `quarantine.jsonl` under `out_dir`.
 
     Args:
-        loaded: the output of `simpo_core.data.load_preferences`.
+        loaded: the output of `simpo_core.data.loading.load_preferences`.
         out_dir: folder for the two files (created).
         max_invalid_fraction: fail when quarantined / total exceeds this, in [0, 1].
         tokenizer: needed only for the token limits.

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from simpo_core.loss import IGNORE_INDEX
-from simpo_core.tokenization import EncodedPair
+from simpo_core.train.loss import IGNORE_INDEX
+from simpo_core.train.tokenization import EncodedPair
 
 PACKED_SDPA = "simpo_packed_sdpa"
 

@@ -2,7 +2,7 @@
 
 `validate_source` reads the source in chunks of `chunk_rows` rows (JSONL, Parquet, CSV and
 hub datasets stream; a plain `.json` file is read whole), checks each chunk with the same
-reasons as `simpo_core.validation.validate_preferences`, appends its valid rows to
+reasons as `simpo_core.data.validation.validate_preferences`, appends its valid rows to
 `valid.parquet` and its quarantined rows to `quarantine.jsonl`, and forgets it. The only
 state kept per row is a 16-byte BLAKE2b digest of each checked pair, so a duplicate of a
 row from an earlier chunk is still quarantined as `duplicate_pair`. The files and the
@@ -21,14 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simpo_core.data import FRAME_COLUMNS, LoadResult, load_preferences
-from simpo_core.data_frames import canonical_frame, concat_chunks, prompt_keys
-from simpo_core.data_readers import CHUNK_ROWS
-from simpo_core.validation import (
+from simpo_core.data.loading import FRAME_COLUMNS, LoadResult, load_preferences
+from simpo_core.data.frames import canonical_frame, concat_chunks, prompt_keys
+from simpo_core.data.readers import CHUNK_ROWS
+from simpo_core.data.validation import (
     QUARANTINE_FILE, VALID_FILE, RowReasons, ValidationResult, check_arguments, collect_reasons,
     enforce_fraction, reason_counts, summarise, validate_preferences, write_quarantine_lines, write_valid,
 )
-from simpo_core.validation_schema import REASON_HELP
+from simpo_core.data.validation_schema import REASON_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def validate_source(
     """Load and validate `source` chunk by chunk; write `valid.parquet` and `quarantine.jsonl`.
 
     Args:
-        source: anything `simpo_core.data.load_preferences` accepts.
+        source: anything `simpo_core.data.loading.load_preferences` accepts.
         out_dir: folder for the two files (created).
         format: force a layout; None detects it per file.
         max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens: as for

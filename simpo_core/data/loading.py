@@ -5,7 +5,7 @@ written by `datasets.save_to_disk`), a `datasets` hub id `name[:config][@split]`
 the local cache when offline), or `synthetic[:n=N,bias=X,seed=S]`. Every input record
 becomes one row: canonical `prompt`/`chosen`/`rejected` where it could be reshaped, and
 `load_reasons` where it could not (an unparsable JSONL line is a row, not a crash).
-Validation (`simpo_core.validation`) then decides, row by row, what is usable.
+Validation (`simpo_core.data.validation`) then decides, row by row, what is usable.
 """
 
 import hashlib
@@ -16,8 +16,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from simpo_core.data_layouts import LAYOUTS, detect_layout, normalise_record
-from simpo_core.data_readers import CHUNK_ROWS, UNPARSED, RawRecord, list_folder, read_file, record_text
+from simpo_core.data.layouts import LAYOUTS, detect_layout, normalise_record
+from simpo_core.data.readers import CHUNK_ROWS, UNPARSED, RawRecord, list_folder, read_file, record_text
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _load_files(source: str, files: list[Path], format: str | None, base: Path, 
 
 
 def _load_synthetic(source: str, format: str | None, builder: "_FrameBuilder") -> LoadResult:
-    from simpo_core.synthetic import generate_pairs
+    from simpo_core.data.synthetic import generate_pairs
 
     options = parse_synthetic_spec(source)
     try:
@@ -224,7 +224,7 @@ class _FrameBuilder:
         return layout
 
     def result(self, source: str, fingerprint: str, layouts: dict[str, int]) -> LoadResult:
-        from simpo_core.data_frames import concat_chunks
+        from simpo_core.data.frames import concat_chunks
 
         self._flush()
         rows = concat_chunks(self.chunks, FRAME_COLUMNS)
@@ -235,7 +235,7 @@ class _FrameBuilder:
         return LoadResult(rows, fingerprint, source, detected, total, layouts)
 
     def _flush(self) -> None:
-        from simpo_core.data_frames import chunk_frame
+        from simpo_core.data.frames import chunk_frame
 
         if not self._columns["source_row"]:
             return

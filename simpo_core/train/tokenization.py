@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from simpo_core.errors import DataError
-from simpo_core.loss import IGNORE_INDEX
-from simpo_core.schema import Message, to_canonical
+from simpo_core.train.loss import IGNORE_INDEX
+from simpo_core.data.schema import Message, to_canonical
 
 
 @dataclass(frozen=True)

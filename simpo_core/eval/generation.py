@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from simpo_core.schema import Message
+from simpo_core.data.schema import Message
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def generate_responses(
     """
     import torch
 
-    from simpo_core.tokenization import render_prompt_ids
+    from simpo_core.train.tokenization import render_prompt_ids
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -176,7 +176,7 @@ def _generate_batch(
     temperature: float,
     top_p: float,
 ) -> list[Generation]:
-    from simpo_core.logps import model_device
+    from simpo_core.train.logps import model_device
 
     device = model_device(model)  # works for peft-wrapped and sharded models too
     encoded = {name: tensor.to(device) for name, tensor in left_pad(prompt_ids, tokenizer.pad_token_id).items()}

@@ -1,0 +1,12 @@
+"""Preference data: reading every supported source and layout into canonical rows.
+
+- `readers`, `layouts`, `loading`: files, folders, hub ids and generated data, in the flat,
+  conversational, ShareGPT and HH-RLHF layouts, normalised to one row per pair
+  (`load_preferences` -> `LoadResult`).
+- `schema`, `frames`, `tokens`: the canonical row, its DataFrame form and token counting.
+- `validation_schema`, `validation`, `validation_stream`: the pandera schema and the
+  quarantine; `validate_source` is the validation step (streamed, bounded memory).
+- `split`: the deterministic held-out split by prompt hash.
+- `synthetic`: the embedded demo data with a learnable preference and a set length bias.
+- `dataset`: `PreferenceDataset`, the notebook-friendly view of a source.
+"""

@@ -1,0 +1,9 @@
+"""Held-out evaluation of a trained model against its starting model.
+
+- `settings`: `EvalSettings`, the one home of every evaluation default.
+- `metrics`: reward accuracy, length-controlled accuracy, margins, bootstrap intervals.
+- `generation`: answers to sampled prompts and the collapse checks.
+- `judges`: the synthetic judge and a reward-model judge.
+- `heldout`: `evaluate_heldout` / `evaluate_model`, the evaluation step.
+- `report`: the Markdown, JSON and PNG reports.
+"""
