@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lock clean
+.PHONY: setup run test test-fast lint format lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,18 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/simpo run
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -m "unit or integration or flows or slow"
+
+# Lint, formatting and spelling; `make format` rewrites the files ruff would change.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/codespell
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: setup
 	$(BIN)/python -m pytest

@@ -30,9 +30,9 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
 
     from simpo_core.audit.balance import audit_length_balance
     from simpo_core.data.loading import load_preferences
-    from simpo_core.models import build_tiny_tokenizer
     from simpo_core.data.validation import validate_preferences
     from simpo_core.data.validation_stream import validate_source
+    from simpo_core.models import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     baseline_mb = _peak_rss_mb()
@@ -60,7 +60,8 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
     return {
         "rows": rows,
         **{k: round(v, 2) for k, v in timings.items()},
-        "rows_per_s": {stage[:-2]: round(rows / max(t, 1e-9)) for stage, t in timings.items()} | {"all": round(rows / total)},
+        "rows_per_s": {stage[:-2]: round(rows / max(t, 1e-9)) for stage, t in timings.items()}
+        | {"all": round(rows / total)},
         "validate_peak_rss_mb": round(validate_mb),
         "peak_rss_mb": round(_peak_rss_mb()),
         "baseline_rss_mb": round(baseline_mb),
@@ -94,22 +95,39 @@ def main() -> int:
         print(json.dumps(measure(Path(args.child[0]), Path(args.child[1]), args.policy, args.path)))
         return 0
     print(f"{args.path} path", file=sys.stderr)
-    print(f"{'rows':>9} {'load r/s':>10} {'validate r/s':>13} {'audit r/s':>10} {'all r/s':>9} {'val MB':>7} "
-          f"{'peak RSS MB':>12} {'base MB':>8}", file=sys.stderr)
+    print(
+        f"{'rows':>9} {'load r/s':>10} {'validate r/s':>13} {'audit r/s':>10} {'all r/s':>9} {'val MB':>7} "
+        f"{'peak RSS MB':>12} {'base MB':>8}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             data = Path(tmp) / f"pairs-{n}.jsonl"
             _write_data(data, n, args.bias)
             child = subprocess.run(
-                [sys.executable, __file__, "--policy", args.policy, "--path", args.path,
-                 "--child", str(data), str(Path(tmp) / f"out-{n}")],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--policy",
+                    args.policy,
+                    "--path",
+                    args.path,
+                    "--child",
+                    str(data),
+                    str(Path(tmp) / f"out-{n}"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             result = json.loads(child.stdout.strip().splitlines()[-1])
             rates = result["rows_per_s"]
             load, validate = rates.get("load", "-"), rates.get("validate", rates.get("load_validate"))
-            print(f"{n:>9} {load:>10} {validate:>13} {rates['audit']:>10} {rates['all']:>9} {result['validate_peak_rss_mb']:>7} "
-                  f"{result['peak_rss_mb']:>12} {result['baseline_rss_mb']:>8}", file=sys.stderr)
+            print(
+                f"{n:>9} {load:>10} {validate:>13} {rates['audit']:>10} {rates['all']:>9} {result['validate_peak_rss_mb']:>7} "
+                f"{result['peak_rss_mb']:>12} {result['baseline_rss_mb']:>8}",
+                file=sys.stderr,
+            )
             if args.json:
                 print(json.dumps(result), flush=True)
             data.unlink()

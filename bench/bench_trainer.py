@@ -57,7 +57,6 @@ def measure_matmul(threads: int, device: str, size: int = 2048, repeats: int = 2
 
 def run_ours(vocab: int, steps: int, warmup: int, device: str) -> dict:
     """Our trainer: `train_step` on consecutive slices of 4 encoded pairs."""
-    import torch
     from trainer_workload import build_model, build_pairs, build_tokenizer, count_parameters
 
     from simpo_core.train.config import SimPOConfig
@@ -65,10 +64,23 @@ def run_ours(vocab: int, steps: int, warmup: int, device: str) -> dict:
 
     tokenizer, model = build_tokenizer(vocab), build_model(vocab)
     params = count_parameters(model)
-    config = SimPOConfig(beta=2.0, gamma=1.0, lr=1e-6, batch_size=BATCH_PAIRS, max_length=512, max_prompt_length=256,
-                         warmup_ratio=0.0, lr_scheduler="constant", save_steps=0, bf16=device == "cuda",
-                         output_dir=Path(tempfile.mkdtemp()) / "ours", max_steps=warmup + steps)
-    trainer = SimPOTrainer(model.to(device), config, tokenizer=tokenizer, train_dataset=build_pairs(BATCH_PAIRS * (warmup + steps), vocab))
+    config = SimPOConfig(
+        beta=2.0,
+        gamma=1.0,
+        lr=1e-6,
+        batch_size=BATCH_PAIRS,
+        max_length=512,
+        max_prompt_length=256,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        save_steps=0,
+        bf16=device == "cuda",
+        output_dir=Path(tempfile.mkdtemp()) / "ours",
+        max_steps=warmup + steps,
+    )
+    trainer = SimPOTrainer(
+        model.to(device), config, tokenizer=tokenizer, train_dataset=build_pairs(BATCH_PAIRS * (warmup + steps), vocab)
+    )
     times, response_tokens, tokens = [], 0, 0
     for step in range(warmup + steps):
         pairs = trainer.train_pairs[step * BATCH_PAIRS : (step + 1) * BATCH_PAIRS]
@@ -109,14 +121,34 @@ def run_trl(vocab: int, steps: int, warmup: int, device: str) -> dict:
 
     tokenizer, model = build_tokenizer(vocab), build_model(vocab)
     args = CPOConfig(
-        output_dir=tempfile.mkdtemp(), loss_type="simpo", cpo_alpha=0.0, simpo_gamma=1.0, beta=2.0,
-        per_device_train_batch_size=BATCH_PAIRS, max_steps=warmup + steps, learning_rate=1e-6, lr_scheduler_type="constant",
-        max_grad_norm=1.0, max_length=512, bf16=device == "cuda", gradient_checkpointing=False, use_cpu=device == "cpu",
-        logging_steps=10_000, save_strategy="no", report_to=[], dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=tempfile.mkdtemp(),
+        loss_type="simpo",
+        cpo_alpha=0.0,
+        simpo_gamma=1.0,
+        beta=2.0,
+        per_device_train_batch_size=BATCH_PAIRS,
+        max_steps=warmup + steps,
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        max_grad_norm=1.0,
+        max_length=512,
+        bf16=device == "cuda",
+        gradient_checkpointing=False,
+        use_cpu=device == "cpu",
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     timer = StepTimer()
-    trainer = InOrder(model=model, args=args, train_dataset=Dataset.from_list(build_pairs(BATCH_PAIRS * (warmup + steps), vocab)),
-                      processing_class=tokenizer, callbacks=[timer])
+    trainer = InOrder(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(build_pairs(BATCH_PAIRS * (warmup + steps), vocab)),
+        processing_class=tokenizer,
+        callbacks=[timer],
+    )
     trainer.train()
     return {"step_times": timer.times[warmup:], **_peak_memory(device)}
 
@@ -140,8 +172,22 @@ def _peak_memory(device: str) -> dict:
 
 
 def _in_subprocess(kind: str, args: argparse.Namespace, vocab: int) -> dict:
-    command = [sys.executable, __file__, "--worker", kind, "--vocabs", str(vocab), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads), "--device", args.device]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--vocabs",
+        str(vocab),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -152,15 +198,27 @@ def _in_subprocess(kind: str, args: argparse.Namespace, vocab: int) -> dict:
 def summarise(vocab: int, device: str, ours: dict, trl: dict, matmul: dict, load: tuple[float, ...]) -> dict:
     """One row of the table: s/step, tokens/s, peak memory, ratios and MFU for both trainers."""
     steps = len(ours["step_times"])
-    row = {"vocab": vocab, "device": device, "threads": matmul["threads"], "steps": steps, "load_1m": round(load[0], 2),
-           "matmul_gflops": round(matmul["matmul_flops"] / 1e9, 1), "response_tokens_per_step": ours["response_tokens"] / steps,
-           "tokens_per_step": ours["tokens"] / steps, "flops_params": ours["flops_params"]}
+    row = {
+        "vocab": vocab,
+        "device": device,
+        "threads": matmul["threads"],
+        "steps": steps,
+        "load_1m": round(load[0], 2),
+        "matmul_gflops": round(matmul["matmul_flops"] / 1e9, 1),
+        "response_tokens_per_step": ours["response_tokens"] / steps,
+        "tokens_per_step": ours["tokens"] / steps,
+        "flops_params": ours["flops_params"],
+    }
     memory = "peak_gpu_mb" if device == "cuda" else "peak_rss_mb"
     for name, result in (("ours", ours), ("trl", trl)):
         seconds = sum(result["step_times"])
         flops = 6 * ours["flops_params"] * ours["tokens"] / seconds
-        row[name] = {"s_per_step": seconds / len(result["step_times"]), "response_tokens_per_s": ours["response_tokens"] / seconds,
-                     "peak_mb": result[memory], "mfu": flops / matmul["matmul_flops"]}
+        row[name] = {
+            "s_per_step": seconds / len(result["step_times"]),
+            "response_tokens_per_s": ours["response_tokens"] / seconds,
+            "peak_mb": result[memory],
+            "mfu": flops / matmul["matmul_flops"],
+        }
     row["ratio_tokens_per_s"] = row["ours"]["response_tokens_per_s"] / row["trl"]["response_tokens_per_s"]
     row["ratio_peak_memory"] = row["ours"]["peak_mb"] / row["trl"]["peak_mb"]
     return row
@@ -174,10 +232,14 @@ def print_table(rows: list[dict]) -> None:
     for row in rows:
         for name in ("ours", "trl"):
             r = row[name]
-            print(f"{row['vocab']:>7} {name:>7} {r['s_per_step']:>7.3f} {r['response_tokens_per_s']:>10.0f} {r['peak_mb']:>12.0f} {r['mfu']:>6.1%}")
-        print(f"{'':>7} {'ours/trl':>7} {1 / row['ratio_tokens_per_s']:>7.2f} {row['ratio_tokens_per_s']:>10.2f} "
-              f"{row['ratio_peak_memory']:>12.2f}   (load {row['load_1m']}, matmul {row['matmul_gflops']} GFLOP/s, "
-              f"{row['tokens_per_step']:.0f} tokens/step)")
+            print(
+                f"{row['vocab']:>7} {name:>7} {r['s_per_step']:>7.3f} {r['response_tokens_per_s']:>10.0f} {r['peak_mb']:>12.0f} {r['mfu']:>6.1%}"
+            )
+        print(
+            f"{'':>7} {'ours/trl':>7} {1 / row['ratio_tokens_per_s']:>7.2f} {row['ratio_tokens_per_s']:>10.2f} "
+            f"{row['ratio_peak_memory']:>12.2f}   (load {row['load_1m']}, matmul {row['matmul_gflops']} GFLOP/s, "
+            f"{row['tokens_per_step']:.0f} tokens/step)"
+        )
 
 
 def main() -> None:

@@ -25,7 +25,9 @@ def build_tokenizer(vocab_size: int) -> Any:
     vocab.update({f"w{i}": i for i in range(len(SPECIAL_TOKENS), vocab_size)})
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     return tokenizer
 
@@ -37,9 +39,17 @@ def build_model(vocab_size: int, seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-        intermediate_size=704, max_position_embeddings=512, tie_word_embeddings=False,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=vocab_size,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=704,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     config._attn_implementation = "sdpa"
     return LlamaForCausalLM(config).float()
@@ -54,7 +64,11 @@ def build_pairs(n_pairs: int, vocab_size: int, seed: int = 0) -> list[dict[str, 
         return " ".join(f"w{rng.randrange(first, vocab_size)}" for _ in range(n))
 
     return [
-        {"prompt": words(PROMPT_WORDS), "chosen": words(rng.randint(*RESPONSE_WORDS)), "rejected": words(rng.randint(*RESPONSE_WORDS))}
+        {
+            "prompt": words(PROMPT_WORDS),
+            "chosen": words(rng.randint(*RESPONSE_WORDS)),
+            "rejected": words(rng.randint(*RESPONSE_WORDS)),
+        }
         for _ in range(n_pairs)
     ]
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.errors import ConfigError
+from simpo_core.train.config import LoraSettings, SimPOConfig
 
 
 class StrictModel(BaseModel):
@@ -43,7 +43,9 @@ class AuditParams(StrictModel):
 
 class EvalParams(StrictModel):
     judge: Literal["synthetic", "reward-model", "none"] = Field("synthetic", description="who scores generated answers")
-    reward_model_path: str | None = Field(None, description="local sequence-classification model for judge=reward-model")
+    reward_model_path: str | None = Field(
+        None, description="local sequence-classification model for judge=reward-model"
+    )
     generation_samples: int = Field(16, ge=0, description="held-out prompts used for the generation check")
     max_new_tokens: int = Field(48, gt=0, le=4096, description="bound on generated tokens per prompt")
     batch_size: int = Field(8, gt=0, description="pairs per forward pass during evaluation")
@@ -139,7 +141,11 @@ def validate_params(raw: dict[str, Any]) -> RetrainParams:
         problems = []
         for item in error.errors():
             path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            hint = "unknown key: check the spelling against `simpo run --help` and the README" if item["type"] == "extra_forbidden" else item["msg"]
+            hint = (
+                "unknown key: check the spelling against `simpo run --help` and the README"
+                if item["type"] == "extra_forbidden"
+                else item["msg"]
+            )
             problems.append(f"{path}: {hint} (got {item.get('input')!r:.60})")
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None
 
@@ -155,4 +161,6 @@ def check_sources(params: RetrainParams) -> None:
 
     check_model_source(params.model.source)
     if params.eval.judge == "reward-model" and not Path(str(params.eval.reward_model_path)).exists():
-        raise ConfigError(f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder")
+        raise ConfigError(
+            f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder"
+        )

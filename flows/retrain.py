@@ -36,8 +36,11 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     run_dir = run_folder(params.output_dir, run_id_of_flow)
     tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     mlflow_run_id = start_tracking_run(
-        tracking_uri, params.registry.experiment_name, flow_run.get_name() or "simpo-retrain",
-        run_id_of_flow, params.model_dump(mode="json"),
+        tracking_uri,
+        params.registry.experiment_name,
+        flow_run.get_name() or "simpo-retrain",
+        run_id_of_flow,
+        params.model_dump(mode="json"),
     )
     try:
         summary = _retrain_steps(params, run_dir, tracking_uri, mlflow_run_id)
@@ -45,31 +48,57 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
         end_tracking_run(tracking_uri, mlflow_run_id, "FAILED")
         raise
     end_tracking_run(tracking_uri, mlflow_run_id, "FINISHED")
-    summary.update(mlflow_run_id=mlflow_run_id, flow_run_id=run_id_of_flow, run_dir=str(run_dir),
-                   wall_seconds=round(time.perf_counter() - started, 1))
+    summary.update(
+        mlflow_run_id=mlflow_run_id,
+        flow_run_id=run_id_of_flow,
+        run_dir=str(run_dir),
+        wall_seconds=round(time.perf_counter() - started, 1),
+    )
     get_run_logger().info("done in %.1f s: %s", summary["wall_seconds"], summary["promotion_reason"])
     return summary
 
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
     loaded = load_preferences_task(params.data.source, params.data.format, tracking_uri, run_id)
-    validated = validate_preferences_task(loaded, run_dir / "data", params.data.max_invalid_fraction, tracking_uri, run_id)
-    audited = audit_length_balance_task(validated, params.model.source, params.audit.model_dump(), run_dir / "audit", tracking_uri, run_id)
-    split_paths = split_holdout_task(audited.frame, params.data.heldout_fraction, params.data.split_salt, run_dir / "data", tracking_uri, run_id)
-    trained = train_simpo_task(params.model.source, training_config(params), split_paths, run_dir / "train",
-                               tracking_uri, run_id)
+    validated = validate_preferences_task(
+        loaded, run_dir / "data", params.data.max_invalid_fraction, tracking_uri, run_id
+    )
+    audited = audit_length_balance_task(
+        validated, params.model.source, params.audit.model_dump(), run_dir / "audit", tracking_uri, run_id
+    )
+    split_paths = split_holdout_task(
+        audited.frame, params.data.heldout_fraction, params.data.split_salt, run_dir / "data", tracking_uri, run_id
+    )
+    trained = train_simpo_task(
+        params.model.source, training_config(params), split_paths, run_dir / "train", tracking_uri, run_id
+    )
     eval_settings = evaluation_settings(params)
-    heldout = evaluate_holdout_task(params.model.source, trained["model_dir"], split_paths["heldout"], eval_settings,
-                                    run_dir / "eval", tracking_uri, run_id, params.model.trust_remote_code)
+    heldout = evaluate_holdout_task(
+        params.model.source,
+        trained["model_dir"],
+        split_paths["heldout"],
+        eval_settings,
+        run_dir / "eval",
+        tracking_uri,
+        run_id,
+        params.model.trust_remote_code,
+    )
     name = params.registry.registered_model_name
     version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, params.model.source)
-    decision = promote_model_task(name, version, heldout, split_paths["heldout"], eval_settings,
-                                  params.registry.promotion_margin, tracking_uri)
+    decision = promote_model_task(
+        name, version, heldout, split_paths["heldout"], eval_settings, params.registry.promotion_margin, tracking_uri
+    )
     return {
-        "validation": validated.summary, "audit": audited.report, "heldout": heldout,
-        "train_steps": trained["steps"], "model_dir": trained["model_dir"],
-        "registered_model_name": name, "model_version": version, "promoted": decision["promoted"],
-        "promotion_reason": decision["reason"], "champion_version": decision["champion_version"],
+        "validation": validated.summary,
+        "audit": audited.report,
+        "heldout": heldout,
+        "train_steps": trained["steps"],
+        "model_dir": trained["model_dir"],
+        "registered_model_name": name,
+        "model_version": version,
+        "promoted": decision["promoted"],
+        "promotion_reason": decision["reason"],
+        "champion_version": decision["champion_version"],
     }
 
 
@@ -97,9 +126,14 @@ def evaluation_settings(params: RetrainParams) -> dict[str, Any]:
     """Keyword arguments of `evaluate_heldout` / `evaluate_model` from the parameters."""
     train = params.train
     return {
-        "beta": train.beta, "gamma": train.gamma,
-        "max_length": train.max_length, "max_prompt_length": train.max_prompt_length,
-        "batch_size": params.eval.batch_size, "generation_samples": params.eval.generation_samples,
-        "max_new_tokens": params.eval.max_new_tokens, "judge": params.eval.judge,
-        "reward_model_path": params.eval.reward_model_path, "seed": train.seed,
+        "beta": train.beta,
+        "gamma": train.gamma,
+        "max_length": train.max_length,
+        "max_prompt_length": train.max_prompt_length,
+        "batch_size": params.eval.batch_size,
+        "generation_samples": params.eval.generation_samples,
+        "max_new_tokens": params.eval.max_new_tokens,
+        "judge": params.eval.judge,
+        "reward_model_path": params.eval.reward_model_path,
+        "seed": train.seed,
     }

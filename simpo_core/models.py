@@ -37,8 +37,7 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
     if path.exists():
         if not (path / "config.json").exists():
             raise ConfigError(
-                f"model folder {path} has no config.json; pass a folder written by "
-                "save_pretrained, a hub id, or 'tiny'"
+                f"model folder {path} has no config.json; pass a folder written by save_pretrained, a hub id, or 'tiny'"
             )
         return str(path)
     if source.startswith((".", "/", "~")) or source.count("/") > 1:

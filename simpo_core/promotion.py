@@ -43,7 +43,9 @@ def decide_promotion(
     for name in gated:
         ours, theirs = float(challenger[name]), float(reference[name])
         if not ours > theirs + margin:
-            shortfalls.append(f"{name} {ours:.3f} does not beat {reference_name}'s {theirs:.3f} by more than {margin:g}")
+            shortfalls.append(
+                f"{name} {ours:.3f} does not beat {reference_name}'s {theirs:.3f} by more than {margin:g}"
+            )
     note = f" ({', '.join(skipped)} undefined on these pairs)" if skipped else ""
     if shortfalls:
         return PromotionDecision(False, "; ".join(shortfalls) + note)

@@ -8,9 +8,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from simpo_core.audit.balance import audit_length_balance
 from simpo_core.data.loading import LoadResult, load_preferences
-from simpo_core.models import load_tokenizer
 from simpo_core.data.split import split_holdout
 from simpo_core.data.validation import append_quarantine, validate_preferences
+from simpo_core.models import load_tokenizer
 from tasks.retry import IO_TASK, ONE_SHOT_TASK
 from tasks.tracking import get_client, log_metrics
 
@@ -23,9 +23,11 @@ def load_preferences_task(source: str, format: str | None, tracking_uri: str, ru
     client = get_client(tracking_uri)
     client.set_tag(run_id, "data.fingerprint", loaded.fingerprint)
     client.set_tag(run_id, "data.format", loaded.format)
-    create_table_artifact([{"source": source, "layout": loaded.format, "records": loaded.total,
-                            "fingerprint": loaded.fingerprint[:16]}], key="loaded-preferences",
-                          description="what was read")
+    create_table_artifact(
+        [{"source": source, "layout": loaded.format, "records": loaded.total, "fingerprint": loaded.fingerprint[:16]}],
+        key="loaded-preferences",
+        description="what was read",
+    )
     return loaded
 
 
@@ -41,8 +43,11 @@ def validate_preferences_task(
     client.log_artifact(run_id, str(result.quarantine_path), "data")
     _log_dataset_lineage(result.valid, loaded, run_id, tracking_uri)
     reasons = [{"reason": reason, "rows": count} for reason, count in summary["reasons"].items()]
-    create_table_artifact(reasons or [{"reason": "none", "rows": 0}], key="quarantine-reasons",
-                          description=f"{summary['quarantined']} of {summary['total']} rows quarantined")
+    create_table_artifact(
+        reasons or [{"reason": "none", "rows": 0}],
+        key="quarantine-reasons",
+        description=f"{summary['quarantined']} of {summary['total']} rows quarantined",
+    )
     get_run_logger().info("valid %d, quarantined %d of %d", summary["valid"], summary["quarantined"], summary["total"])
     return result
 
@@ -62,13 +67,18 @@ def audit_length_balance_task(
     for path in result.paths.values():
         client.log_artifact(run_id, str(path), "audit")
     markdown_path = result.paths.get("markdown")
-    create_markdown_artifact(Path(markdown_path).read_text() if markdown_path else str(result.report),
-                             key="length-audit", description="chosen/rejected length balance")
+    create_markdown_artifact(
+        Path(markdown_path).read_text() if markdown_path else str(result.report),
+        key="length-audit",
+        description="chosen/rejected length balance",
+    )
     return result
 
 
 @task(name="split-holdout", timeout_seconds=600, **ONE_SHOT_TASK)
-def split_holdout_task(frame: Any, heldout_fraction: float, salt: str, out_dir: Path, tracking_uri: str, run_id: str) -> dict[str, str]:
+def split_holdout_task(
+    frame: Any, heldout_fraction: float, salt: str, out_dir: Path, tracking_uri: str, run_id: str
+) -> dict[str, str]:
     """Split by prompt hash and write train.parquet and heldout.parquet."""
     train, heldout = split_holdout(frame, heldout_fraction, salt)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,8 +87,11 @@ def split_holdout_task(frame: Any, heldout_fraction: float, salt: str, out_dir: 
     heldout.to_parquet(paths["heldout"], index=False)
     log_metrics(get_client(tracking_uri), run_id, {"data/train_pairs": len(train), "data/heldout_pairs": len(heldout)})
     get_run_logger().info("split: %d train pairs, %d held-out pairs", len(train), len(heldout))
-    create_table_artifact([{"split": "train", "pairs": len(train)}, {"split": "held-out", "pairs": len(heldout)}],
-                          key="holdout-split", description=f"prompt-hash split, salt {salt!r}")
+    create_table_artifact(
+        [{"split": "train", "pairs": len(train)}, {"split": "held-out", "pairs": len(heldout)}],
+        key="holdout-split",
+        description=f"prompt-hash split, salt {salt!r}",
+    )
     return {name: str(path) for name, path in paths.items()}
 
 
@@ -89,10 +102,13 @@ def _log_dataset_lineage(frame: Any, loaded: LoadResult, run_id: str, tracking_u
 
     # A code source with tags works for every kind of source (files, hub ids, generated
     # data); the fingerprint is the dataset digest, so a changed export shows as new data.
-    source = CodeDatasetSource(tags={"source": loaded.source, "format": loaded.format, "fingerprint": loaded.fingerprint})
+    source = CodeDatasetSource(
+        tags={"source": loaded.source, "format": loaded.format, "fingerprint": loaded.fingerprint}
+    )
     preview = frame[["chosen", "rejected"]].head(1000)
-    dataset = mlflow.data.from_pandas(preview, source=source, name=Path(loaded.source).name or loaded.source,
-                                      digest=loaded.fingerprint[:36])
+    dataset = mlflow.data.from_pandas(
+        preview, source=source, name=Path(loaded.source).name or loaded.source, digest=loaded.fingerprint[:36]
+    )
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")

@@ -12,8 +12,14 @@ from tasks.tracking import get_client, log_metrics, numeric_metrics
 
 @task(name="evaluate-holdout", timeout_seconds=6 * 3600, **COMPUTE_TASK)
 def evaluate_holdout_task(
-    base_source: str, trained_dir: str, heldout_path: str, settings: dict[str, Any],
-    out_dir: Path, tracking_uri: str, run_id: str, trust_remote_code: bool = False,
+    base_source: str,
+    trained_dir: str,
+    heldout_path: str,
+    settings: dict[str, Any],
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Evaluate both models on identical pairs; log metrics, report and plots."""
     import pandas as pd
@@ -36,7 +42,11 @@ def evaluate_holdout_task(
     trained, base = result.heldout["trained"], result.heldout["base"]
     get_run_logger().info(
         "held-out reward accuracy %s -> %s, length-controlled %s -> %s",
-        *(_fmt(block.get(key)) for key in ("reward_accuracy", "length_controlled_accuracy") for block in (base, trained)),
+        *(
+            _fmt(block.get(key))
+            for key in ("reward_accuracy", "length_controlled_accuracy")
+            for block in (base, trained)
+        ),
     )
     return result.heldout
 

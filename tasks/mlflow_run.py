@@ -3,7 +3,6 @@
 from typing import Any
 
 import yaml
-
 from prefect import get_run_logger, task
 
 from tasks.retry import IO_TASK
@@ -23,7 +22,9 @@ def start_tracking_run(
         run_id = existing[0].info.run_id
         logger.info("reusing MLflow run %s of flow run %s", run_id, flow_run_id)
         return run_id
-    run = client.create_run(experiment_id, run_name=run_name, tags={"flow_run_id": flow_run_id, "pipeline": "simpo-retrain"})
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={"flow_run_id": flow_run_id, "pipeline": "simpo-retrain"}
+    )
     for key, value in redact_params(flatten(params)).items():
         client.log_param(run.info.run_id, key, "" if value is None else str(value)[:6000])
     # The resolved parameters as one file, ready for `simpo run --config` (secrets redacted).

@@ -1,8 +1,9 @@
 """The `promote-model` task: move `champion` only to a challenger that beats it."""
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -15,8 +16,13 @@ from tasks.tracking import get_client
 
 @task(name="promote-model", timeout_seconds=6 * 3600, **IO_TASK)
 def promote_model_task(
-    name: str, version: str, heldout: dict[str, Any], heldout_path: str, eval_settings: dict[str, Any],
-    margin: float, tracking_uri: str,
+    name: str,
+    version: str,
+    heldout: dict[str, Any],
+    heldout_path: str,
+    eval_settings: dict[str, Any],
+    margin: float,
+    tracking_uri: str,
 ) -> dict[str, Any]:
     """Compare with the champion on this run's held-out pairs; move the alias if it wins.
 
@@ -27,8 +33,15 @@ def promote_model_task(
         return promote(name, version, heldout, heldout_path, eval_settings, margin, tracking_uri)
 
 
-def promote(name: str, version: str, heldout: dict[str, Any], heldout_path: str,
-            eval_settings: dict[str, Any], margin: float, tracking_uri: str) -> dict[str, Any]:
+def promote(
+    name: str,
+    version: str,
+    heldout: dict[str, Any],
+    heldout_path: str,
+    eval_settings: dict[str, Any],
+    margin: float,
+    tracking_uri: str,
+) -> dict[str, Any]:
     client = get_client(tracking_uri)
     champion = current_champion(client, name)
     if champion is not None and str(champion.version) == str(version):
@@ -52,8 +65,11 @@ def apply_decision(client, name: str, version: str, decision: PromotionDecision)
     client.set_model_version_tag(name, version, "promotion.decision", verdict)
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
     get_run_logger().info("version %s %s: %s", version, verdict, decision.reason)
-    create_markdown_artifact(f"# Promotion\n\nVersion **{version}**: {verdict}.\n\n{decision.reason}\n",
-                             key="promotion-decision", description="champion gate")
+    create_markdown_artifact(
+        f"# Promotion\n\nVersion **{version}**: {verdict}.\n\n{decision.reason}\n",
+        key="promotion-decision",
+        description="champion gate",
+    )
 
 
 def current_champion(client, name: str):

@@ -19,7 +19,9 @@ def serving_requirements() -> list[str]:
     """Pinned requirements of the logged model, read from the running environment."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "transformers", "safetensors", "peft", "accelerate")]
+    return [
+        f"{name}=={version(name)}" for name in ("mlflow", "torch", "transformers", "safetensors", "peft", "accelerate")
+    ]
 
 
 def find_version_of_run(client, name: str, run_id: str):
@@ -39,9 +41,12 @@ def register_model_task(
     """
     with tracking_errors(tracking_uri, "registering the model"):
         version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model)
-    create_markdown_artifact(f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
-                             f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",
-                             key="registered-model", description="model registry")
+    create_markdown_artifact(
+        f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
+        f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",
+        key="registered-model",
+        description="model registry",
+    )
     return version
 
 
@@ -58,7 +63,9 @@ def register_version(
     else:
         model_uri, model_id = log_policy(model_dir, tracking_uri, run_id)
         _ensure_registered(client, name)
-        version = str(client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version)
+        version = str(
+            client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version
+        )
         logger.info("registered %r version %s", name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     tags = {f"heldout.{key}": "n/a" if trained.get(key) is None else f"{trained[key]:.4f}" for key in TAGGED_METRICS}
@@ -76,7 +83,9 @@ def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str
     mlflow.set_registry_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT, python_model=str(SERVING_CODE), artifacts={"model_dir": model_dir},
+            name=MODEL_ARTIFACT,
+            python_model=str(SERVING_CODE),
+            artifacts={"model_dir": model_dir},
             pip_requirements=serving_requirements(),
         )
     return info.model_uri, info.model_id

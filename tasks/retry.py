@@ -1,7 +1,8 @@
 """Retry policy shared by the tasks: retry what may pass next time, not what cannot."""
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from prefect.cache_policies import NONE
 
@@ -21,9 +22,19 @@ def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 # Task options. Inputs (frames, configs) are not hashable for caching, so no cache policy.
 # I/O tasks (tracking server, storage, hub) back off 2 s, then 10 s, then 30 s.
-IO_TASK = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_condition_fn": retry_unless_user_error, "cache_policy": NONE}
+IO_TASK = {
+    "retries": 3,
+    "retry_delay_seconds": [2, 10, 30],
+    "retry_condition_fn": retry_unless_user_error,
+    "cache_policy": NONE,
+}
 # Compute tasks retry once: training resumes from its newest checkpoint.
-COMPUTE_TASK = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": retry_unless_user_error, "cache_policy": NONE}
+COMPUTE_TASK = {
+    "retries": 1,
+    "retry_delay_seconds": 5,
+    "retry_condition_fn": retry_unless_user_error,
+    "cache_policy": NONE,
+}
 # Pure data steps: a failure is the data's, and repeats.
 ONE_SHOT_TASK = {"retries": 0, "cache_policy": NONE}
 
@@ -32,7 +43,13 @@ class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server could not be reached (retried with backoff)."""
 
 
-_CONNECTION_SIGNS = ("max retries exceeded", "connection refused", "failed to establish", "connectionerror", "timed out")
+_CONNECTION_SIGNS = (
+    "max retries exceeded",
+    "connection refused",
+    "failed to establish",
+    "connectionerror",
+    "timed out",
+)
 
 
 @contextmanager

@@ -20,8 +20,9 @@ class SimPOPolicy(PythonModel):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:
-            from peft import AutoPeftModelForCausalLM
             import os
+
+            from peft import AutoPeftModelForCausalLM
 
             adapter = os.path.exists(os.path.join(model_dir, "adapter_config.json"))
         except ImportError:
@@ -43,7 +44,7 @@ class SimPOPolicy(PythonModel):
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def _render(self, prompt):

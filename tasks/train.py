@@ -67,7 +67,9 @@ def train_simpo_task(
 def training_result(history: list[dict[str, Any]], model_dir: Path) -> dict[str, Any]:
     """What the flow passes on: the model folder, the steps run and the last metrics."""
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
-    create_markdown_artifact(_summary_markdown(history, model_dir), key="training-summary", description="SimPO training")
+    create_markdown_artifact(
+        _summary_markdown(history, model_dir), key="training-summary", description="SimPO training"
+    )
     get_run_logger().info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
     return {"model_dir": str(model_dir), "steps": int(last.get("step", 0)), "final_metrics": last}
 
@@ -91,11 +93,21 @@ def train_under_torchrun(
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     job = out_dir / "train-job.yaml"
-    job.write_text(yaml.safe_dump({"model": model_source, "train_data": data_paths["train"],
-                                   "eval_data": data_paths["heldout"], "simpo": config.model_dump(mode="json")}))
+    job.write_text(
+        yaml.safe_dump(
+            {
+                "model": model_source,
+                "train_data": data_paths["train"],
+                "eval_data": data_paths["heldout"],
+                "simpo": config.model_dump(mode="json"),
+            }
+        )
+    )
     # The console script beside this interpreter: the venv's bin folder need not be on PATH.
     simpo = str(Path(sys.executable).parent / "simpo")
-    command = torchrun_command([simpo, "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes)
+    command = torchrun_command(
+        [simpo, "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes
+    )
     get_run_logger().info("training in %d processes: %s", config.num_processes, " ".join(command))
     completed = subprocess.run(command)
     if completed.returncode != 0:
@@ -124,7 +136,14 @@ def _short(metrics: dict[str, float]) -> str:
 def _summary_markdown(history: list[dict[str, Any]], model_dir: Path) -> str:
     """The last logged steps as a Markdown table (blank cells where a step has no value)."""
     columns = ("step", "loss", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
-    lines = ["# SimPO training", "", f"Model: `{model_dir}`", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    lines = [
+        "# SimPO training",
+        "",
+        f"Model: `{model_dir}`",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---" * len(columns) + "|",
+    ]
     for entry in history[-12:]:
         lines.append("| " + " | ".join(_cell(entry.get(column)) for column in columns) + " |")
     return "\n".join(lines)

@@ -9,9 +9,7 @@ from simpo_core.errors import SimpoError
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON summary as the last line of stdout"
-    )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary as the last line of stdout")
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool) -> None:

@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("audit"), help="output folder (default ./audit)")
     parser.add_argument("--policy", choices=POLICIES, default="warn", help="what to do when flagged (default warn)")
     parser.add_argument("--threshold", type=float, default=0.65, help="flag when length-only accuracy exceeds this")
-    parser.add_argument("--tolerance", type=float, default=0.05, help="rebalance to a chosen-longer fraction of 0.5 ± this")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.05, help="rebalance to a chosen-longer fraction of 0.5 ± this"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which pairs rebalancing drops (default 0)")
     parser.add_argument("--format", choices=FORMATS, default=None, help="force a layout instead of detecting it")
     parser.add_argument("--max-invalid-fraction", type=float, default=0.05, help="validation limit (default 0.05)")
@@ -28,16 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from simpo_core.audit.balance import audit_length_balance
     from simpo_core.data.loading import load_preferences
-    from simpo_core.models import load_tokenizer
     from simpo_core.data.validation import append_quarantine, validate_preferences, write_valid
+    from simpo_core.models import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
     validation = validate_preferences(
         load_preferences(args.source, format=args.format), args.out, max_invalid_fraction=args.max_invalid_fraction
     )
     result = audit_length_balance(
-        validation.valid, tokenizer, threshold=args.threshold, policy=args.policy,
-        tolerance=args.tolerance, seed=args.seed, out_dir=args.out,
+        validation.valid,
+        tokenizer,
+        threshold=args.threshold,
+        policy=args.policy,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        out_dir=args.out,
     )
     if len(result.removed):
         # Keep the invariant: every row is in valid.parquet or, with its reason, in quarantine.jsonl.

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.errors import ConfigError
     from simpo_core.data.synthetic import generate_pairs, write_jsonl
+    from simpo_core.errors import ConfigError
 
     try:
         rows = generate_pairs(args.n, args.length_bias, args.seed)

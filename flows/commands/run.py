@@ -20,13 +20,19 @@ FLAG_TO_PARAM = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML file with flow parameters (groups data, model, train, audit, eval, registry)")
+    parser.add_argument(
+        "--config", type=Path, help="YAML file with flow parameters (groups data, model, train, audit, eval, registry)"
+    )
     parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
     parser.add_argument("--model", help="starting model: folder, hub id or 'tiny' (default)")
     parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one parameter by dotted path, e.g. train.max_steps=50 (repeatable)",
     )
     add_json_flag(parser)

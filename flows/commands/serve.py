@@ -10,8 +10,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cron", default="0 3 * * *", help="cron schedule, UTC (default: daily at 03:00)")
     parser.add_argument("--name", default="simpo-retrain-served", help="deployment name")
     parser.add_argument("--config", type=Path, help="YAML file with flow parameters")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter by dotted path (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter by dotted path (repeatable)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -48,7 +48,10 @@ def main(args: argparse.Namespace) -> int:
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
         "done: %d steps, final loss %s, eval accuracy %s; model saved to %s",
-        trainer.global_step, _fmt(last.get("loss")), _fmt(evaluated.get("eval_rewards/accuracies")), path,
+        trainer.global_step,
+        _fmt(last.get("loss")),
+        _fmt(evaluated.get("eval_rewards/accuracies")),
+        path,
     )
     return 0
 
@@ -69,8 +72,8 @@ def load_train_config(path: Path) -> tuple[str, Any, Any, Any]:
     Raises:
         ConfigError: unknown or missing keys, a bad SimPO field, or unreadable data.
     """
-    from simpo_core.train.config import SimPOConfig, read_yaml_mapping
     from simpo_core.errors import ConfigError
+    from simpo_core.train.config import SimPOConfig, read_yaml_mapping
     from simpo_core.train.presets import preset_values
 
     values = read_yaml_mapping(path)
@@ -79,7 +82,9 @@ def load_train_config(path: Path) -> tuple[str, Any, Any, Any]:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; the keys are {', '.join(TOP_LEVEL_KEYS)}")
     for key in ("model", "train_data"):
         if not values.get(key):
-            raise ConfigError(f"{path}: missing {key!r} (model: 'tiny', a folder or a hub id; train_data: a JSONL or Parquet file)")
+            raise ConfigError(
+                f"{path}: missing {key!r} (model: 'tiny', a folder or a hub id; train_data: a JSONL or Parquet file)"
+            )
     if not isinstance(values.get("simpo") or {}, dict):
         raise ConfigError(f"{path}: 'simpo' must be a mapping of SimPOConfig fields")
     simpo = dict(values.get("simpo") or {})

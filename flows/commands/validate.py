@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("validated"), help="output folder (default ./validated)")
     parser.add_argument("--format", choices=FORMATS, default=None, help="force a layout instead of detecting it")
     parser.add_argument(
-        "--max-invalid-fraction", type=float, default=0.05,
+        "--max-invalid-fraction",
+        type=float,
+        default=0.05,
         help="fail when more than this share of rows is quarantined (default 0.05)",
     )
     parser.add_argument("--tokenizer", default=None, help="tokenizer for the token limits ('tiny', folder or hub id)")
@@ -26,14 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.errors import DataError
     from simpo_core.data.validation_stream import validate_source
+    from simpo_core.errors import DataError
 
     tokenizer = _tokenizer(args)
     try:  # streamed chunk by chunk: memory stays bounded however many rows the source has
         result, loaded = validate_source(
-            args.source, args.out, format=args.format, max_invalid_fraction=args.max_invalid_fraction,
-            tokenizer=tokenizer, max_prompt_tokens=args.max_prompt_tokens, max_response_tokens=args.max_response_tokens,
+            args.source,
+            args.out,
+            format=args.format,
+            max_invalid_fraction=args.max_invalid_fraction,
+            tokenizer=tokenizer,
+            max_prompt_tokens=args.max_prompt_tokens,
+            max_response_tokens=args.max_response_tokens,
         )
     except DataError as error:
         if hasattr(error, "summary") and hasattr(error, "loaded"):

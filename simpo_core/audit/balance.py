@@ -71,8 +71,12 @@ def audit_length_balance(
     rejected = count_tokens(frame["rejected"], tokenizer)
     report = length_report(chosen, rejected)
     flagged = report["length_only_accuracy"] > threshold
-    report.update({"threshold": threshold, "flagged": bool(flagged), "policy": policy, "tolerance": tolerance, "removed": 0})
-    drops = _rebalance(frame, chosen, rejected, tolerance, seed) if policy == "rebalance" else np.array([], dtype=np.int64)
+    report.update(
+        {"threshold": threshold, "flagged": bool(flagged), "policy": policy, "tolerance": tolerance, "removed": 0}
+    )
+    drops = (
+        _rebalance(frame, chosen, rejected, tolerance, seed) if policy == "rebalance" else np.array([], dtype=np.int64)
+    )
     kept_mask = np.ones(len(frame), dtype=bool)
     kept_mask[drops] = False
     removed = frame.iloc[drops].assign(reason=REBALANCE_REASON).reset_index(drop=True)
@@ -80,13 +84,17 @@ def audit_length_balance(
     if policy == "rebalance":
         after = length_report(chosen[kept_mask], rejected[kept_mask])
         report["removed"] = len(removed)
-        report["after"] = {key: after[key] for key in ("pairs", "chosen_longer_fraction", "length_only_accuracy", "point_biserial")}
+        report["after"] = {
+            key: after[key] for key in ("pairs", "chosen_longer_fraction", "length_only_accuracy", "point_biserial")
+        }
     paths = _write_reports(report, chosen, rejected, out_dir) if out_dir is not None else {}
     _apply_policy(report)
     return AuditResult(report, kept, removed, paths)
 
 
-def _rebalance(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray, tolerance: float, seed: int) -> np.ndarray:
+def _rebalance(
+    frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray, tolerance: float, seed: int
+) -> np.ndarray:
     try:
         return rebalance_drops(chosen, rejected, pair_order(frame, seed), tolerance)
     except ValueError as error:

@@ -23,9 +23,19 @@ def length_report(chosen: np.ndarray, rejected: np.ndarray) -> dict:
     rejected = np.asarray(rejected, dtype=np.float64)
     pairs = len(chosen)
     if pairs == 0:
-        return {"pairs": 0, "chosen_mean_tokens": 0.0, "rejected_mean_tokens": 0.0, "chosen_median_tokens": 0.0,
-                "rejected_median_tokens": 0.0, "chosen_longer_fraction": 0.0, "tie_fraction": 0.0,
-                "length_only_accuracy": 0.5, "point_biserial": 0.0, "mean_length_difference": 0.0, "buckets": []}
+        return {
+            "pairs": 0,
+            "chosen_mean_tokens": 0.0,
+            "rejected_mean_tokens": 0.0,
+            "chosen_median_tokens": 0.0,
+            "rejected_median_tokens": 0.0,
+            "chosen_longer_fraction": 0.0,
+            "tie_fraction": 0.0,
+            "length_only_accuracy": 0.5,
+            "point_biserial": 0.0,
+            "mean_length_difference": 0.0,
+            "buckets": [],
+        }
     return {
         "pairs": pairs,
         "chosen_mean_tokens": float(chosen.mean()),
@@ -120,7 +130,9 @@ def rebalance_drops(chosen: np.ndarray, rejected: np.ndarray, order: np.ndarray,
             raise ValueError("the chosen response is never longer; no subset is balanced")
         k = _smallest_k(lambda k: count >= low * (pairs - k), pairs - count / low)
         shorter, tied = np.flatnonzero(chosen < rejected), np.flatnonzero(chosen == rejected)
-        candidates = np.concatenate([shorter[np.argsort(order[shorter], kind="stable")], tied[np.argsort(order[tied], kind="stable")]])
+        candidates = np.concatenate(
+            [shorter[np.argsort(order[shorter], kind="stable")], tied[np.argsort(order[tied], kind="stable")]]
+        )
         return np.sort(candidates[:k])
     picked = candidates[np.argsort(order[candidates], kind="stable")[:k]]
     return np.sort(picked)

@@ -11,7 +11,9 @@ MARKDOWN_FILE = "length_audit.md"
 PNG_FILE = "length_audit.png"
 
 
-def write_audit_reports(report: dict[str, Any], chosen: np.ndarray, rejected: np.ndarray, out_dir: Path) -> dict[str, Path]:
+def write_audit_reports(
+    report: dict[str, Any], chosen: np.ndarray, rejected: np.ndarray, out_dir: Path
+) -> dict[str, Path]:
     """Write the three report files into `out_dir` (created); returns their paths by kind."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE, "png": out_dir / PNG_FILE}
@@ -45,9 +47,13 @@ def audit_markdown(report: dict[str, Any]) -> str:
             f"| after rebalancing | {after['pairs']} pairs, chosen longer {after['chosen_longer_fraction']:.3f}, "
             f"length-only accuracy {after['length_only_accuracy']:.3f} |"
         )
-    lines += ["", "## By pair length (mean of chosen and rejected tokens)", "",
-              "| tokens | pairs | chosen mean | rejected mean | chosen longer | length-only accuracy |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## By pair length (mean of chosen and rejected tokens)",
+        "",
+        "| tokens | pairs | chosen mean | rejected mean | chosen longer | length-only accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for bucket in report["buckets"]:
         lines.append(
             f"| {bucket['min_tokens']:.0f}–{bucket['max_tokens']:.0f} | {bucket['pairs']} | "

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from simpo_core.data.loading import load_preferences
-from simpo_core.errors import DataError
 from simpo_core.data.schema import CanonicalPair
 from simpo_core.data.validation import collect_reasons
+from simpo_core.errors import DataError
 
 
 class PreferenceDataset:
@@ -27,7 +27,8 @@ class PreferenceDataset:
         frame = loaded.rows.reset_index(drop=True)
         # Duplicates are harmless here; anything else would break training or stats().
         unusable = {
-            position: found for position, found in collect_reasons(frame).items()
+            position: found
+            for position, found in collect_reasons(frame).items()
             if any(code != "duplicate_pair" for code, _ in found)
         }
         if unusable:

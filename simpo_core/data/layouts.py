@@ -21,8 +21,13 @@ from typing import Any
 LAYOUTS = ("flat", "conversational", "sharegpt", "hh-rlhf")
 ASSISTANT_MARKER = "\n\nAssistant:"
 SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "model": "assistant", "chatgpt": "assistant", "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
 }
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 _NO_REASONS: tuple[str, ...] = ()
@@ -116,7 +121,9 @@ def _hh_rlhf(record: dict) -> tuple[Any, Any, Any]:
     chosen_prompt, chosen = _split_transcript(record["chosen"], "chosen")
     rejected_prompt, rejected = _split_transcript(record["rejected"], "rejected")
     if chosen_prompt != rejected_prompt:
-        raise LayoutProblem("prompt_mismatch", "chosen and rejected transcripts differ before their last Assistant turn")
+        raise LayoutProblem(
+            "prompt_mismatch", "chosen and rejected transcripts differ before their last Assistant turn"
+        )
     return _transcript_turns(chosen_prompt), chosen, rejected
 
 
@@ -128,7 +135,7 @@ def _message_list(value: Any, field: str) -> list[dict]:
 
 def _strip_prefix(messages: list[dict], prefix: list) -> list[dict]:
     if len(messages) > len(prefix) and _same_turns(messages[: len(prefix)], prefix):
-        return messages[len(prefix):]
+        return messages[len(prefix) :]
     return messages
 
 
@@ -151,7 +158,8 @@ def _single_reply(messages: list[dict], field: str) -> Any:
     if len(messages) != 1 or messages[0].get("role") != "assistant":
         roles = [m.get("role") for m in messages]
         raise LayoutProblem(
-            "malformed_messages", f"{field} must end with exactly one assistant turn after the prompt, got roles {roles}"
+            "malformed_messages",
+            f"{field} must end with exactly one assistant turn after the prompt, got roles {roles}",
         )
     return messages[0]["content"]
 
@@ -183,14 +191,16 @@ def _split_transcript(value: Any, field: str) -> tuple[str, str]:
     cut = value.rfind(ASSISTANT_MARKER)
     if cut < 0:
         raise LayoutProblem("malformed_transcript", f"{field} has no '\\n\\nAssistant:' turn")
-    reply = value[cut + len(ASSISTANT_MARKER):]
+    reply = value[cut + len(ASSISTANT_MARKER) :]
     return value[:cut], reply[1:] if reply.startswith(" ") else reply
 
 
 def _transcript_turns(transcript: str) -> list[dict]:
     parts = _HH_TURN.split(transcript)
     if parts[0].strip() or len(parts) < 3:
-        raise LayoutProblem("malformed_transcript", "transcript must start with '\\n\\nHuman:' before the last Assistant turn")
+        raise LayoutProblem(
+            "malformed_transcript", "transcript must start with '\\n\\nHuman:' before the last Assistant turn"
+        )
     speakers, texts = parts[1::2], parts[2::2]
     return [{"role": "user" if s == "Human" else "assistant", "content": t.strip()} for s, t in zip(speakers, texts)]
 

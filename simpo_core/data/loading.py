@@ -26,7 +26,14 @@ SYNTHETIC = "synthetic"
 SYNTHETIC_DEFAULTS = {"n": 2000, "bias": 0.0, "seed": 0}
 DETECT_SAMPLE = 1000  # records looked at to detect a file's layout
 FRAME_COLUMNS = (
-    "prompt", "chosen", "rejected", "source_row", "source_file", "record", "load_reasons", "load_details",
+    "prompt",
+    "chosen",
+    "rejected",
+    "source_row",
+    "source_file",
+    "record",
+    "load_reasons",
+    "load_details",
 )
 _PATH_LIKE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
 
@@ -217,7 +224,9 @@ class _FrameBuilder:
                 prompt, chosen, rejected, reasons, details = normalise_record(raw.value, layout)
             else:
                 prompt, chosen, rejected, reasons, details = None, None, None, (raw.reason,), (raw.detail,)
-            for name, value in zip(FRAME_COLUMNS, (prompt, chosen, rejected, raw.source_row, source_file, raw.text, reasons, details)):
+            for name, value in zip(
+                FRAME_COLUMNS, (prompt, chosen, rejected, raw.source_row, source_file, raw.text, reasons, details)
+            ):
                 columns[name].append(value)
             if len(columns["source_row"]) >= self.chunk_rows:
                 self._flush()

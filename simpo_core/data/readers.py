@@ -63,8 +63,11 @@ def read_file(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
 def list_folder(folder: Path) -> list[Path]:
     """The supported files under `folder` (recursively, hidden ones skipped), sorted."""
     files = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not files:
         raise DataError(f"folder {folder} holds no {', '.join(SUFFIXES)} files; point at a data file or folder")
@@ -85,7 +88,9 @@ def _parse_line(raw: bytes, line_number: int) -> RawRecord:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         text = raw.decode("utf-8", errors="backslashreplace")
-        detail = f"line {line_number} is not valid UTF-8 ({error.reason} at byte {error.start}); re-save the file as UTF-8"
+        detail = (
+            f"line {line_number} is not valid UTF-8 ({error.reason} at byte {error.start}); re-save the file as UTF-8"
+        )
         return RawRecord(line_number, UNPARSED, text, "invalid_unicode", detail)
     try:
         return RawRecord(line_number, json.loads(text), text)
@@ -136,7 +141,11 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
     import pandas as pd
 
     reader = pd.read_csv(
-        path, dtype=object, keep_default_na=False, na_values=[""], chunksize=CHUNK_ROWS,
+        path,
+        dtype=object,
+        keep_default_na=False,
+        na_values=[""],
+        chunksize=CHUNK_ROWS,
         encoding_errors="surrogateescape",
     )
     row_number = 0

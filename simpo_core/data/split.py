@@ -63,5 +63,7 @@ def split_holdout(
             f"at heldout_fraction={heldout_fraction}. Add data with more distinct prompts, or change the "
             "fraction (or the salt)."
         )
-    logger.info("split %d rows: %d train, %d held out (fraction %.3f)", len(frame), len(train), len(heldout), heldout_fraction)
+    logger.info(
+        "split %d rows: %d train, %d held out (fraction %.3f)", len(frame), len(train), len(heldout), heldout_fraction
+    )
     return train, heldout

@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from simpo_core.data.loading import LoadResult
 from simpo_core.data.frames import canonical_frame
+from simpo_core.data.loading import LoadResult
 from simpo_core.data.tokens import count_prompt_tokens, count_tokens
-from simpo_core.errors import ConfigError, DataError
 from simpo_core.data.validation_schema import REASON_HELP, collect_schema_reasons, invalid_unicode_fields
+from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ def collect_reasons(
     return reasons
 
 
-def _token_limit_reasons(frame: pd.DataFrame, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> RowReasons:
+def _token_limit_reasons(
+    frame: pd.DataFrame, tokenizer: Any, max_prompt: int | None, max_response: int | None
+) -> RowReasons:
     reasons: RowReasons = {}
     checks = []
     if max_prompt:
@@ -175,7 +177,9 @@ def append_quarantine(path: Path, removed: pd.DataFrame, reason: str, detail: st
     return len(removed)
 
 
-def _write_line(handle: Any, record: Any, source_file: Any, source_row: Any, codes: list[str], details: list[str]) -> None:
+def _write_line(
+    handle: Any, record: Any, source_file: Any, source_row: Any, codes: list[str], details: list[str]
+) -> None:
     entry = {
         "source_file": None if pd.isna(source_file) else str(source_file),
         "source_row": None if source_row is None else int(source_row),

@@ -132,7 +132,11 @@ class PreferenceSchema(pa.DataFrameModel):
     @pa.dataframe_check(name="duplicate_pair")
     def _pair_is_first(cls, frame: pd.DataFrame) -> pd.Series:
         keys = pd.DataFrame(
-            {"p": prompt_keys(frame["prompt"]), "c": _hashable_text(frame["chosen"]), "r": _hashable_text(frame["rejected"])}
+            {
+                "p": prompt_keys(frame["prompt"]),
+                "c": _hashable_text(frame["chosen"]),
+                "r": _hashable_text(frame["rejected"]),
+            }
         )
         return ~keys.duplicated(keep="first")
 

@@ -21,12 +21,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simpo_core.data.loading import FRAME_COLUMNS, LoadResult, load_preferences
 from simpo_core.data.frames import canonical_frame, concat_chunks, prompt_keys
+from simpo_core.data.loading import FRAME_COLUMNS, LoadResult, load_preferences
 from simpo_core.data.readers import CHUNK_ROWS
 from simpo_core.data.validation import (
-    QUARANTINE_FILE, VALID_FILE, RowReasons, ValidationResult, check_arguments, collect_reasons,
-    enforce_fraction, reason_counts, summarise, validate_preferences, write_quarantine_lines, write_valid,
+    QUARANTINE_FILE,
+    VALID_FILE,
+    RowReasons,
+    ValidationResult,
+    check_arguments,
+    collect_reasons,
+    enforce_fraction,
+    reason_counts,
+    summarise,
+    validate_preferences,
+    write_quarantine_lines,
+    write_valid,
 )
 from simpo_core.data.validation_schema import REASON_HELP
 
@@ -137,7 +147,9 @@ class _ChunkValidator:
         if self._writer is None:
             schema = table.schema
             at = schema.get_field_index("source_file")  # each chunk has its own categories
-            schema = schema.set(at, pa.field("source_file", pa.dictionary(pa.int32(), schema.field(at).type.value_type)))
+            schema = schema.set(
+                at, pa.field("source_file", pa.dictionary(pa.int32(), schema.field(at).type.value_type))
+            )
             self._writer = pq.ParquetWriter(self.valid_path, schema)
         expected = self._writer.schema
         for name, field in zip(expected.names, expected):  # a cast could drop message fields
@@ -152,7 +164,9 @@ class _ChunkValidator:
             self._writer.close()
         elif finished:
             empty = self._empty_valid
-            write_valid(empty if empty is not None else canonical_frame(concat_chunks([], FRAME_COLUMNS)), self.valid_path)
+            write_valid(
+                empty if empty is not None else canonical_frame(concat_chunks([], FRAME_COLUMNS)), self.valid_path
+            )
 
 
 def validate_source(
@@ -195,7 +209,11 @@ def validate_source(
         checker.close(finished=False)
         logger.warning("%s: message fields differ between chunks (%s); validating it in memory instead", source, drift)
         loaded = load_preferences(source, format)
-        limits = {"tokenizer": tokenizer, "max_prompt_tokens": max_prompt_tokens, "max_response_tokens": max_response_tokens}
+        limits = {
+            "tokenizer": tokenizer,
+            "max_prompt_tokens": max_prompt_tokens,
+            "max_response_tokens": max_response_tokens,
+        }
         return _in_memory(loaded, out_dir, max_invalid_fraction, limits), loaded
     except BaseException:
         checker.close(finished=False)
@@ -207,7 +225,9 @@ def validate_source(
     return ValidationResult(None, summary, checker.valid_path, checker.quarantine_path), loaded
 
 
-def _in_memory(loaded: LoadResult, out_dir: Path, max_invalid_fraction: float, limits: dict[str, Any]) -> ValidationResult:
+def _in_memory(
+    loaded: LoadResult, out_dir: Path, max_invalid_fraction: float, limits: dict[str, Any]
+) -> ValidationResult:
     try:
         result = validate_preferences(loaded, out_dir, max_invalid_fraction=max_invalid_fraction, **limits)
     except Exception as error:

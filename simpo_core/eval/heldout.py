@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from simpo_core.data.schema import CanonicalPair, to_canonical
 from simpo_core.errors import DataError
 from simpo_core.eval.generation import Generation, generate_responses, generation_block, sample_prompts
 from simpo_core.eval.metrics import as_array, delta_metrics, preference_metrics
-from simpo_core.data.schema import CanonicalPair, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -114,22 +114,33 @@ def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **opti
     return compute_pair_logps(model, tokenizer, rows, average=True, **options)
 
 
-def _score(model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: _Settings, scorer: PairScorer) -> tuple[dict, np.ndarray, np.ndarray]:
+def _score(
+    model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: _Settings, scorer: PairScorer
+) -> tuple[dict, np.ndarray, np.ndarray]:
     import torch
 
     from simpo_core.train.loss import simpo_loss
 
     out = scorer(
-        model, tokenizer, rows,
-        max_length=settings.max_length, max_prompt_length=settings.max_prompt_length, batch_size=settings.batch_size,
+        model,
+        tokenizer,
+        rows,
+        max_length=settings.max_length,
+        max_prompt_length=settings.max_prompt_length,
+        batch_size=settings.batch_size,
     )
     chosen, rejected = as_array(out["chosen_logps"], "chosen_logps"), as_array(out["rejected_logps"], "rejected_logps")
     if chosen.shape != (len(rows),):
         raise ValueError(f"the log-prob scorer returned {chosen.shape[0]} values for {len(rows)} pairs")
     losses, _, _ = simpo_loss(torch.from_numpy(chosen), torch.from_numpy(rejected), settings.beta, settings.gamma)
     block = preference_metrics(
-        chosen, rejected, out["chosen_lengths"], out["rejected_lengths"],
-        beta=settings.beta, losses=losses, seed=settings.seed,
+        chosen,
+        rejected,
+        out["chosen_lengths"],
+        out["rejected_lengths"],
+        beta=settings.beta,
+        losses=losses,
+        seed=settings.seed,
     )
     margins = settings.beta * (chosen - rejected)
     return block, margins > 0, margins
@@ -139,8 +150,10 @@ def _generate(model: Any, tokenizer: Any, prompts: list, settings: _Settings, ge
     if not prompts:
         return [], []
     options = dict(
-        max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-        max_prompt_length=settings.max_prompt_length, seed=settings.seed,
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+        max_prompt_length=settings.max_prompt_length,
+        seed=settings.seed,
     )
     greedy = generator(model, tokenizer, prompts, do_sample=False, **options)
     sampled = generator(model, tokenizer, prompts, do_sample=True, **options)
@@ -148,8 +161,14 @@ def _generate(model: Any, tokenizer: Any, prompts: list, settings: _Settings, ge
 
 
 def _run_model(
-    name: str, model: Any, tokenizer: Any, rows: list[CanonicalPair], prompts: list,
-    settings: _Settings, scorer: PairScorer, generator: Callable,
+    name: str,
+    model: Any,
+    tokenizer: Any,
+    rows: list[CanonicalPair],
+    prompts: list,
+    settings: _Settings,
+    scorer: PairScorer,
+    generator: Callable,
 ) -> _ModelRun:
     logger.info("evaluating %s on %d held-out pairs", name, len(rows))
     block, correct, margins = _score(model, tokenizer, rows, settings, scorer)
@@ -163,7 +182,10 @@ def _run_model(
     block["pairs_sha256"] = pairs_fingerprint(rows)
     logger.info(
         "%s: reward accuracy %.3f, length-controlled %s, margin %+.3f",
-        name, block["reward_accuracy"], block["length_controlled_accuracy"], block["reward_margin"],
+        name,
+        block["reward_accuracy"],
+        block["length_controlled_accuracy"],
+        block["reward_margin"],
     )
     return _ModelRun(block, correct, margins, greedy, sampled)
 
@@ -202,10 +224,14 @@ def evaluate_model(
         and `pairs_sha256`.
     """
     del judge, reward_model_path  # one model: nothing to judge against
-    settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
+    settings = _Settings(
+        beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed
+    )
     rows = normalize_pairs(pairs)
     prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
-    return _run_model("model", model, tokenizer, rows, prompts, settings, scorer or default_scorer, generator or generate_responses).block
+    return _run_model(
+        "model", model, tokenizer, rows, prompts, settings, scorer or default_scorer, generator or generate_responses
+    ).block
 
 
 def evaluate_heldout(
@@ -249,7 +275,9 @@ def evaluate_heldout(
     """
     from simpo_core.eval.judges import build_judge
 
-    settings = _Settings(beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed)
+    settings = _Settings(
+        beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed
+    )
     score_fn = build_judge(judge, reward_model_path=reward_model_path, batch_size=batch_size, max_length=max_length)
     rows = normalize_pairs(pairs)
     prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
@@ -288,7 +316,9 @@ def _answers(run: _ModelRun) -> list[str]:
     return [g.text for g in run.greedy] + [g.text for g in run.sampled]
 
 
-def _finish(heldout: dict[str, Any], out_dir: Path | None, base_margins: np.ndarray, trained_margins: np.ndarray) -> EvaluationResult:
+def _finish(
+    heldout: dict[str, Any], out_dir: Path | None, base_margins: np.ndarray, trained_margins: np.ndarray
+) -> EvaluationResult:
     from simpo_core.eval.report import render_markdown, write_report
 
     markdown = render_markdown(heldout)

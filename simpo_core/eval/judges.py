@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from simpo_core.data.schema import Message
 from simpo_core.errors import ConfigError
 from simpo_core.eval.metrics import bootstrap_ci
-from simpo_core.data.schema import Message
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,9 @@ def synthetic_judge() -> ScoreFn:
     return score
 
 
-def reward_model_judge(reward_model_path: str | Path | None = None, batch_size: int = 8, max_length: int = 512) -> ScoreFn:
+def reward_model_judge(
+    reward_model_path: str | Path | None = None, batch_size: int = 8, max_length: int = 512
+) -> ScoreFn:
     """Scores answers with a local sequence-classification reward model.
 
     The conversation (prompt turns plus the answer as the assistant turn) is rendered with

@@ -207,14 +207,26 @@ def preference_metrics(
 
 
 DELTA_KEYS = (
-    "reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "loss", "length_controlled_accuracy",
-    "accuracy_chosen_longer", "accuracy_chosen_shorter", "length_reward_correlation",
+    "reward_accuracy",
+    "reward_margin",
+    "logps_chosen",
+    "logps_rejected",
+    "loss",
+    "length_controlled_accuracy",
+    "accuracy_chosen_longer",
+    "accuracy_chosen_shorter",
+    "length_reward_correlation",
 )
 GENERATION_DELTA_KEYS = ("mean_length", "repetition_rate", "empty_rate")
 
 
 def delta_metrics(
-    base: dict[str, Any], trained: dict[str, Any], base_correct: np.ndarray, trained_correct: np.ndarray, *, seed: int = 0
+    base: dict[str, Any],
+    trained: dict[str, Any],
+    base_correct: np.ndarray,
+    trained_correct: np.ndarray,
+    *,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Trained minus base for each metric, and a paired bootstrap interval on the accuracy gain.
 

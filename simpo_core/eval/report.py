@@ -56,7 +56,9 @@ def render_markdown(heldout: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     for key, label, pattern in TABLE_ROWS:
-        lines.append(f"| {label} | {_fmt(base[key], pattern)} | {_fmt(trained[key], pattern)} | {_fmt(delta.get(key), '{:+.3f}')} |")
+        lines.append(
+            f"| {label} | {_fmt(base[key], pattern)} | {_fmt(trained[key], pattern)} | {_fmt(delta.get(key), '{:+.3f}')} |"
+        )
     lines.append(f"| accuracy 95% CI | {_ci(base)} | {_ci(trained)} | {_ci(delta)} |")
     base_gen, trained_gen = base.get("generation"), trained.get("generation")
     if base_gen and trained_gen:
@@ -81,7 +83,9 @@ def render_model_markdown(block: dict[str, Any]) -> str:
 def _verdict(delta: dict[str, Any]) -> str:
     low, high = delta["reward_accuracy_ci"]
     if delta["reward_accuracy_improved"]:
-        return f"Trained beats base: accuracy +{delta['reward_accuracy']:.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])."
+        return (
+            f"Trained beats base: accuracy +{delta['reward_accuracy']:.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])."
+        )
     return (
         f"No clear improvement: accuracy Δ {delta['reward_accuracy']:+.3f}, paired 95% CI "
         f"[{low:+.3f}, {high:+.3f}] includes 0 or lies below it."

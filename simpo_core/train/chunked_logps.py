@@ -105,13 +105,27 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_bias else None
         kept, ctx.kept_logps = ctx.kept_logps, None  # used once: a second backward recomputes
         probs = kept.exp_() if kept is not None else None
-        blocks = None if probs is not None else _Blocks(max(min(ctx.rows, hidden.shape[0]), 1), weight.shape[0], hidden.device)
+        blocks = (
+            None
+            if probs is not None
+            else _Blocks(max(min(ctx.rows, hidden.shape[0]), 1), weight.shape[0], hidden.device)
+        )
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], ctx.rows):
                 end = start + ctx.rows
-                chunk_probs = probs[start:end] if probs is not None else blocks.softmax(blocks.logits_of(h[start:end], w, b))
-                _head_grads_of_chunk(chunk_probs, h[start:end], w, targets[start:end], grad_out[start:end].float(),
-                                     grad_hidden[start:end] if need_hidden else None, grad_weight, grad_bias)
+                chunk_probs = (
+                    probs[start:end] if probs is not None else blocks.softmax(blocks.logits_of(h[start:end], w, b))
+                )
+                _head_grads_of_chunk(
+                    chunk_probs,
+                    h[start:end],
+                    w,
+                    targets[start:end],
+                    grad_out[start:end].float(),
+                    grad_hidden[start:end] if need_hidden else None,
+                    grad_weight,
+                    grad_bias,
+                )
         return (
             _cast(grad_hidden, hidden.dtype),
             _cast(grad_weight, weight.dtype),
@@ -123,8 +137,16 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         )
 
 
-def _head_grads_of_chunk(probs: torch.Tensor, h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, g: torch.Tensor,
-                         grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor | None, grad_bias: torch.Tensor | None) -> None:
+def _head_grads_of_chunk(
+    probs: torch.Tensor,
+    h: torch.Tensor,
+    w: torch.Tensor,
+    targets: torch.Tensor,
+    g: torch.Tensor,
+    grad_hidden: torch.Tensor | None,
+    grad_weight: torch.Tensor | None,
+    grad_bias: torch.Tensor | None,
+) -> None:
     """Gradients of `Σ_i g_i · logp_i` for one chunk of n rows, added into the outputs.
 
     With p_i = softmax(h_i Wᵀ + b) (`probs`, `(n, V)` float32) and d logp_i / d logits_i = e_{y_i} − p_i:
@@ -177,7 +199,12 @@ def chunked_token_logps(
     Raises:
         ValueError: the shapes disagree.
     """
-    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1] or targets.shape != hidden.shape[:1]:
+    if (
+        hidden.dim() != 2
+        or weight.dim() != 2
+        or hidden.shape[1] != weight.shape[1]
+        or targets.shape != hidden.shape[:1]
+    ):
         raise ValueError(
             f"need hidden (N, H), weight (V, H) and targets (N,); got hidden {tuple(hidden.shape)}, "
             f"weight {tuple(weight.shape)}, targets {tuple(targets.shape)}"

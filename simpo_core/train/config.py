@@ -45,43 +45,75 @@ class SimPOConfig(BaseModel):
     gamma_beta_ratio: float | None = Field(
         None, ge=0, description="Alternative to gamma: γ = β × ratio. Do not set gamma at the same time."
     )
-    loss_type: Literal["sigmoid", "hinge"] = Field("sigmoid", description="sigmoid: −logσ(z) (the paper's); hinge: relu(1 − z).")
+    loss_type: Literal["sigmoid", "hinge"] = Field(
+        "sigmoid", description="sigmoid: −logσ(z) (the paper's); hinge: relu(1 − z)."
+    )
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="ε: assumed probability that a preference label is flipped (sigmoid loss only)."
     )
-    sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT term: token-mean NLL of the chosen responses.")
+    sft_weight: float = Field(
+        0.0, ge=0, description="Weight of an added SFT term: token-mean NLL of the chosen responses."
+    )
 
     # --- optimisation --------------------------------------------------------------------
     lr: float = Field(1e-6, gt=0, description="Peak learning rate of AdamW (1e-6 suits 7-8B models).")
     batch_size: int = Field(4, ge=1, description="Pairs per micro-batch (each pair is two sequences in one forward).")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    num_epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (fractions allowed); ignored when max_steps >= 0.")
-    max_steps: int = Field(-1, ge=-1, description="Optimizer steps to run; -1 derives them from num_epochs, 0 trains nothing.")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Fraction of the steps over which the learning rate rises linearly from 0.")
-    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="Learning-rate decay after warmup.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; null disables clipping.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (matrices only; biases and norms never decay).")
+    num_epochs: float = Field(
+        1.0, gt=0, description="Passes over the training pairs (fractions allowed); ignored when max_steps >= 0."
+    )
+    max_steps: int = Field(
+        -1, ge=-1, description="Optimizer steps to run; -1 derives them from num_epochs, 0 trains nothing."
+    )
+    warmup_ratio: float = Field(
+        0.1, ge=0, le=1, description="Fraction of the steps over which the learning rate rises linearly from 0."
+    )
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "cosine", description="Learning-rate decay after warmup."
+    )
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this value; null disables clipping."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="AdamW weight decay (matrices only; biases and norms never decay)."
+    )
     seed: int = Field(42, ge=0, description="Seed for data order, dropout and adapter initialisation.")
 
     # --- sequences -----------------------------------------------------------------------
     max_length: int = Field(512, ge=2, description="Maximum tokens of prompt + response; longer pairs are truncated.")
-    max_prompt_length: int = Field(256, ge=1, description="Prompt tokens kept (the end) when a pair is too long; must be < max_length.")
+    max_prompt_length: int = Field(
+        256, ge=1, description="Prompt tokens kept (the end) when a pair is too long; must be < max_length."
+    )
 
     # --- output, checkpoints, logging ----------------------------------------------------
     output_dir: Path = Field(Path("outputs/simpo"), description="Folder for checkpoints and the final model.")
-    save_steps: int = Field(100, ge=0, description="Write a resumable checkpoint every this many steps; 0 disables checkpoints.")
-    save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints (oldest removed); null keeps all.")
+    save_steps: int = Field(
+        100, ge=0, description="Write a resumable checkpoint every this many steps; 0 disables checkpoints."
+    )
+    save_total_limit: int | None = Field(
+        2, ge=1, description="Keep at most this many checkpoints (oldest removed); null keeps all."
+    )
     logging_steps: int = Field(10, ge=1, description="Log and report training metrics every this many steps.")
-    eval_steps: int = Field(0, ge=0, description="Evaluate on eval_dataset every this many steps; 0 evaluates at the end only.")
+    eval_steps: int = Field(
+        0, ge=0, description="Evaluate on eval_dataset every this many steps; 0 evaluates at the end only."
+    )
     eval_batch_size: int = Field(16, ge=1, description="Pairs per batch when evaluating.")
 
     # --- model handling ------------------------------------------------------------------
     lora: LoraSettings | None = Field(None, description="LoRA adapters; null fine-tunes every weight.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
-    bf16: bool | None = Field(None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32).")
-    trust_remote_code: bool = Field(False, description="Run code shipped with a hub model when loading it (off for safety).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~30% slower."
+    )
+    bf16: bool | None = Field(
+        None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run code shipped with a hub model when loading it (off for safety)."
+    )
     num_processes: int = Field(
-        1, ge=1, description="Processes to train with (torchrun --nproc_per_node); batch_size × gradient_accumulation_steps "
+        1,
+        ge=1,
+        description="Processes to train with (torchrun --nproc_per_node); batch_size × gradient_accumulation_steps "
         "stays the pairs per step, split across them. The trainer itself follows the torchrun environment.",
     )
 

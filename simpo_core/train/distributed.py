@@ -116,4 +116,12 @@ def torchrun_command(program: Sequence[str], num_processes: int, nnodes: int = 1
     executable = shutil.which(program[0]) or program[0]
     options = ["--standalone"] if nnodes == 1 else [f"--nnodes={nnodes}", "--rdzv_backend=c10d"]
     options += [f"--{key}={value}" for key, value in rendezvous.items()]
-    return [sys.executable, "-m", "torch.distributed.run", *options, f"--nproc_per_node={num_processes}", executable, *program[1:]]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *options,
+        f"--nproc_per_node={num_processes}",
+        executable,
+        *program[1:],
+    ]

@@ -9,8 +9,9 @@ even `(response tokens, V)` ones. Models whose head does more than a linear laye
 soft-capping or scaling) take the plain path through `loss.batch_logps`.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -43,7 +44,9 @@ def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
     labels = batch["labels"]
     lengths = (labels[:, 1:] != IGNORE_INDEX).sum(-1)
     if _has_linear_head(model):
-        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)[0]
+        hidden = model.get_decoder()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        )[0]
         row_of_token = torch.arange(labels.shape[0], device=labels.device)[:, None].expand(-1, labels.shape[1] - 1)
         return _head_logps(model, hidden[:, :-1], labels[:, 1:], row_of_token, labels.shape[0]), lengths
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
@@ -62,8 +65,13 @@ def _packed_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     longest = int(sizes.max())
     with packed_forward():
         hidden = model.get_decoder()(
-            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-            cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest,
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            use_cache=False,
+            cu_seq_lens_q=bounds,
+            cu_seq_lens_k=bounds,
+            max_length_q=longest,
+            max_length_k=longest,
         )[0]
     targets = batch["labels"][0, 1:]
     lengths = torch.zeros(n_sequences, dtype=torch.long, device=bounds.device)
@@ -71,7 +79,9 @@ def _packed_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     return _head_logps(model, hidden[0, :-1], targets, seq_of_token[:-1], n_sequences), lengths
 
 
-def _head_logps(model: Any, hidden: torch.Tensor, targets: torch.Tensor, sequence: torch.Tensor, n_sequences: int) -> torch.Tensor:
+def _head_logps(
+    model: Any, hidden: torch.Tensor, targets: torch.Tensor, sequence: torch.Tensor, n_sequences: int
+) -> torch.Tensor:
     """Output head on labelled positions only, chunked, summed per sequence.
 
     Args:
@@ -176,7 +186,9 @@ def compute_pair_logps(
     """
     pairs = encode_pairs(tokenizer, rows_from(rows), max_length, max_prompt_length)
     device, was_training = model_device(model), model.training
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")}
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")
+    }
     model.eval()
     try:
         with torch.no_grad(), packed_attention(model):

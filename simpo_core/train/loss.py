@@ -145,7 +145,9 @@ def simpo_objective(
     n_pairs = n_pairs or out["chosen_logps"].shape[0]
     chosen_avg = out["chosen_logps"] / out["chosen_lengths"]
     rejected_avg = out["rejected_logps"] / out["rejected_lengths"]
-    losses, chosen_rewards, rejected_rewards = simpo_loss(chosen_avg, rejected_avg, beta, gamma, label_smoothing, loss_type)
+    losses, chosen_rewards, rejected_rewards = simpo_loss(
+        chosen_avg, rejected_avg, beta, gamma, label_smoothing, loss_type
+    )
     loss = losses.sum() / n_pairs
     if sft_weight:
         tokens = n_chosen_tokens or out["chosen_lengths"].sum().clamp(min=1)

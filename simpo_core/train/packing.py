@@ -54,8 +54,14 @@ def pack_pairs(pairs: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
     }
 
 
-def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                          attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def packed_sdpa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers attention function: causal SDPA per packed sequence.
 
     Args:
@@ -75,7 +81,9 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
         kwargs.pop(name, None)
     bounds = bounds.tolist()
     parts = [
-        sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, is_causal=True, **kwargs)[0]
+        sdpa_attention_forward(
+            module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, is_causal=True, **kwargs
+        )[0]
         for s, e in zip(bounds[:-1], bounds[1:])
     ]
     return torch.cat(parts, dim=1), None

@@ -30,7 +30,14 @@ _PAPER_COMMON: dict[str, Any] = {
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "mistral-7b-base": (
         "Mistral-7B SFT base on UltraFeedback",
-        {**_PAPER_COMMON, "beta": 2.0, "gamma_beta_ratio": 0.8, "lr": 3e-7, "max_length": 1024, "max_prompt_length": 512},
+        {
+            **_PAPER_COMMON,
+            "beta": 2.0,
+            "gamma_beta_ratio": 0.8,
+            "lr": 3e-7,
+            "max_length": 1024,
+            "max_prompt_length": 512,
+        },
     ),
     "mistral-7b-instruct": (
         "Mistral-7B-Instruct-v0.2 on on-policy PairRM pairs",

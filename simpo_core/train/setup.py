@@ -5,9 +5,9 @@ from typing import Any
 
 import torch
 
+from simpo_core.errors import ConfigError
 from simpo_core.train import checkpoint
 from simpo_core.train.config import SimPOConfig
-from simpo_core.errors import ConfigError
 from simpo_core.train.logps import model_device
 from simpo_core.train.packing import enable_packing
 
@@ -24,8 +24,16 @@ def prepare_model(model: Any, config: SimPOConfig) -> Any:
 
         lora = config.lora
         torch.manual_seed(config.seed)  # adapter initialisation is reproducible
-        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
     if not checkpoint.trainable_parameters(model):
         raise ConfigError("the model has no trainable parameters; unfreeze it or set lora")
     if config.gradient_checkpointing:
@@ -36,7 +44,9 @@ def prepare_model(model: Any, config: SimPOConfig) -> Any:
     return model
 
 
-def build_optimizer(model: Any, config: SimPOConfig, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(
+    model: Any, config: SimPOConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters (decay on matrices only) and the warmup + decay schedule."""
     params = list(checkpoint.trainable_parameters(model).values())
     decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not

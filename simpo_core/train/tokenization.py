@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from simpo_core.data.schema import Message, to_canonical
 from simpo_core.errors import DataError
 from simpo_core.train.loss import IGNORE_INDEX
-from simpo_core.data.schema import Message, to_canonical
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ def truncate_pair(
     return prompt, chosen[:room], rejected[:room]
 
 
-def encode_pair(tokenizer: Any, row: Mapping[str, Any], max_length: int, max_prompt_length: int, index: int = 0) -> EncodedPair:
+def encode_pair(
+    tokenizer: Any, row: Mapping[str, Any], max_length: int, max_prompt_length: int, index: int = 0
+) -> EncodedPair:
     """Tokenize and truncate one canonical or flat row.
 
     Raises:
@@ -96,7 +98,9 @@ def encode_pair(tokenizer: Any, row: Mapping[str, Any], max_length: int, max_pro
         raise DataError(f"row {index}: not a preference pair ({error}); it needs prompt, chosen and rejected") from None
     prompt = render_prompt_ids(tokenizer, pair["prompt"])
     if not prompt:
-        raise DataError(f"row {index}: the prompt renders to no tokens; give it text or a chat template that renders it")
+        raise DataError(
+            f"row {index}: the prompt renders to no tokens; give it text or a chat template that renders it"
+        )
     chosen = response_ids(tokenizer, pair["chosen"])
     rejected = response_ids(tokenizer, pair["rejected"])
     full_prompt_length = len(prompt)
@@ -112,7 +116,9 @@ def encode_pair(tokenizer: Any, row: Mapping[str, Any], max_length: int, max_pro
     return EncodedPair(prompt, chosen, rejected)
 
 
-def encode_pairs(tokenizer: Any, rows: Iterable[Mapping[str, Any]], max_length: int, max_prompt_length: int) -> list[EncodedPair]:
+def encode_pairs(
+    tokenizer: Any, rows: Iterable[Mapping[str, Any]], max_length: int, max_prompt_length: int
+) -> list[EncodedPair]:
     """`encode_pair` over rows, in order; the first bad row raises a DataError naming it."""
     return [encode_pair(tokenizer, row, max_length, max_prompt_length, index) for index, row in enumerate(rows)]
 
@@ -128,7 +134,9 @@ def rows_from(data: Any) -> list[dict[str, Any]]:
     rows = list(data)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise DataError(f"row {index}: expected a mapping with prompt, chosen and rejected, got {type(row).__name__}")
+            raise DataError(
+                f"row {index}: expected a mapping with prompt, chosen and rejected, got {type(row).__name__}"
+            )
     return [dict(row) for row in rows]
 
 

@@ -20,18 +20,26 @@ from typing import Any
 
 import torch
 
+from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train import checkpoint, distributed
 from simpo_core.train.config import SimPOConfig
-from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train.logps import collate_for, model_device, pair_logps
 from simpo_core.train.loss import simpo_objective
-from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 from simpo_core.train.setup import build_optimizer, prepare_model
+from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str, int, dict[str, float]], None]
-METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+METRIC_NAMES = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 class TrainingDivergedError(SimpoError):
@@ -54,11 +62,20 @@ class SimPOTrainer:
         DataError: a row is not a pair or a response is empty after truncation.
     """
 
-    def __init__(self, model: Any, config: SimPOConfig | None = None, tokenizer: Any = None,
-                 train_dataset: Any = None, eval_dataset: Any = None, callbacks: Sequence[Callback] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        config: SimPOConfig | None = None,
+        tokenizer: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> None:
         self.config = config or SimPOConfig()
         if tokenizer is None or tokenizer.pad_token_id is None:
-            raise ConfigError("SimPOTrainer needs the model's tokenizer with a pad token; load both with load_model_and_tokenizer")
+            raise ConfigError(
+                "SimPOTrainer needs the model's tokenizer with a pad token; load both with load_model_and_tokenizer"
+            )
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks or [])
         self.world_size = distributed.init_distributed()
@@ -101,20 +118,37 @@ class SimPOTrainer:
         """Optimizer steps of this run: max_steps, or num_epochs worth of micro-batches."""
         if self.config.max_steps >= 0:
             return self.config.max_steps
-        return math.ceil(self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps)
+        return math.ceil(
+            self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps
+        )
 
     def _setup_optimization(self, total_steps: int) -> None:
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config, total_steps)
 
     # --- the objective -------------------------------------------------------------------
-    def _objective(self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _objective(
+        self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """This micro-batch's share of the step loss and metrics (see `loss.simpo_objective`)."""
         c = self.config
-        return simpo_objective(out, beta=c.beta, gamma=c.gamma, label_smoothing=c.label_smoothing, loss_type=c.loss_type,
-                               sft_weight=c.sft_weight, n_pairs=n_pairs, n_chosen_tokens=n_chosen_tokens)
+        return simpo_objective(
+            out,
+            beta=c.beta,
+            gamma=c.gamma,
+            label_smoothing=c.label_smoothing,
+            loss_type=c.loss_type,
+            sft_weight=c.sft_weight,
+            n_pairs=n_pairs,
+            n_chosen_tokens=n_chosen_tokens,
+        )
 
-    def compute_loss(self, chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
-                     chosen_len: torch.Tensor, rejected_len: torch.Tensor) -> torch.Tensor:
+    def compute_loss(
+        self,
+        chosen_logps: torch.Tensor,
+        rejected_logps: torch.Tensor,
+        chosen_len: torch.Tensor,
+        rejected_len: torch.Tensor,
+    ) -> torch.Tensor:
         """Mean SimPO loss (plus the SFT term when `sft_weight` > 0) of a batch.
 
         Args:
@@ -124,8 +158,12 @@ class SimPOTrainer:
         Returns:
             Scalar tensor, differentiable with respect to the log-probs.
         """
-        out = {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps,
-               "chosen_lengths": chosen_len, "rejected_lengths": rejected_len}
+        out = {
+            "chosen_logps": chosen_logps,
+            "rejected_logps": rejected_logps,
+            "chosen_lengths": chosen_len,
+            "rejected_lengths": rejected_len,
+        }
         return self._objective(out, chosen_logps.shape[0], int(chosen_len.sum()))[0]
 
     # --- one optimizer step --------------------------------------------------------------
@@ -138,7 +176,7 @@ class SimPOTrainer:
         mine = distributed.shard(pairs, self.rank, self.world_size)
         for start in range(0, len(mine), size):
             batch = collate_for(self.model, mine[start : start + size], self.tokenizer.pad_token_id)
-            with self._autocast(), (nullcontext() if backward else torch.no_grad()):
+            with self._autocast(), nullcontext() if backward else torch.no_grad():
                 out = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
             loss, shares = self._objective(out, len(pairs), n_tokens)
             if self.world_size == 1 and not math.isfinite(shares["loss"]):
@@ -219,7 +257,13 @@ class SimPOTrainer:
         self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], {}
         if resume:
             self._resume()
-        logger.info("training %d steps (%d pairs, %d per step, lr %g)", total, len(self.train_pairs), self.config.effective_batch_size, self.config.lr)
+        logger.info(
+            "training %d steps (%d pairs, %d per step, lr %g)",
+            total,
+            len(self.train_pairs),
+            self.config.effective_batch_size,
+            self.config.lr,
+        )
         self.model.train()
         while self.global_step < total:
             pairs, epoch = self._step_pairs(self.global_step)
@@ -245,19 +289,36 @@ class SimPOTrainer:
     def _log_window(self) -> None:
         steps = self._window.pop("_steps")
         lr = self._window.pop("lr") / steps
-        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **{k: v / steps for k, v in self._window.items()}}
+        entry = {
+            "step": self.global_step,
+            "epoch": self._epoch,
+            "lr": lr,
+            **{k: v / steps for k, v in self._window.items()},
+        }
         self._window = {}
         self.history.append(entry)
         self.last_metrics = entry
-        logger.info("step %d/%d  loss %.4f  acc %.3f  margin %.3f  lr %.3g", self.global_step, self.total_steps(),
-                    entry["loss"], entry["rewards/accuracies"], entry["rewards/margins"], lr)
+        logger.info(
+            "step %d/%d  loss %.4f  acc %.3f  margin %.3f  lr %.3g",
+            self.global_step,
+            self.total_steps(),
+            entry["loss"],
+            entry["rewards/accuracies"],
+            entry["rewards/margins"],
+            lr,
+        )
         self._notify("log", entry)
 
     def _record_eval(self) -> None:
         lr = self.scheduler.get_last_lr()[0] if self.scheduler else self.config.lr
         entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **self.evaluate()}
         self.history.append(entry)
-        logger.info("step %d  eval_loss %.4f  eval_acc %.3f", self.global_step, entry["eval_loss"], entry["eval_rewards/accuracies"])
+        logger.info(
+            "step %d  eval_loss %.4f  eval_acc %.3f",
+            self.global_step,
+            entry["eval_loss"],
+            entry["eval_rewards/accuracies"],
+        )
         self._notify("eval", entry)
 
     def _last_eval(self) -> dict[str, float]:
@@ -289,11 +350,23 @@ class SimPOTrainer:
 
     # --- saving and resuming -------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        state = {"history": self.history, "window": self._window, "last_metrics": self.last_metrics, "epoch": self._epoch,
-                 "config": self.config.model_dump(mode="json")}
+        state = {
+            "history": self.history,
+            "window": self._window,
+            "last_metrics": self.last_metrics,
+            "epoch": self._epoch,
+            "config": self.config.model_dump(mode="json"),
+        }
         if self.rank == 0:  # processes hold identical weights and optimizer states
-            checkpoint.save_checkpoint(self.config.output_dir, self.global_step, self.model, self.optimizer,
-                                       self.scheduler, state, self.config.save_total_limit)
+            checkpoint.save_checkpoint(
+                self.config.output_dir,
+                self.global_step,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                state,
+                self.config.save_total_limit,
+            )
         distributed.barrier()
         self._notify("checkpoint", self.last_metrics)
 
@@ -323,4 +396,3 @@ class SimPOTrainer:
             checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge)
         distributed.barrier()
         return str(target)
-

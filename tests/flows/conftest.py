@@ -38,16 +38,19 @@ def run_flow(prefect_harness, tmp_path, monkeypatch, tiny_model_dir):
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def run(*overrides: str, tracking: str | None = None):
-        params = load_params(None, [
-            "data.source=synthetic:n=400,bias=0.0,seed=1",
-            "train.max_steps=60",
-            "train.save_steps=20",
-            "eval.generation_samples=2",
-            "eval.max_new_tokens=8",
-            f"output_dir={tmp_path / 'runs'}",
-            f"registry.tracking_uri={tracking or tracking_uri}",
-            *overrides,
-        ])
+        params = load_params(
+            None,
+            [
+                "data.source=synthetic:n=400,bias=0.0,seed=1",
+                "train.max_steps=60",
+                "train.save_steps=20",
+                "eval.generation_samples=2",
+                "eval.max_new_tokens=8",
+                f"output_dir={tmp_path / 'runs'}",
+                f"registry.tracking_uri={tracking or tracking_uri}",
+                *overrides,
+            ],
+        )
         return simpo_retrain(params=params)
 
     run.tracking_uri = tracking_uri

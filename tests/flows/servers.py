@@ -54,8 +54,20 @@ def server(command: list[str], health_url: str, log: Path, env: dict[str, str]):
 def mlflow_server(folder: Path, port: int | None = None):
     """An MLflow tracking server with a sqlite backend; yields its URL."""
     port = port or free_port()
-    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")]
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+    ]
     with server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", dict(os.environ)) as process:
         yield f"http://127.0.0.1:{port}", process
 

@@ -5,7 +5,6 @@ import json
 import pytest
 from mlflow import MlflowClient
 from prefect import flow
-
 from servers import free_port, mlflow_server
 
 HELDOUT = {"trained": {"reward_accuracy": 0.9, "length_controlled_accuracy": 0.88, "reward_margin": 1.5}}
@@ -74,13 +73,22 @@ def test_secrets_never_reach_params_tags_logs_or_artifacts(run_flow, tmp_path, m
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         run = client.get_run(summary["mlflow_run_id"])
         version = client.get_model_version("simpo-policy", summary["model_version"])
-        exposed = [json.dumps(run.data.params), json.dumps(run.data.tags), json.dumps(version.tags), caplog.text,
-                   json.dumps(summary)]
+        exposed = [
+            json.dumps(run.data.params),
+            json.dumps(run.data.tags),
+            json.dumps(version.tags),
+            caplog.text,
+            json.dumps(summary),
+        ]
         artifacts = tmp_path / "downloaded"
         import mlflow
 
         mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(artifacts), tracking_uri=uri)
-        exposed += [path.read_text(errors="ignore") for path in artifacts.rglob("*") if path.is_file() and path.stat().st_size < 5_000_000]
+        exposed += [
+            path.read_text(errors="ignore")
+            for path in artifacts.rglob("*")
+            if path.is_file() and path.stat().st_size < 5_000_000
+        ]
     for text in exposed:
         assert password not in text and hub_token not in text
     assert "alice:***@" in run.data.params["registry.tracking_uri"]

@@ -6,16 +6,29 @@ import subprocess
 import sys
 
 import pytest
-
 from servers import mlflow_server, prefect_server
 
 pytestmark = pytest.mark.slow
 
 
 def start_run(tmp_path, env, name, steps):
-    command = [sys.executable, "-m", "flows.cli", "run", "--json", "--output-dir", str(tmp_path / name),
-               "--data", "synthetic:n=400,seed=2", "--set", f"train.max_steps={steps}",
-               "--set", "eval.generation_samples=2", "--set", "eval.max_new_tokens=8"]
+    command = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        "--json",
+        "--output-dir",
+        str(tmp_path / name),
+        "--data",
+        "synthetic:n=400,seed=2",
+        "--set",
+        f"train.max_steps={steps}",
+        "--set",
+        "eval.generation_samples=2",
+        "--set",
+        "eval.max_new_tokens=8",
+    ]
     return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -38,7 +51,9 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        versions = {s["model_version"]: registry.get_model_version("simpo-policy", s["model_version"]) for s in summaries}
+        versions = {
+            s["model_version"]: registry.get_model_version("simpo-policy", s["model_version"]) for s in summaries
+        }
         assert len(versions) == 2
         for summary in summaries:
             assert versions[summary["model_version"]].run_id == summary["mlflow_run_id"]
@@ -51,8 +66,14 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         assert all(run.state.is_completed() for run in runs)
         assert all(run.name.startswith("synthetic-on-tiny") for run in runs)
 
-        deploy = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=300)
+        deploy = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "deploy"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert deploy.returncode == 0, deploy.stderr[-3000:]
         with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
             nightly = client.read_deployment_by_name("simpo-retrain/nightly")
@@ -61,8 +82,13 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         assert nightly.schedules[0].schedule.cron == "0 3 * * *"
         assert smoke.parameters["params"]["train"]["max_steps"] == 20
 
-        served = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 4 * * *"], env=env,
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        served = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "serve", "--cron", "0 4 * * *"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deployment = wait_for_deployment(api_url, "simpo-retrain/simpo-retrain-served")
         finally:

@@ -42,7 +42,9 @@ def test_champion_serves_text_through_pyfunc(run_flow):
     mlflow.set_tracking_uri(run_flow.tracking_uri)
     mlflow.set_registry_uri(run_flow.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
-    replies = model.predict(["List some fruit words.", "Name a few color words for my game."], params={"max_new_tokens": 8})
+    replies = model.predict(
+        ["List some fruit words.", "Name a few color words for my game."], params={"max_new_tokens": 8}
+    )
     assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
 
 
@@ -86,8 +88,9 @@ def test_register_model_is_idempotent(run_flow):
 
     @flow
     def register_again():
-        return register_model_task(summary["model_dir"], "simpo-policy", run_flow.tracking_uri,
-                                   summary["mlflow_run_id"], summary["heldout"])
+        return register_model_task(
+            summary["model_dir"], "simpo-policy", run_flow.tracking_uri, summary["mlflow_run_id"], summary["heldout"]
+        )
 
     assert register_again() == summary["model_version"]
     client = client_for(run_flow.tracking_uri)
@@ -112,8 +115,12 @@ def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
     from flows.params import validate_params
 
     summary = run_flow("train.max_steps=2", "eval.generation_samples=0")
-    path = mlflow.artifacts.download_artifacts(run_id=summary["mlflow_run_id"], artifact_path="config/resolved.yaml",
-                                               dst_path=str(tmp_path / "dl"), tracking_uri=run_flow.tracking_uri)
+    path = mlflow.artifacts.download_artifacts(
+        run_id=summary["mlflow_run_id"],
+        artifact_path="config/resolved.yaml",
+        dst_path=str(tmp_path / "dl"),
+        tracking_uri=run_flow.tracking_uri,
+    )
     params = validate_params(yaml.safe_load(open(path).read()))
     assert params.train.max_steps == 2 and params.eval.generation_samples == 0
 

@@ -31,7 +31,9 @@ def test_validate_fails_above_the_invalid_fraction_but_prints_the_summary(tmp_pa
     assert result.returncode == 1
     assert "1 of 2 rows (50.0%) failed validation" in result.stderr and "invalid_json (1)" in result.stderr
     assert last_json(result)["reasons"] == {"invalid_json": 1}
-    ok = run_cli("validate", str(data), "--out", str(tmp_path / "v"), "--max-invalid-fraction", "0.5", "--json", cwd=tmp_path)
+    ok = run_cli(
+        "validate", str(data), "--out", str(tmp_path / "v"), "--max-invalid-fraction", "0.5", "--json", cwd=tmp_path
+    )
     assert ok.returncode == 0 and last_json(ok)["quarantined"] == 1
 
 
@@ -42,7 +44,9 @@ def test_validate_missing_file_is_a_clear_error(tmp_path):
 
 def test_audit_rebalance_records_every_drop(tmp_path):
     out = tmp_path / "a"
-    result = run_cli("audit", "synthetic:n=400,bias=0.6", "--out", str(out), "--policy", "rebalance", "--json", cwd=tmp_path)
+    result = run_cli(
+        "audit", "synthetic:n=400,bias=0.6", "--out", str(out), "--policy", "rebalance", "--json", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     summary = last_json(result)
     assert summary["flagged"] is True and summary["removed"] > 0

@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from simpo_core.eval.heldout import evaluate_heldout, evaluate_model
-from simpo_core.eval.generation import generate_responses
-from simpo_core.eval.judges import build_judge
-from simpo_core.train.logps import compute_pair_logps
-from simpo_core.models import load_model_and_tokenizer
 from simpo_core.data.synthetic import generate_pairs, write_jsonl
+from simpo_core.eval.generation import generate_responses
+from simpo_core.eval.heldout import evaluate_heldout, evaluate_model
+from simpo_core.eval.judges import build_judge
+from simpo_core.models import load_model_and_tokenizer
+from simpo_core.train.logps import compute_pair_logps
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def reward_model_dir(tmp_path_factory, tiny_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id, **TINY_ARCHITECTURE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id, **TINY_ARCHITECTURE
+    )
     path = tmp_path_factory.mktemp("reward") / "rm"
     LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -42,7 +44,10 @@ def prompts_of(rows):
 
 def test_batched_left_padded_generation_matches_one_by_one(tiny):
     model, tokenizer = tiny
-    prompts = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "List some fruit words for a long poem."}]]
+    prompts = [
+        [{"role": "user", "content": "Hi"}],
+        [{"role": "user", "content": "List some fruit words for a long poem."}],
+    ]
     batched = generate_responses(model, tokenizer, prompts, do_sample=False, max_new_tokens=10, batch_size=2)
     alone = [generate_responses(model, tokenizer, [p], do_sample=False, max_new_tokens=10)[0] for p in prompts]
     assert batched == alone
@@ -76,8 +81,16 @@ def test_reward_model_judge_ties_identical_models(tiny, reward_model_dir):
     score = build_judge("reward-model", reward_model_path=str(reward_model_dir))
     scores = score(prompts_of(generate_pairs(2, seed=3)), ["Apple, pear.", "Red, blue, green."])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores) and scores[0] != scores[1]
-    result = evaluate_heldout(model, model, tokenizer, generate_pairs(10, seed=3), judge="reward-model",
-                              reward_model_path=str(reward_model_dir), generation_samples=3, max_new_tokens=6)
+    result = evaluate_heldout(
+        model,
+        model,
+        tokenizer,
+        generate_pairs(10, seed=3),
+        judge="reward-model",
+        reward_model_path=str(reward_model_dir),
+        generation_samples=3,
+        max_new_tokens=6,
+    )
     judge = result.heldout["judge"]
     assert judge["name"] == "reward-model" and judge["judged"] == 6
     assert judge["ties"] == 6 and judge["win_rate"] == 0.5
@@ -91,7 +104,17 @@ def run_cli(*args):
 
 def test_cli_evaluate_against_base_and_alone(tiny_model_dir, tmp_path):
     data = write_jsonl(generate_pairs(16, seed=4), tmp_path / "heldout.jsonl")
-    common = ["--model", str(tiny_model_dir), "--data", str(data), "--generation-samples", "2", "--max-new-tokens", "6", "--json"]
+    common = [
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--generation-samples",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ]
     result = run_cli("evaluate", *common, "--base", str(tiny_model_dir), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     heldout = json.loads(result.stdout.strip().splitlines()[-1])["heldout"]
@@ -100,7 +123,11 @@ def test_cli_evaluate_against_base_and_alone(tiny_model_dir, tmp_path):
     assert heldout["judge"]["win_rate"] == 0.5  # same model on both sides
     assert "| reward accuracy (strict >) |" in result.stderr
     assert {p.name for p in (tmp_path / "report").iterdir()} == {
-        "evaluation.json", "evaluation.md", "margins.png", "accuracy_by_length.png"}
+        "evaluation.json",
+        "evaluation.md",
+        "margins.png",
+        "accuracy_by_length.png",
+    }
 
     alone = run_cli("evaluate", *common)
     assert alone.returncode == 0, alone.stderr
@@ -121,9 +148,9 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
     Trained must beat base by more than either model's 95% interval is wide, with a paired
     interval on the gain above 0, without leaning on length, and win the synthetic judge.
     """
-    from simpo_core.train.config import SimPOConfig
     from simpo_core.data.loading import load_preferences
     from simpo_core.data.split import split_holdout
+    from simpo_core.train.config import SimPOConfig
     from simpo_core.train.trainer import SimPOTrainer
 
     torch.set_num_threads(2)
@@ -133,17 +160,27 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
     config = SimPOConfig.for_tiny(output_dir=tmp_path / "out", save_steps=0, eval_steps=0)
     SimPOTrainer(trained, config, tokenizer=tokenizer, train_dataset=train).train()
 
-    result = evaluate_heldout(base, trained, tokenizer, heldout, beta=config.beta, gamma=config.gamma,
-                              max_length=config.max_length, max_prompt_length=config.max_prompt_length,
-                              out_dir=tmp_path / "report")
+    result = evaluate_heldout(
+        base,
+        trained,
+        tokenizer,
+        heldout,
+        beta=config.beta,
+        gamma=config.gamma,
+        max_length=config.max_length,
+        max_prompt_length=config.max_prompt_length,
+        out_dir=tmp_path / "report",
+    )
     h = result.heldout
     b, t, d, judge = h["base"], h["trained"], h["delta"], h["judge"]
-    print(f"\n{h['pairs']} pairs; accuracy base {b['reward_accuracy']:.3f} {b['reward_accuracy_ci']} -> trained "
-          f"{t['reward_accuracy']:.3f} {t['reward_accuracy_ci']}; delta {d['reward_accuracy']:+.3f} {d['reward_accuracy_ci']}; "
-          f"length-controlled {b['length_controlled_accuracy']:.3f} -> {t['length_controlled_accuracy']:.3f}; "
-          f"judge win rate {judge['win_rate']:.3f} {judge['win_rate_ci']} ({judge['wins']}/{judge['ties']}/{judge['losses']}); "
-          f"repetition {b['generation']['repetition_rate']:.2f} -> {t['generation']['repetition_rate']:.2f}, "
-          f"collapsed {b['generation']['collapsed']} -> {t['generation']['collapsed']}")
+    print(
+        f"\n{h['pairs']} pairs; accuracy base {b['reward_accuracy']:.3f} {b['reward_accuracy_ci']} -> trained "
+        f"{t['reward_accuracy']:.3f} {t['reward_accuracy_ci']}; delta {d['reward_accuracy']:+.3f} {d['reward_accuracy_ci']}; "
+        f"length-controlled {b['length_controlled_accuracy']:.3f} -> {t['length_controlled_accuracy']:.3f}; "
+        f"judge win rate {judge['win_rate']:.3f} {judge['win_rate_ci']} ({judge['wins']}/{judge['ties']}/{judge['losses']}); "
+        f"repetition {b['generation']['repetition_rate']:.2f} -> {t['generation']['repetition_rate']:.2f}, "
+        f"collapsed {b['generation']['collapsed']} -> {t['generation']['collapsed']}"
+    )
     widest = max(hi - lo for lo, hi in (b["reward_accuracy_ci"], t["reward_accuracy_ci"]))
     assert d["reward_accuracy"] > widest
     assert t["reward_accuracy_ci"][0] > b["reward_accuracy_ci"][1]

@@ -4,8 +4,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo_core.models import load_model_and_tokenizer, resolve_model_source
-from simpo_core.models import TINY_CHAT_TEMPLATE, build_tiny_model, build_tiny_tokenizer
+from simpo_core.models import (
+    TINY_CHAT_TEMPLATE,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    load_model_and_tokenizer,
+    resolve_model_source,
+)
 
 
 @pytest.fixture
@@ -44,8 +49,10 @@ def test_round_trip_and_generate_offline(tiny_model_dir, no_network):
     assert len(tokenizer) == model.config.vocab_size
     assert tokenizer.chat_template == TINY_CHAT_TEMPLATE
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "List some fruit words."}], add_generation_prompt=True,
-        return_tensors="pt", return_dict=True,
+        [{"role": "user", "content": "List some fruit words."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     output = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     assert output.shape[1] > prompt["input_ids"].shape[1]

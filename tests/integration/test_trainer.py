@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from simpo_core.train.config import LoraSettings, SimPOConfig
-from simpo_core.train.loss import batch_logps
-from simpo_core.train.logps import compute_pair_logps, pair_logps, sequence_logps
-from simpo_core.models import load_model_and_tokenizer
 from simpo_core.data.synthetic import generate_pairs
+from simpo_core.models import load_model_and_tokenizer
+from simpo_core.train.config import LoraSettings, SimPOConfig
+from simpo_core.train.logps import compute_pair_logps, sequence_logps
+from simpo_core.train.loss import batch_logps
 from simpo_core.train.tokenization import collate_pairs, encode_pairs
 from simpo_core.train.trainer import SimPOTrainer, TrainingDivergedError
 
@@ -31,7 +31,11 @@ def test_selected_positions_path_equals_full_logits(tiny):
     model, tokenizer = tiny
     batch = collate_pairs(encode_pairs(tokenizer, generate_pairs(3, seed=1), 256, 128), tokenizer.pad_token_id)
     fast, lengths = sequence_logps(model, batch)
-    full = batch_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"], average=False)
+    full = batch_logps(
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+        batch["labels"],
+        average=False,
+    )
     assert_close(fast, full, rtol=1e-5, atol=1e-4)
     assert lengths.tolist() == (batch["labels"][:, 1:] != -100).sum(-1).tolist()
 
@@ -68,7 +72,9 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path):
         assert value == pytest.approx(results[1][0][key], abs=1e-5), key
     for name, grad in results[0][1].items():
         assert_close(grad, results[1][1][name], rtol=1e-4, atol=1e-6, msg=name)
-    assert SimPOTrainer(model, config, tokenizer=tokenizer).train_step(rows) == pytest.approx(results[0][0]["loss"], abs=1e-5)
+    assert SimPOTrainer(model, config, tokenizer=tokenizer).train_step(rows) == pytest.approx(
+        results[0][0]["loss"], abs=1e-5
+    )
 
 
 def test_lora_freezes_the_base_moves_the_adapter_and_saves_a_merged_model(tiny, tmp_path):
@@ -93,9 +99,17 @@ def test_lora_freezes_the_base_moves_the_adapter_and_saves_a_merged_model(tiny, 
 
 def test_nan_loss_stops_with_the_step_and_last_metrics(tiny, tmp_path):
     model, tokenizer = tiny
-    trainer = SimPOTrainer(model, _config(tmp_path, max_steps=4, logging_steps=1), tokenizer=tokenizer,
-                           train_dataset=generate_pairs(16, seed=6))
-    poison = lambda event, step, metrics: step == 2 and model.lm_head.weight.data.fill_(math.nan)
+    trainer = SimPOTrainer(
+        model,
+        _config(tmp_path, max_steps=4, logging_steps=1),
+        tokenizer=tokenizer,
+        train_dataset=generate_pairs(16, seed=6),
+    )
+
+    def poison(event, step, metrics):
+        if step == 2:
+            model.lm_head.weight.data.fill_(math.nan)
+
     trainer.callbacks.append(poison)
     with pytest.raises(TrainingDivergedError, match=r"step 3: the loss is nan. Last logged metrics: \{'step': 2"):
         trainer.train()
@@ -105,14 +119,28 @@ def test_history_has_step_epoch_lr_and_trl_metric_names(tiny, tmp_path):
     model, tokenizer = tiny
     events = []
     config = _config(tmp_path, max_steps=4, logging_steps=2, eval_steps=2)
-    trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=generate_pairs(16, seed=7),
-                           eval_dataset=generate_pairs(4, seed=8), callbacks=[lambda *a: events.append(a[:2])])
+    trainer = SimPOTrainer(
+        model,
+        config,
+        tokenizer=tokenizer,
+        train_dataset=generate_pairs(16, seed=7),
+        eval_dataset=generate_pairs(4, seed=8),
+        callbacks=[lambda *a: events.append(a[:2])],
+    )
     history = trainer.train()
     train_entries = [e for e in history if "loss" in e]
     eval_entries = [e for e in history if "eval_loss" in e]
     assert [e["step"] for e in train_entries] == [2, 4] and [e["step"] for e in eval_entries] == [2, 4]
-    for key in ("epoch", "lr", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                "logps/chosen", "logps/rejected"):
+    for key in (
+        "epoch",
+        "lr",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    ):
         assert key in train_entries[0]
     assert train_entries[-1]["epoch"] == pytest.approx(4 * 8 / 16)
     assert events == [("log", 2), ("eval", 2), ("log", 4), ("eval", 4), ("end", 4)]
@@ -123,11 +151,20 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_model_dir
 
     def run(output, resume=False, stop_at=None):
         model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
-        config = SimPOConfig.for_tiny(output_dir=output, max_steps=6, save_steps=2, save_total_limit=2,
-                                      lora=LoraSettings(r=4, dropout=0.1), eval_steps=0, logging_steps=1)
+        config = SimPOConfig.for_tiny(
+            output_dir=output,
+            max_steps=6,
+            save_steps=2,
+            save_total_limit=2,
+            lora=LoraSettings(r=4, dropout=0.1),
+            eval_steps=0,
+            logging_steps=1,
+        )
+
         def stop(event, step, metrics):
             if event == "checkpoint" and step == stop_at:
                 raise KeyboardInterrupt
+
         trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=rows, callbacks=[stop])
         history = trainer.train(resume=resume)
         return trainer, history
@@ -149,7 +186,9 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_model_dir
 
 def test_full_model_save_round_trips(tiny, tmp_path):
     model, tokenizer = tiny
-    trainer = SimPOTrainer(model, _config(tmp_path, max_steps=1), tokenizer=tokenizer, train_dataset=generate_pairs(8, seed=10))
+    trainer = SimPOTrainer(
+        model, _config(tmp_path, max_steps=1), tokenizer=tokenizer, train_dataset=generate_pairs(8, seed=10)
+    )
     trainer.train()
     path = trainer.save_model()
     assert path.endswith("final") and (tmp_path / "out" / "final" / "model.safetensors").exists()

@@ -71,4 +71,3 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path):
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=name)
-

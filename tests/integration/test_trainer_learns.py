@@ -6,9 +6,9 @@ import time
 import pytest
 import torch
 
-from simpo_core.train.config import SimPOConfig
-from simpo_core.models import load_model_and_tokenizer
 from simpo_core.data.synthetic import generate_pairs
+from simpo_core.models import load_model_and_tokenizer
+from simpo_core.train.config import SimPOConfig
 from simpo_core.train.trainer import SimPOTrainer
 
 
@@ -17,8 +17,13 @@ def test_tiny_preset_learns_the_synthetic_preference(tiny_model_dir, tmp_path):
     torch.set_num_threads(2)
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     config = SimPOConfig.for_tiny(output_dir=tmp_path / "out", save_steps=0)
-    trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=generate_pairs(2000, seed=1),
-                           eval_dataset=generate_pairs(200, seed=99))
+    trainer = SimPOTrainer(
+        model,
+        config,
+        tokenizer=tokenizer,
+        train_dataset=generate_pairs(2000, seed=1),
+        eval_dataset=generate_pairs(200, seed=99),
+    )
     start = time.monotonic()
     base = trainer.evaluate()["eval_rewards/accuracies"]
     history = trainer.train()

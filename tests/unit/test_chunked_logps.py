@@ -32,7 +32,14 @@ def test_values_and_gradients_equal_full_logits(rows, with_bias, keep_bytes):
     torch.manual_seed(0)
     hidden, weight, bias = torch.randn(50, 12), torch.randn(300, 12), torch.randn(300) if with_bias else None
     targets, upstream = torch.randint(0, 300, (50,)), torch.randn(50)
-    ours, our_grads = _grads(lambda h, w, t, b: chunked_token_logps(h, w, t, bias=b, rows=rows, keep_bytes=keep_bytes), hidden, weight, bias, targets, upstream)
+    ours, our_grads = _grads(
+        lambda h, w, t, b: chunked_token_logps(h, w, t, bias=b, rows=rows, keep_bytes=keep_bytes),
+        hidden,
+        weight,
+        bias,
+        targets,
+        upstream,
+    )
     ref, ref_grads = _grads(_reference, hidden, weight, bias, targets, upstream)
     assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     for mine, theirs in zip(our_grads, ref_grads):
@@ -98,8 +105,16 @@ def _tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(3)
-    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     config._attn_implementation = "sdpa"
     return LlamaForCausalLM(config)
 
@@ -121,8 +136,13 @@ def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients():
         (sums * torch.tensor([0.3, -1.0, 0.7, 2.0])).sum().backward()
         return sums.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    full = run(lambda: batch_logps(model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits,
-                                   padded["labels"], average=False))
+    full = run(
+        lambda: batch_logps(
+            model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits,
+            padded["labels"],
+            average=False,
+        )
+    )
     fast_padded = run(lambda: sequence_logps(model, padded)[0])
     assert enable_packing(model)
     fast_packed = run(lambda: sequence_logps(model, pack_pairs(pairs))[0])

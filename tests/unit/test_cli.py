@@ -8,9 +8,7 @@ from flows.cli import COMMANDS, main
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_help_lists_every_command():
@@ -48,13 +46,24 @@ def test_bad_length_bias_is_a_clear_error(tmp_path):
 def test_run_report_shows_base_vs_trained_and_the_decision():
     from flows.commands.run import describe_run
 
-    block = {"reward_accuracy": 0.5, "length_controlled_accuracy": None, "reward_margin": 0.01, "length_reward_correlation": 0.1}
+    block = {
+        "reward_accuracy": 0.5,
+        "length_controlled_accuracy": None,
+        "reward_margin": 0.01,
+        "length_reward_correlation": 0.1,
+    }
     summary = {
         "validation": {"valid": 9, "total": 10, "quarantined": 1, "quarantine_path": "q.jsonl"},
         "audit": {"length_only_accuracy": 0.5, "flagged": False, "policy": "warn", "removed": 0},
         "heldout": {"pairs": 4, "base": block, "trained": {**block, "reward_accuracy": 0.75}},
-        "train_steps": 3, "model_dir": "m", "registered_model_name": "simpo-policy", "model_version": "2",
-        "promoted": False, "promotion_reason": "no gain", "mlflow_run_id": "r", "flow_run_id": "f",
+        "train_steps": 3,
+        "model_dir": "m",
+        "registered_model_name": "simpo-policy",
+        "model_version": "2",
+        "promoted": False,
+        "promotion_reason": "no gain",
+        "mlflow_run_id": "r",
+        "flow_run_id": "f",
     }
     report = describe_run(summary)
     assert "reward_accuracy                 0.500      0.750" in report

@@ -1,7 +1,7 @@
 import pytest
 
-from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.errors import ConfigError
+from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.train.presets import PRESETS
 
 
@@ -42,8 +42,18 @@ def test_hinge_with_label_smoothing_is_refused():
         SimPOConfig(loss_type="hinge", label_smoothing=0.1)
 
 
-@pytest.mark.parametrize("field, value", [("beta", 0), ("lr", -1), ("batch_size", 0), ("label_smoothing", 0.5),
-                                          ("lr_scheduler", "step"), ("max_steps", -2), ("warmup_ratio", 1.5)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("beta", 0),
+        ("lr", -1),
+        ("batch_size", 0),
+        ("label_smoothing", 0.5),
+        ("lr_scheduler", "step"),
+        ("max_steps", -2),
+        ("warmup_ratio", 1.5),
+    ],
+)
 def test_out_of_range_values_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         SimPOConfig(**{field: value})
@@ -98,11 +108,14 @@ def test_unknown_preset_lists_the_known_ones():
         SimPOConfig.preset("llama-4")
 
 
-@pytest.mark.parametrize("schedule, expected", [
-    ("linear", [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]),
-    ("cosine", [0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
-    ("constant", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
-])
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("linear", [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]),
+        ("cosine", [0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
+        ("constant", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ],
+)
 def test_lr_multiplier(schedule, expected):
     """10 steps, warmup_ratio 0.2 → 2 warmup steps: 0, 1/2, then decay over the 8 steps left,
     progress (s − 2)/8. Linear 1 − p; cosine (1 + cos πp)/2, e.g. p = 1/4 → 0.8535534."""

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from simpo_core.data.loading import load_records
 from simpo_core.data.layouts import detect_layout, guess_layout, normalise_record
+from simpo_core.data.loading import load_records
 
 FLAT = {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}
 CONVERSATIONAL = {
@@ -15,8 +15,16 @@ CONVERSATIONAL = {
     "rejected": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "5"}],
 }
 CONVERSATIONAL_NO_PROMPT = {
-    "chosen": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
-    "rejected": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}],
+    "chosen": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ],
+    "rejected": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Go away."},
+    ],
 }
 SHAREGPT = {
     "conversations": [
@@ -36,8 +44,15 @@ HH_RLHF = {
 
 @pytest.mark.parametrize(
     "record, layout",
-    [(FLAT, "flat"), (CONVERSATIONAL, "conversational"), (CONVERSATIONAL_NO_PROMPT, "conversational"),
-     (SHAREGPT, "sharegpt"), (HH_RLHF, "hh-rlhf"), ({"foo": 1}, None), ([1, 2], None)],
+    [
+        (FLAT, "flat"),
+        (CONVERSATIONAL, "conversational"),
+        (CONVERSATIONAL_NO_PROMPT, "conversational"),
+        (SHAREGPT, "sharegpt"),
+        (HH_RLHF, "hh-rlhf"),
+        ({"foo": 1}, None),
+        ([1, 2], None),
+    ],
 )
 def test_guess_layout(record, layout):
     assert guess_layout(record) == layout
@@ -81,8 +96,12 @@ def test_sharegpt_keeps_system_and_multi_turn_prompt():
 
 
 def test_sharegpt_top_level_system_field_is_prepended():
-    record = {"conversations": [{"from": "human", "value": "Hi"}], "system": "Be brief.",
-              "chosen": {"from": "gpt", "value": "Hi."}, "rejected": {"from": "gpt", "value": "Hello there."}}
+    record = {
+        "conversations": [{"from": "human", "value": "Hi"}],
+        "system": "Be brief.",
+        "chosen": {"from": "gpt", "value": "Hi."},
+        "rejected": {"from": "gpt", "value": "Hello there."},
+    }
     assert normalise_record(record, "sharegpt")[0][0] == {"role": "system", "content": "Be brief."}
 
 
@@ -108,7 +127,9 @@ def test_hh_rlhf_problems(record, reason):
     assert normalise_record(record, "hh-rlhf")[3] == (reason,)
 
 
-@pytest.mark.parametrize("record, layout", [(FLAT, "flat"), (CONVERSATIONAL, "conversational"), (SHAREGPT, "sharegpt"), (HH_RLHF, "hh-rlhf")])
+@pytest.mark.parametrize(
+    "record, layout", [(FLAT, "flat"), (CONVERSATIONAL, "conversational"), (SHAREGPT, "sharegpt"), (HH_RLHF, "hh-rlhf")]
+)
 def test_load_records_detects_each_layout(record, layout):
     loaded = load_records([record, record])
     assert loaded.format == layout

@@ -17,9 +17,16 @@ def write_lines(path, lines):
 
 
 def test_jsonl_bad_lines_are_rows_with_their_line_number(tmp_path):
-    path = write_lines(tmp_path / "d.jsonl", [
-        json.dumps(GOOD).encode(), b"", b'{"prompt": "p", "chosen": ', json.dumps(GOOD).encode(), b'{"prompt": "\xff"}',
-    ])
+    path = write_lines(
+        tmp_path / "d.jsonl",
+        [
+            json.dumps(GOOD).encode(),
+            b"",
+            b'{"prompt": "p", "chosen": ',
+            json.dumps(GOOD).encode(),
+            b'{"prompt": "\xff"}',
+        ],
+    )
     loaded = load_preferences(str(path))
     rows = loaded.rows
     assert loaded.total == 4 and list(rows["source_row"]) == [1, 3, 4, 5]  # line 2 is blank
@@ -42,7 +49,9 @@ def test_json_array_csv_and_parquet_give_the_same_rows(tmp_path):
 
 def test_csv_cells_holding_messages_are_parsed(tmp_path):
     prompt = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-    pd.DataFrame([{"prompt": json.dumps(prompt), "chosen": "a", "rejected": "b"}]).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame([{"prompt": json.dumps(prompt), "chosen": "a", "rejected": "b"}]).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     assert load_preferences(str(tmp_path / "m.csv")).rows["prompt"][0] == prompt
 
 

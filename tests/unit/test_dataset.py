@@ -14,10 +14,13 @@ def write_jsonl(path, rows):
 
 
 def test_len_indexing_and_stats(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"prompt": "p1", "chosen": "abcd", "rejected": "ab"},
-        {"prompt": "p2", "chosen": "ab", "rejected": "abcdef"},
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"prompt": "p1", "chosen": "abcd", "rejected": "ab"},
+            {"prompt": "p2", "chosen": "ab", "rejected": "abcdef"},
+        ],
+    )
     dataset = PreferenceDataset(path)
     assert len(dataset) == 2
     assert dataset[1] == {"prompt": [{"role": "user", "content": "p2"}], "chosen": "ab", "rejected": "abcdef"}
@@ -35,7 +38,10 @@ def test_reads_validated_parquet(tmp_path):
 
 
 def test_unusable_rows_name_the_row_and_the_fix(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "", "rejected": "b"}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "", "rejected": "b"}],
+    )
     with pytest.raises(DataError, match=r"row 2: chosen is empty.*simpo validate"):
         PreferenceDataset(path)
 

@@ -3,10 +3,16 @@ import json
 import pandas as pd
 import pytest
 
+from simpo_core.data.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.eval.generation import Generation
-from simpo_core.eval.heldout import EvaluationResult, evaluate_heldout, evaluate_model, normalize_pairs, pairs_fingerprint
-from simpo_core.data.synthetic import CATEGORIES, generate_pairs, prompt_category, score_response
+from simpo_core.eval.heldout import (
+    EvaluationResult,
+    evaluate_heldout,
+    evaluate_model,
+    normalize_pairs,
+    pairs_fingerprint,
+)
 
 
 class FakeScorer:
@@ -18,10 +24,12 @@ class FakeScorer:
 
     def __call__(self, model, tokenizer, rows, *, max_length, max_prompt_length, batch_size):
         self.seen[model] = rows
+
         def logp(row, key):
             if model == "length":
                 return len(row[key]) / 100
             return score_response(row["prompt"][-1]["content"], row[key]) - 2.0
+
         return {
             "chosen_logps": [logp(r, "chosen") for r in rows],
             "rejected_logps": [logp(r, "rejected") for r in rows],
@@ -31,7 +39,7 @@ class FakeScorer:
 
 
 def fake_generator(model, tokenizer, prompts, *, do_sample, seed, **options):
-    """"length" loops on "Hi"; "rule" lists two words of the asked category."""
+    """ "length" loops on "Hi"; "rule" lists two words of the asked category."""
     if model == "length":
         return [Generation("Hi Hi Hi Hi Hi Hi Hi Hi", 24) for _ in prompts]
     answers = []
@@ -47,8 +55,9 @@ def pairs():
 
 
 def run(pairs, scorer, **kwargs):
-    return evaluate_heldout("length", "rule", None, pairs, scorer=scorer, generator=fake_generator,
-                            generation_samples=6, **kwargs)
+    return evaluate_heldout(
+        "length", "rule", None, pairs, scorer=scorer, generator=fake_generator, generation_samples=6, **kwargs
+    )
 
 
 def test_base_and_trained_see_identical_pairs(pairs):
@@ -79,7 +88,9 @@ def test_loss_is_the_simpo_loss_of_the_log_probs():
     def scorer(model, tokenizer, rows, **options):
         return {"chosen_logps": [-1.0], "rejected_logps": [-2.0], "chosen_lengths": [3], "rejected_lengths": [4]}
 
-    block = evaluate_model("m", None, [{"prompt": "p", "chosen": "a", "rejected": "b"}], scorer=scorer, generation_samples=0)
+    block = evaluate_model(
+        "m", None, [{"prompt": "p", "chosen": "a", "rejected": "b"}], scorer=scorer, generation_samples=0
+    )
     assert block["loss"] == pytest.approx(math.log1p(math.exp(-1.0)))
     assert block["reward_margin"] == pytest.approx(2.0)
     assert block["generation"] is None
@@ -106,9 +117,19 @@ def test_report_files_and_json_contract(pairs, tmp_path):
     assert result.paths["margin_histogram"].read_bytes()[:4] == b"\x89PNG"
     heldout = json.loads(result.paths["json"].read_text())["heldout"]
     for model in ("base", "trained"):
-        for key in ("reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "length_reward_correlation",
-                    "reward_accuracy_ci", "loss", "length_controlled_accuracy", "accuracy_chosen_longer",
-                    "accuracy_chosen_shorter", "generation"):
+        for key in (
+            "reward_accuracy",
+            "reward_margin",
+            "logps_chosen",
+            "logps_rejected",
+            "length_reward_correlation",
+            "reward_accuracy_ci",
+            "loss",
+            "length_controlled_accuracy",
+            "accuracy_chosen_longer",
+            "accuracy_chosen_shorter",
+            "generation",
+        ):
             assert key in heldout[model], key
         assert set(heldout[model]["generation"]) >= {"mean_length", "repetition_rate", "empty_rate", "collapsed"}
     assert heldout["trained"]["reward_accuracy"] == 1.0
@@ -120,7 +141,9 @@ def test_report_files_and_json_contract(pairs, tmp_path):
 
 def test_flat_and_canonical_rows_are_the_same_pairs():
     flat = [{"prompt": "List some fruit words.", "chosen": "Apple.", "rejected": "Red.", "extra": 1}]
-    canonical = [{"prompt": [{"role": "user", "content": "List some fruit words."}], "chosen": "Apple.", "rejected": "Red."}]
+    canonical = [
+        {"prompt": [{"role": "user", "content": "List some fruit words."}], "chosen": "Apple.", "rejected": "Red."}
+    ]
     assert pairs_fingerprint(normalize_pairs(flat)) == pairs_fingerprint(normalize_pairs(canonical))
 
 
@@ -134,8 +157,14 @@ def test_bad_pairs_are_clear_errors():
 def test_single_model_markdown():
     from simpo_core.eval.report import render_model_markdown
 
-    block = evaluate_model("length", None, pd.DataFrame(generate_pairs(40, length_bias=1.0, seed=2)),
-                           scorer=FakeScorer(), generator=fake_generator, generation_samples=2)
+    block = evaluate_model(
+        "length",
+        None,
+        pd.DataFrame(generate_pairs(40, length_bias=1.0, seed=2)),
+        scorer=FakeScorer(),
+        generator=fake_generator,
+        generation_samples=2,
+    )
     text = render_model_markdown(block)
     assert "| reward accuracy (strict >) | 1.000 |" in text
     assert "| length-controlled accuracy | – |" in text  # no pair with the chosen answer shorter
@@ -145,8 +174,20 @@ def test_single_model_markdown():
 def test_one_settings_dict_serves_both_entry_points(pairs):
     """The flow passes the same keyword arguments to evaluate_heldout and evaluate_model;
     the champion re-evaluated alone gets exactly the block it got beside a challenger."""
-    settings = {"beta": 2.0, "gamma": 1.0, "max_length": 64, "max_prompt_length": 32, "batch_size": 4,
-                "generation_samples": 3, "max_new_tokens": 8, "judge": "synthetic", "reward_model_path": None, "seed": 1}
-    heldout = evaluate_heldout("length", "rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings).heldout
+    settings = {
+        "beta": 2.0,
+        "gamma": 1.0,
+        "max_length": 64,
+        "max_prompt_length": 32,
+        "batch_size": 4,
+        "generation_samples": 3,
+        "max_new_tokens": 8,
+        "judge": "synthetic",
+        "reward_model_path": None,
+        "seed": 1,
+    }
+    heldout = evaluate_heldout(
+        "length", "rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings
+    ).heldout
     alone = evaluate_model("rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings)
     assert alone == heldout["trained"]

@@ -1,17 +1,17 @@
 import pytest
 
+from simpo_core.data.synthetic import generate_pairs
 from simpo_core.eval.generation import (
     Generation,
+    _keep_last,
+    _to_generation,
     generation_block,
     generation_metrics,
-    ngram_repetition,
-    _keep_last,
     left_pad,
+    ngram_repetition,
     repetition_rate,
     sample_prompts,
-    _to_generation,
 )
-from simpo_core.data.synthetic import generate_pairs
 
 
 def test_ngram_repetition_by_hand():

@@ -1,7 +1,14 @@
 import pytest
 
 from simpo_core.errors import ConfigError
-from simpo_core.eval.judges import available_judges, build_judge, compare_answers, length_matched, register_judge, win_rate
+from simpo_core.eval.judges import (
+    available_judges,
+    build_judge,
+    compare_answers,
+    length_matched,
+    register_judge,
+    win_rate,
+)
 
 
 def test_win_rate_by_hand():
@@ -41,7 +48,9 @@ def test_compare_answers_length_controlled_and_skips():
 
 def test_synthetic_judge_scores_the_rule():
     score = build_judge("synthetic")
-    prompts = [[{"role": "user", "content": "List some fruit words."}]] * 2 + [[{"role": "user", "content": "Tell a joke."}]]
+    prompts = [[{"role": "user", "content": "List some fruit words."}]] * 2 + [
+        [{"role": "user", "content": "Tell a joke."}]
+    ]
     assert score(prompts, ["Apple, pear.", "Red, blue.", "Apple."]) == [1.0, -1.0, None]
 
 

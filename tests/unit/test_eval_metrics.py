@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from simpo_core.data.synthetic import generate_pairs
 from simpo_core.eval.metrics import (
     accuracy_by_length_bucket,
     bootstrap_ci,
@@ -10,7 +11,6 @@ from simpo_core.eval.metrics import (
     preference_metrics,
     spearman,
 )
-from simpo_core.data.synthetic import generate_pairs
 
 
 def test_metrics_match_hand_derived_numbers():
@@ -21,8 +21,12 @@ def test_metrics_match_hand_derived_numbers():
     pairs 1 and 3 chosen shorter (both wrong), pair 2 equal: 1.0, 0.0 -> controlled 0.5.
     """
     block = preference_metrics(
-        [-1.0, -2.0, -1.5, -3.0], [-2.0, -1.0, -1.5, -2.5], [10, 5, 8, 3], [5, 10, 8, 6],
-        beta=2.0, losses=[1.0, 2.0, 3.0, 4.0],
+        [-1.0, -2.0, -1.5, -3.0],
+        [-2.0, -1.0, -1.5, -2.5],
+        [10, 5, 8, 3],
+        [5, 10, 8, 6],
+        beta=2.0,
+        losses=[1.0, 2.0, 3.0, 4.0],
     )
     assert block["pairs"] == 4
     assert block["reward_accuracy"] == 0.25
@@ -94,7 +98,9 @@ def test_spearman_constant_is_none_and_rank_based():
 
 def test_length_reward_correlation_uses_all_responses():
     """Responses (length, reward): chosen (1, 4), (3, 2); rejected (2, 3), (4, 1) -> ranks reversed."""
-    value = length_reward_correlation(np.array([4.0, 2.0]), np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([2.0, 4.0]))
+    value = length_reward_correlation(
+        np.array([4.0, 2.0]), np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([2.0, 4.0])
+    )
     assert value == pytest.approx(-1.0)
 
 
@@ -105,7 +111,11 @@ def test_accuracy_by_length_bucket():
     correct = np.array([False, False, True, True, True])
     buckets = accuracy_by_length_bucket(correct, chosen, rejected)
     assert [b["bucket"] for b in buckets] == [
-        "chosen shorter by >25%", "chosen shorter by ≤25%", "equal length", "chosen longer by ≤25%", "chosen longer by >25%",
+        "chosen shorter by >25%",
+        "chosen shorter by ≤25%",
+        "equal length",
+        "chosen longer by ≤25%",
+        "chosen longer by >25%",
     ]
     assert [b["pairs"] for b in buckets] == [1, 1, 1, 1, 1]
     assert [b["accuracy"] for b in buckets] == [0.0, 0.0, 1.0, 1.0, 1.0]
@@ -129,7 +139,9 @@ def test_mismatched_shapes_are_a_clear_error():
 def test_accepts_torch_tensors():
     import torch
 
-    block = preference_metrics(torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -0.5]), torch.tensor([3, 3]), torch.tensor([4, 2]), beta=1.0)
+    block = preference_metrics(
+        torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -0.5]), torch.tensor([3, 3]), torch.tensor([4, 2]), beta=1.0
+    )
     assert block["reward_accuracy"] == 0.5
 
 
@@ -138,8 +150,19 @@ def test_delta_is_trained_minus_base_with_a_paired_interval():
     paired differences [0, 1, 1, -1] resample to means between -1 and 1."""
     from simpo_core.eval.metrics import delta_metrics
 
-    base = {key: 0.5 for key in ("reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "loss",
-                                 "accuracy_chosen_longer", "accuracy_chosen_shorter", "length_reward_correlation")}
+    base = {
+        key: 0.5
+        for key in (
+            "reward_accuracy",
+            "reward_margin",
+            "logps_chosen",
+            "logps_rejected",
+            "loss",
+            "accuracy_chosen_longer",
+            "accuracy_chosen_shorter",
+            "length_reward_correlation",
+        )
+    }
     trained = {**base, "reward_accuracy": 0.75, "loss": 0.25}
     base["length_controlled_accuracy"], trained["length_controlled_accuracy"] = None, 0.6
     delta = delta_metrics(base, trained, np.array([1, 0, 0, 1], bool), np.array([1, 1, 1, 0], bool))

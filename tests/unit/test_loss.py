@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.loss import batch_logps, simpo_loss, simpo_objective, sft_nll
+from simpo_core.train.loss import batch_logps, sft_nll, simpo_loss, simpo_objective
 from simpo_core.train.trainer import SimPOTrainer
 
 LN3 = math.log(3.0)
@@ -19,10 +19,12 @@ def test_batch_logps_literal_example():
     Row 1: labels [-100, -100, 1]. Only position 1 counts, predicting 1 with [ln3, 0]:
     ln(1/4) for both sum and mean. The last position's logits never count.
     """
-    logits = torch.tensor([
-        [[0.0, LN3], [LN3, 0.0], [5.0, -5.0]],
-        [[0.0, LN3], [LN3, 0.0], [5.0, -5.0]],
-    ])
+    logits = torch.tensor(
+        [
+            [[0.0, LN3], [LN3, 0.0], [5.0, -5.0]],
+            [[0.0, LN3], [LN3, 0.0], [5.0, -5.0]],
+        ]
+    )
     labels = torch.tensor([[-100, 1, 0], [-100, -100, 1]])
     assert_close(batch_logps(logits, labels, average=False), torch.tensor([2 * math.log(0.75), math.log(0.25)]))
     assert_close(batch_logps(logits, labels, average=True), torch.tensor([math.log(0.75), math.log(0.25)]))
@@ -42,8 +44,12 @@ def test_sigmoid_loss_rewards_margins_accuracies():
     assert_close(losses, torch.tensor([0.3132617, 5.0067153]))
     assert_close(chosen, torch.tensor([-2.0, -6.0]))
     assert_close(rejected, torch.tensor([-4.0, -2.0]))
-    out = {"chosen_logps": torch.tensor([-1.0, -3.0]), "rejected_logps": torch.tensor([-2.0, -1.0]),
-           "chosen_lengths": torch.tensor([1, 1]), "rejected_lengths": torch.tensor([1, 1])}
+    out = {
+        "chosen_logps": torch.tensor([-1.0, -3.0]),
+        "rejected_logps": torch.tensor([-2.0, -1.0]),
+        "chosen_lengths": torch.tensor([1, 1]),
+        "rejected_lengths": torch.tensor([1, 1]),
+    }
     loss, metrics = simpo_objective(out, beta=2.0, gamma=1.0)
     assert metrics["loss"] == pytest.approx((0.3132617 + 5.0067153) / 2)
     assert metrics["rewards/chosen"] == pytest.approx(-4.0) and metrics["rewards/rejected"] == pytest.approx(-3.0)
@@ -55,19 +61,31 @@ def test_sigmoid_loss_rewards_margins_accuracies():
 def test_accuracy_is_strict():
     """Equal log-probs are not a win: chosen avg [−1, −0.5] vs rejected [−1, −1] → margins
     [0, 1] → accuracy 1/2."""
-    out = {"chosen_logps": torch.tensor([-1.0, -0.5]), "rejected_logps": torch.tensor([-1.0, -1.0]),
-           "chosen_lengths": torch.tensor([1, 1]), "rejected_lengths": torch.tensor([1, 1])}
+    out = {
+        "chosen_logps": torch.tensor([-1.0, -0.5]),
+        "rejected_logps": torch.tensor([-1.0, -1.0]),
+        "chosen_lengths": torch.tensor([1, 1]),
+        "rejected_lengths": torch.tensor([1, 1]),
+    }
     assert simpo_objective(out, beta=2.0, gamma=1.0)[1]["rewards/accuracies"] == pytest.approx(0.5)
 
 
 def test_micro_batch_shares_add_up_to_the_batch():
     """Objective of 3 pairs = objective of pairs {0, 1} + pair {2} when each micro-batch
     divides by the step's 3 pairs and 9 chosen tokens (SFT term on)."""
-    out = {"chosen_logps": torch.tensor([-4.0, -3.0, -2.0]), "rejected_logps": torch.tensor([-6.0, -2.0, -5.0]),
-           "chosen_lengths": torch.tensor([4, 1, 4]), "rejected_lengths": torch.tensor([3, 2, 5])}
+    out = {
+        "chosen_logps": torch.tensor([-4.0, -3.0, -2.0]),
+        "rejected_logps": torch.tensor([-6.0, -2.0, -5.0]),
+        "chosen_lengths": torch.tensor([4, 1, 4]),
+        "rejected_lengths": torch.tensor([3, 2, 5]),
+    }
     whole, whole_metrics = simpo_objective(out, beta=2.0, gamma=1.0, sft_weight=0.5)
-    parts = [simpo_objective({k: v[s] for k, v in out.items()}, beta=2.0, gamma=1.0, sft_weight=0.5,
-                             n_pairs=3, n_chosen_tokens=9) for s in (slice(0, 2), slice(2, 3))]
+    parts = [
+        simpo_objective(
+            {k: v[s] for k, v in out.items()}, beta=2.0, gamma=1.0, sft_weight=0.5, n_pairs=3, n_chosen_tokens=9
+        )
+        for s in (slice(0, 2), slice(2, 3))
+    ]
     assert_close(parts[0][0] + parts[1][0], whole)
     for key, value in whole_metrics.items():
         assert parts[0][1][key] + parts[1][1][key] == pytest.approx(value)

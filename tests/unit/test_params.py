@@ -63,14 +63,17 @@ def test_config_reference_doc_is_current():
     assert doc.read_text() == render_reference(), "regenerate: python -m flows.config_reference > docs/config.md"
 
 
-@pytest.mark.parametrize("override, field", [
-    ("train.beta=0", "train.beta"),
-    ("train.beta=-1", "train.beta"),
-    ("train.batch_size=four", "train.batch_size"),
-    ("train.max_prompt_length=600", "max_prompt_length (600) must be smaller than max_length"),
-    ("audit.policy=ignore", "audit.policy"),
-    ("registry.promotion_margin=-0.1", "registry.promotion_margin"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.beta=0", "train.beta"),
+        ("train.beta=-1", "train.beta"),
+        ("train.batch_size=four", "train.batch_size"),
+        ("train.max_prompt_length=600", "max_prompt_length (600) must be smaller than max_length"),
+        ("audit.policy=ignore", "audit.policy"),
+        ("registry.promotion_margin=-0.1", "registry.promotion_margin"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:
         load_params(None, [override])
@@ -82,10 +85,14 @@ def test_bad_config_is_refused_before_any_work(tmp_path):
     import subprocess
     import sys
 
-    for args in (["--set", "train.betta=1"], ["--model", str(tmp_path / "missing-model")],
-                 ["--model", "some-org/not-in-cache"]):
-        result = subprocess.run([sys.executable, "-m", "flows.cli", "run", *args], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120)
+    for args in (
+        ["--set", "train.betta=1"],
+        ["--model", str(tmp_path / "missing-model")],
+        ["--model", "some-org/not-in-cache"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 1 and result.stderr.startswith("error: ")
     written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
     assert set(written) <= {".simpo", ".simpo/prefect"}, written  # no run folder, no MLflow store, no model

@@ -4,7 +4,11 @@ from simpo_core.promotion import decide_promotion
 
 
 def block(accuracy, controlled, collapsed=False):
-    return {"reward_accuracy": accuracy, "length_controlled_accuracy": controlled, "generation": {"collapsed": collapsed}}
+    return {
+        "reward_accuracy": accuracy,
+        "length_controlled_accuracy": controlled,
+        "generation": {"collapsed": collapsed},
+    }
 
 
 def test_better_on_both_metrics_is_promoted():

@@ -21,8 +21,12 @@ def test_trust_remote_code_when_enabled_is_logged(tiny_model_dir, caplog):
 
 def test_project_never_binds_servers_beyond_loopback():
     """Every server command the project documents or starts binds 127.0.0.1."""
-    files = [*PROJECT_ROOT.glob("*.md"), *(PROJECT_ROOT / "deployments").glob("*"),
-             *(PROJECT_ROOT / "tests").rglob("*.py"), *(PROJECT_ROOT / "flows").rglob("*.py")]
+    files = [
+        *PROJECT_ROOT.glob("*.md"),
+        *(PROJECT_ROOT / "deployments").glob("*"),
+        *(PROJECT_ROOT / "tests").rglob("*.py"),
+        *(PROJECT_ROOT / "flows").rglob("*.py"),
+    ]
     texts = [path.read_text() for path in files if path.resolve() != Path(__file__).resolve()]
     for text in texts:
         for line in text.splitlines():

@@ -3,14 +3,15 @@
 import pandas as pd
 import pytest
 
-from simpo_core.errors import ConfigError, DataError
 from simpo_core.data.split import split_holdout
+from simpo_core.errors import ConfigError, DataError
 
 
 def pairs(start, stop, repeats=1):
     rows = [
         {"prompt": [{"role": "user", "content": f"prompt {i}"}], "chosen": f"c{i}-{r}", "rejected": f"r{i}-{r}"}
-        for i in range(start, stop) for r in range(repeats)
+        for i in range(start, stop)
+        for r in range(repeats)
     ]
     return pd.DataFrame(rows)
 

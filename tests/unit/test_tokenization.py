@@ -39,13 +39,20 @@ class LetterTokenizer:
     def __call__(self, text, add_special_tokens=True):
         pieces = re.findall(r"</s>|<s>|.", text)
         table = {"<s>": 1, "</s>": 2, ":": 29}
-        return {"input_ids": [table[p] if p in table else ord(p) - ord("a") + 3 for p in pieces if p in table or p.isalpha()]}
+        return {
+            "input_ids": [
+                table[p] if p in table else ord(p) - ord("a") + 3 for p in pieces if p in table or p.isalpha()
+            ]
+        }
 
 
 def test_tiny_pair_uses_the_chat_template_and_one_eos():
     tokenizer = build_tiny_tokenizer()
     pair = encode_pair(tokenizer, {"prompt": "hi", "chosen": "ok", "rejected": "no"}, 64, 32)
-    as_bytes = lambda text: [b + 3 for b in text.encode()]  # ByT5: id = byte + 3
+
+    def as_bytes(text):
+        return [b + 3 for b in text.encode()]  # ByT5: id = byte + 3
+
     assert pair.prompt_ids == as_bytes("<|user|>\nhi\n<|assistant|>\n")  # no BOS: the tokenizer has none
     assert pair.chosen_ids == as_bytes("ok") + [1] and pair.rejected_ids == as_bytes("no") + [1]
 
@@ -69,16 +76,25 @@ def test_eos_exactly_once_even_when_the_text_ends_with_it():
 def test_pair_that_fits_is_not_truncated():
     """Prompt 5 > max_prompt_length 3, but 5 + 3 <= 8 = max_length: nothing is cut."""
     assert truncate_pair([1, 10, 11, 12, 13], [20, 21, 22], [30], 8, 3, keep_first=True) == (
-        [1, 10, 11, 12, 13], [20, 21, 22], [30])
+        [1, 10, 11, 12, 13],
+        [20, 21, 22],
+        [30],
+    )
 
 
 def test_prompt_keeps_its_end_and_bos_then_responses_fit():
     """5 + 3 > 6: the prompt keeps BOS + its last 2 tokens (3 in all) → [1, 12, 13]; room 3.
     With max_length 5 the room is 2, so the chosen response loses its last token."""
     assert truncate_pair([1, 10, 11, 12, 13], [20, 21, 22], [30], 6, 3, keep_first=True) == (
-        [1, 12, 13], [20, 21, 22], [30])
+        [1, 12, 13],
+        [20, 21, 22],
+        [30],
+    )
     assert truncate_pair([1, 10, 11, 12, 13], [20, 21, 22], [30], 5, 3, keep_first=True) == (
-        [1, 12, 13], [20, 21], [30])
+        [1, 12, 13],
+        [20, 21],
+        [30],
+    )
     assert truncate_pair([10, 11, 12, 13], [20, 21, 22], [30], 5, 3) == ([11, 12, 13], [20, 21], [30])
 
 
@@ -109,27 +125,44 @@ def test_non_pair_row_names_the_row():
 def test_collate_chosen_first_then_rejected_right_padded():
     pairs = [EncodedPair([1, 5], [6, 2], [7, 8, 2]), EncodedPair([1], [9, 2], [2])]
     batch = collate_pairs(pairs, pad_token_id=0)
-    torch.testing.assert_close(batch["input_ids"], torch.tensor([
-        [1, 5, 6, 2, 0],   # pair 0 chosen
-        [1, 9, 2, 0, 0],   # pair 1 chosen
-        [1, 5, 7, 8, 2],   # pair 0 rejected
-        [1, 2, 0, 0, 0],   # pair 1 rejected
-    ]))
-    torch.testing.assert_close(batch["labels"], torch.tensor([
-        [-100, -100, 6, 2, -100],
-        [-100, 9, 2, -100, -100],
-        [-100, -100, 7, 8, 2],
-        [-100, 2, -100, -100, -100],
-    ]))
-    torch.testing.assert_close(batch["attention_mask"], torch.tensor([
-        [1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]))
+    torch.testing.assert_close(
+        batch["input_ids"],
+        torch.tensor(
+            [
+                [1, 5, 6, 2, 0],  # pair 0 chosen
+                [1, 9, 2, 0, 0],  # pair 1 chosen
+                [1, 5, 7, 8, 2],  # pair 0 rejected
+                [1, 2, 0, 0, 0],  # pair 1 rejected
+            ]
+        ),
+    )
+    torch.testing.assert_close(
+        batch["labels"],
+        torch.tensor(
+            [
+                [-100, -100, 6, 2, -100],
+                [-100, 9, 2, -100, -100],
+                [-100, -100, 7, 8, 2],
+                [-100, 2, -100, -100, -100],
+            ]
+        ),
+    )
+    torch.testing.assert_close(
+        batch["attention_mask"], torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    )
 
 
 def test_rows_from_a_parquet_style_frame_with_message_arrays():
-    frame = pd.DataFrame({
-        "prompt": [np.array([{"role": "system", "content": "be brief"}, {"role": "user", "content": "ab"}], dtype=object)],
-        "chosen": ["c"], "rejected": ["d"], "prompt_hash": ["x"],
-    })
+    frame = pd.DataFrame(
+        {
+            "prompt": [
+                np.array([{"role": "system", "content": "be brief"}, {"role": "user", "content": "ab"}], dtype=object)
+            ],
+            "chosen": ["c"],
+            "rejected": ["d"],
+            "prompt_hash": ["x"],
+        }
+    )
     pair = encode_pairs(LetterTokenizer(), rows_from(frame), 16, 8)[0]
     assert pair.prompt_ids == [1] + [4, 7, 4, 20, 11, 7, 8] + [3, 4, 29]  # "bebrief" + "ab" + ":"
 

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simpo_core.data.loading import load_preferences, load_records
+from simpo_core.data.validation import append_quarantine, validate_preferences
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.models import build_tiny_tokenizer
-from simpo_core.data.validation import append_quarantine, validate_preferences
 
 
 def good(i):
@@ -24,7 +24,11 @@ BAD_RECORDS = {
     "malformed_messages": {"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"},
     "bad_role": {"prompt": [{"role": "robot", "content": "q"}], "chosen": "a", "rejected": "b"},
     "empty_message": {"prompt": [{"role": "user", "content": "  "}], "chosen": "a", "rejected": "b"},
-    "last_turn_not_user": {"prompt": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"},
+    "last_turn_not_user": {
+        "prompt": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+        "chosen": "a",
+        "rejected": "b",
+    },
     "empty_response": {"prompt": "q", "chosen": "a", "rejected": " \n\t"},
     "identical_responses": {"prompt": "q", "chosen": "same", "rejected": "  same "},
     "duplicate_pair": good(3),
@@ -64,7 +68,8 @@ def test_invalid_json_line_is_quarantined_with_its_line_number(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "limits, reason", [({"max_prompt_tokens": 40}, "prompt_too_long"), ({"max_response_tokens": 30}, "response_too_long")]
+    "limits, reason",
+    [({"max_prompt_tokens": 40}, "prompt_too_long"), ({"max_response_tokens": 30}, "response_too_long")],
 )
 def test_token_limits(limits, reason, tmp_path):
     long_one = {"prompt": "q" * 60, "chosen": "c" * 60, "rejected": "r"}
@@ -117,11 +122,33 @@ def test_dpo_en_demo_every_record_accounted_for(dpo_en_demo_path, tmp_path):
         assert originals[line["source_row"] - 1] in originals[: line["source_row"] - 1]
 
 
-messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "bot", ""]), "content": st.text(max_size=5)}), max_size=3)
-text_or_junk = st.one_of(st.none(), st.text(max_size=8), st.text(alphabet=st.characters(categories=["Cs"]), max_size=2), st.integers(), messages)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "bot", ""]), "content": st.text(max_size=5)}
+    ),
+    max_size=3,
+)
+text_or_junk = st.one_of(
+    st.none(),
+    st.text(max_size=8),
+    st.text(alphabet=st.characters(categories=["Cs"]), max_size=2),
+    st.integers(),
+    messages,
+)
 junk_records = st.one_of(
-    st.fixed_dictionaries({}, optional={"prompt": text_or_junk, "chosen": text_or_junk, "rejected": text_or_junk, "conversations": text_or_junk}),
-    st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2), st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "prompt": text_or_junk,
+            "chosen": text_or_junk,
+            "rejected": text_or_junk,
+            "conversations": text_or_junk,
+        },
+    ),
+    st.integers(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.none(),
 )
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from simpo_core.data.loading import load_preferences
-from simpo_core.errors import DataError
-from simpo_core.models import build_tiny_tokenizer
 from simpo_core.data.validation import validate_preferences
 from simpo_core.data.validation_stream import PairDigests, validate_source
+from simpo_core.errors import DataError
+from simpo_core.models import build_tiny_tokenizer
 
 
 def good(i):
@@ -19,7 +19,9 @@ def good(i):
 
 # Row numbers are 1-based. With chunk_rows=4 the chunks are rows 1-4, 5-8, 9-12, ...
 MIXED = [
-    good(0), good(1), good(2),
+    good(0),
+    good(1),
+    good(2),
     {"prompt": "q", "chosen": "same", "rejected": " same"},  # identical_responses (row 4)
     good(1),  # duplicate of row 2, in the next chunk
     "not json",
@@ -27,10 +29,13 @@ MIXED = [
     {"prompt": [{"role": "robot", "content": "q"}], "chosen": "a", "rejected": "b"},  # bad_role
     {"prompt": [{"role": "robot", "content": "q"}], "chosen": "a", "rejected": "b"},  # bad_role + duplicate of row 8
     {"prompt": "q", "chosen": None, "rejected": "b"},
-    good(3), good(3),  # duplicate inside one chunk
+    good(3),
+    good(3),  # duplicate inside one chunk
     good(0),  # duplicate of row 1, three chunks later
     {"prompt": "q", "chosen": 42, "rejected": "b"},
-    good(4), good(5) | {"chosen": "x" * 80}, good(6),  # row 16 is over the response limit below
+    good(4),
+    good(5) | {"chosen": "x" * 80},
+    good(6),  # row 16 is over the response limit below
 ]
 
 
@@ -49,7 +54,9 @@ def outputs(result):
 def test_streamed_files_and_summary_equal_the_in_memory_ones(tmp_path, chunk_rows, limit):
     data = write_jsonl(tmp_path / "mixed.jsonl", MIXED)
     limits = {"tokenizer": build_tiny_tokenizer(), "max_response_tokens": limit} if limit else {}
-    expected = validate_preferences(load_preferences(str(data)), tmp_path / "memory", max_invalid_fraction=1.0, **limits)
+    expected = validate_preferences(
+        load_preferences(str(data)), tmp_path / "memory", max_invalid_fraction=1.0, **limits
+    )
     streamed, loaded = validate_source(
         str(data), tmp_path / "stream", max_invalid_fraction=1.0, chunk_rows=chunk_rows, **limits
     )
@@ -85,7 +92,11 @@ def test_over_the_invalid_fraction_fails_after_writing_both_files(tmp_path):
 
 def test_message_fields_that_change_between_chunks_are_kept_by_validating_in_memory(tmp_path):
     records = [
-        {"prompt": [{"role": "user", "content": f"q{i}"} | ({"name": "ann"} if i >= 4 else {})], "chosen": "a", "rejected": "b"}
+        {
+            "prompt": [{"role": "user", "content": f"q{i}"} | ({"name": "ann"} if i >= 4 else {})],
+            "chosen": "a",
+            "rejected": "b",
+        }
         for i in range(6)
     ]
     data = write_jsonl(tmp_path / "drift.jsonl", records)
