@@ -6,55 +6,35 @@ fails at once with the dotted path of the field and what to fix.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from simpo_core.audit.settings import AuditSettings
+from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
+from simpo_core.eval.settings import EvalOptions
+from simpo_core.settings import StepSettings
 from simpo_core.train.config import LoraSettings, SimPOConfig
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class StrictModel(StepSettings):
+    """A parameter group: unknown keys fail at once, values are checked on assignment."""
 
 
-class DataParams(StrictModel):
+class DataSource(StepSettings):
     source: str = Field("synthetic", description="file, folder, hub id, or 'synthetic' (generated demo data)")
-    format: Literal["flat", "conversational", "sharegpt", "hh-rlhf"] | None = Field(
-        None, description="force an input layout; detected automatically when unset"
-    )
-    heldout_fraction: float = Field(0.1, gt=0, lt=1, description="share of prompts held out for evaluation")
-    split_salt: str = Field("simpo", min_length=1, description="salt of the prompt hash that assigns splits")
-    max_invalid_fraction: float = Field(0.05, ge=0, le=1, description="fail when more rows than this are quarantined")
+
+
+class DataParams(ValidateSettings, SplitSettings, DataSource):
+    """Where the pairs come from (listed first), which are held out and how they are validated."""
 
 
 class ModelParams(StrictModel):
     source: str = Field("tiny", description="starting model: 'tiny', a local folder, or a hub id")
     trust_remote_code: bool = Field(False, description="run code shipped with the model (off by default)")
     lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
-
-
-class AuditParams(StrictModel):
-    threshold: float = Field(0.65, gt=0.5, le=1, description="flag when length alone predicts the label this often")
-    policy: Literal["warn", "fail", "rebalance"] = Field("warn", description="what to do when flagged")
-    tolerance: float = Field(0.05, gt=0, lt=0.5, description="rebalance target: chosen-longer share within 0.5 +- this")
-
-
-class EvalParams(StrictModel):
-    judge: Literal["synthetic", "reward-model", "none"] = Field("synthetic", description="who scores generated answers")
-    reward_model_path: str | None = Field(
-        None, description="local sequence-classification model for judge=reward-model"
-    )
-    generation_samples: int = Field(16, ge=0, description="held-out prompts used for the generation check")
-    max_new_tokens: int = Field(48, gt=0, le=4096, description="bound on generated tokens per prompt")
-    batch_size: int = Field(8, gt=0, description="pairs per forward pass during evaluation")
-
-    @model_validator(mode="after")
-    def reward_model_needs_path(self) -> "EvalParams":
-        if self.judge == "reward-model" and not self.reward_model_path:
-            raise ValueError("judge 'reward-model' needs eval.reward_model_path (a local model folder)")
-        return self
 
 
 class RegistryParams(StrictModel):
@@ -70,8 +50,8 @@ class RetrainParams(StrictModel):
     data: DataParams = Field(default_factory=DataParams)
     model: ModelParams = Field(default_factory=ModelParams)
     train: SimPOConfig = Field(default_factory=SimPOConfig.for_tiny, description="SimPO training configuration")
-    audit: AuditParams = Field(default_factory=AuditParams)
-    eval: EvalParams = Field(default_factory=EvalParams)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    eval: EvalOptions = Field(default_factory=EvalOptions)
     registry: RegistryParams = Field(default_factory=RegistryParams)
     output_dir: str = Field("simpo-runs", description="folder that receives one sub-folder per flow run")
 

@@ -8,7 +8,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.params import RetrainParams, check_sources
+from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
+from simpo_core.eval.settings import EvalSettings
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
@@ -59,34 +61,40 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
-    loaded = load_preferences_task(params.data.source, params.data.format, tracking_uri, run_id)
+    data, model = params.data, params.model
+    load_preferences_task(data.source)
     validated = validate_preferences_task(
-        loaded, run_dir / "data", params.data.max_invalid_fraction, tracking_uri, run_id
+        data.source,
+        ValidateSettings.model_validate(data, from_attributes=True),
+        model.source,
+        run_dir / "data",
+        tracking_uri,
+        run_id,
     )
-    audited = audit_length_balance_task(
-        validated, params.model.source, params.audit.model_dump(), run_dir / "audit", tracking_uri, run_id
+    audited = audit_length_balance_task(validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id)
+    split = split_holdout_task(
+        validated.valid_path,
+        SplitSettings.model_validate(data, from_attributes=True),
+        run_dir / "data",
+        tracking_uri,
+        run_id,
     )
-    split_paths = split_holdout_task(
-        audited.frame, params.data.heldout_fraction, params.data.split_salt, run_dir / "data", tracking_uri, run_id
-    )
-    trained = train_simpo_task(
-        params.model.source, training_config(params), split_paths, run_dir / "train", tracking_uri, run_id
-    )
-    eval_settings = evaluation_settings(params)
+    trained = train_simpo_task(model.source, training_config(params), split, run_dir / "train", tracking_uri, run_id)
+    eval_settings = EvalSettings.for_training(params.eval, params.train)
     heldout = evaluate_holdout_task(
-        params.model.source,
+        model.source,
         trained["model_dir"],
-        split_paths["heldout"],
+        split.heldout_path,
         eval_settings,
         run_dir / "eval",
         tracking_uri,
         run_id,
-        params.model.trust_remote_code,
+        model.trust_remote_code,
     )
     name = params.registry.registered_model_name
-    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, params.model.source)
+    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, model.source)
     decision = promote_model_task(
-        name, version, heldout, split_paths["heldout"], eval_settings, params.registry.promotion_margin, tracking_uri
+        name, version, heldout, split.heldout_path, eval_settings, params.registry.promotion_margin, tracking_uri
     )
     return {
         "validation": validated.summary,
@@ -120,20 +128,3 @@ def training_config(params: RetrainParams):
     if params.model.lora is not None:
         update["lora"] = params.model.lora
     return params.train.model_copy(update=update)
-
-
-def evaluation_settings(params: RetrainParams) -> dict[str, Any]:
-    """Keyword arguments of `evaluate_heldout` / `evaluate_model` from the parameters."""
-    train = params.train
-    return {
-        "beta": train.beta,
-        "gamma": train.gamma,
-        "max_length": train.max_length,
-        "max_prompt_length": train.max_prompt_length,
-        "batch_size": params.eval.batch_size,
-        "generation_samples": params.eval.generation_samples,
-        "max_new_tokens": params.eval.max_new_tokens,
-        "judge": params.eval.judge,
-        "reward_model_path": params.eval.reward_model_path,
-        "seed": train.seed,
-    }

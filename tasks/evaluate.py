@@ -6,6 +6,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from simpo_core.eval.settings import EvalSettings
 from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics, numeric_metrics
 
@@ -14,8 +15,8 @@ from tasks.tracking import get_client, log_metrics, numeric_metrics
 def evaluate_holdout_task(
     base_source: str,
     trained_dir: str,
-    heldout_path: str,
-    settings: dict[str, Any],
+    heldout_path: Path,
+    settings: EvalSettings,
     out_dir: Path,
     tracking_uri: str,
     run_id: str,
@@ -24,18 +25,15 @@ def evaluate_holdout_task(
     """Evaluate both models on identical pairs; log metrics, report and plots."""
     import pandas as pd
 
-    from simpo_core.eval.heldout import evaluate_heldout
-    from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.eval.saved import evaluate_saved
 
-    base_model, tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=trust_remote_code)
-    trained_model, _ = load_model_and_tokenizer(trained_dir)
     pairs = pd.read_parquet(heldout_path)
-    result = evaluate_heldout(base_model, trained_model, tokenizer, pairs, out_dir=out_dir, **settings)
+    result = evaluate_saved(
+        trained_dir, pairs, settings, base_source=base_source, out_dir=out_dir, trust_remote_code=trust_remote_code
+    )
     client = get_client(tracking_uri)
-    for block in ("base", "trained", "delta"):
+    for block in ("base", "trained", "delta", "judge"):
         log_metrics(client, run_id, numeric_metrics(result.heldout.get(block) or {}, f"eval/{block}"))
-    if result.heldout.get("judge"):
-        log_metrics(client, run_id, numeric_metrics(result.heldout["judge"], "eval/judge"))
     for path in result.paths.values():
         client.log_artifact(run_id, str(path), "evaluation")
     create_markdown_artifact(result.markdown, key="heldout-evaluation", description="held-out evaluation")

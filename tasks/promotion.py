@@ -8,6 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from simpo_core.eval.settings import EvalSettings
 from simpo_core.promotion import PromotionDecision, decide_promotion
 from tasks.registry import CHAMPION
 from tasks.retry import IO_TASK, tracking_errors
@@ -19,8 +20,8 @@ def promote_model_task(
     name: str,
     version: str,
     heldout: dict[str, Any],
-    heldout_path: str,
-    eval_settings: dict[str, Any],
+    heldout_path: Path,
+    eval_settings: EvalSettings,
     margin: float,
     tracking_uri: str,
 ) -> dict[str, Any]:
@@ -37,8 +38,8 @@ def promote(
     name: str,
     version: str,
     heldout: dict[str, Any],
-    heldout_path: str,
-    eval_settings: dict[str, Any],
+    heldout_path: Path,
+    eval_settings: EvalSettings,
     margin: float,
     tracking_uri: str,
 ) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def current_champion(client, name: str):
         return None
 
 
-def evaluate_champion(champion, heldout_path: str, eval_settings: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
+def evaluate_champion(champion, heldout_path: Path, eval_settings: EvalSettings, tracking_uri: str) -> dict[str, Any]:
     """Re-evaluate the champion's weights on this run's held-out pairs."""
     import mlflow
     import pandas as pd
@@ -92,7 +93,7 @@ def evaluate_champion(champion, heldout_path: str, eval_settings: dict[str, Any]
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=tracking_uri))
     model, tokenizer = load_model_and_tokenizer(str(model_dir_inside(local)))
-    return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), **eval_settings)
+    return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), eval_settings)
 
 
 def model_dir_inside(downloaded: Path) -> Path:

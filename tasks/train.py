@@ -7,7 +7,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import task_run
 
+from simpo_core.data.split import SplitResult
 from simpo_core.train.config import SimPOConfig
+from simpo_core.train.worker import TrainJob, TrainResult
 from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics
 
@@ -39,84 +41,61 @@ def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str,
 
 @task(name="train-simpo", timeout_seconds=12 * 3600, **COMPUTE_TASK)
 def train_simpo_task(
-    model_source: str, config: SimPOConfig, data_paths: dict[str, str], out_dir: Path, tracking_uri: str, run_id: str
+    model_source: str, config: SimPOConfig, split: SplitResult, out_dir: Path, tracking_uri: str, run_id: str
 ) -> dict[str, Any]:
-    """Train from `data_paths["train"]`, evaluating on `data_paths["heldout"]`; return the model folder."""
-    import pandas as pd
+    """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder."""
+    from simpo_core.train.worker import build_trainer, finish_training
 
-    from simpo_core.models import load_model_and_tokenizer, write_provenance
-    from simpo_core.train.trainer import SimPOTrainer
-
-    logger = get_run_logger()
-    config = config.model_copy(update={"output_dir": Path(out_dir)})
+    job = TrainJob(
+        model_source, split.train_path, split.heldout_path, config.model_copy(update={"output_dir": out_dir})
+    )
     resume = task_run.run_count > 1
     if resume:
-        logger.info("retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count)
+        get_run_logger().info(
+            "retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count
+        )
     if config.num_processes > 1:
-        return train_under_torchrun(model_source, config, data_paths, resume, tracking_uri, run_id)
-    model, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=config.trust_remote_code)
-    train_rows, heldout_rows = pd.read_parquet(data_paths["train"]), pd.read_parquet(data_paths["heldout"])
-    trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=heldout_rows)
+        return train_under_torchrun(job, resume, tracking_uri, run_id)
+    trainer = build_trainer(job)
     trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
     history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
-    model_dir = Path(trainer.save_model(out_dir / "final"))
-    write_provenance(model_dir, model_source)
-    return training_result(history, model_dir)
+    return training_result(finish_training(trainer, job, history))
 
 
-def training_result(history: list[dict[str, Any]], model_dir: Path) -> dict[str, Any]:
+def training_result(result: TrainResult) -> dict[str, Any]:
     """What the flow passes on: the model folder, the steps run and the last metrics."""
-    last = next((entry for entry in reversed(history) if "loss" in entry), {})
     create_markdown_artifact(
-        _summary_markdown(history, model_dir), key="training-summary", description="SimPO training"
+        _summary_markdown(result.history, result.model_dir), key="training-summary", description="SimPO training"
     )
-    get_run_logger().info("trained %d steps; model saved to %s", last.get("step", 0), model_dir)
-    return {"model_dir": str(model_dir), "steps": int(last.get("step", 0)), "final_metrics": last}
+    get_run_logger().info("trained %d steps; model saved to %s", result.steps, result.model_dir)
+    return {"model_dir": str(result.model_dir), "steps": result.steps, "final_metrics": result.final_metrics}
 
 
-def train_under_torchrun(
-    model_source: str, config: SimPOConfig, data_paths: dict[str, str], resume: bool, tracking_uri: str, run_id: str
-) -> dict[str, Any]:
-    """Run `simpo train` in `config.num_processes` processes under torchrun (same effective batch).
+def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """Run the training worker in `num_processes` processes under torchrun (same effective batch).
 
     Metrics reach MLflow when the processes finish (from the history the main process writes).
     """
-    import json
     import subprocess
-    import sys
 
-    import yaml
-
-    from flows.commands.train import HISTORY_FILE
     from simpo_core.train.distributed import torchrun_command
+    from simpo_core.train.worker import FINAL_DIR, read_history
 
-    out_dir = Path(config.output_dir)
+    out_dir = Path(job.config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    job = out_dir / "train-job.yaml"
-    job.write_text(
-        yaml.safe_dump(
-            {
-                "model": model_source,
-                "train_data": data_paths["train"],
-                "eval_data": data_paths["heldout"],
-                "simpo": config.model_dump(mode="json"),
-            }
-        )
-    )
-    # The console script beside this interpreter: the venv's bin folder need not be on PATH.
-    simpo = str(Path(sys.executable).parent / "simpo")
-    command = torchrun_command(
-        [simpo, "train", "--config", str(job), *(["--resume"] if resume else [])], config.num_processes
-    )
-    get_run_logger().info("training in %d processes: %s", config.num_processes, " ".join(command))
+    job_file = job.write(out_dir / "train-job.yaml")
+    worker = ["-m", "simpo_core.train.worker", "--config", str(job_file), *(["--resume"] if resume else [])]
+    command = torchrun_command(worker, job.config.num_processes)
+    get_run_logger().info("training in %d processes: %s", job.config.num_processes, " ".join(command))
     completed = subprocess.run(command)
     if completed.returncode != 0:
         raise RuntimeError(f"torchrun training exited with {completed.returncode}; see its output above")
-    history = json.loads((out_dir / HISTORY_FILE).read_text())
+    history = read_history(out_dir)
     client = get_client(tracking_uri)
     for entry in history:
         log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)
-    return training_result(history, out_dir / "final")
+    steps = int(next((entry for entry in reversed(history) if "loss" in entry), {}).get("step", 0))
+    return training_result(TrainResult(out_dir / FINAL_DIR, steps, history))
 
 
 def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:

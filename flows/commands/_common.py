@@ -24,3 +24,34 @@ def emit_summary(summary: dict[str, Any], as_json: bool) -> None:
 def not_available(command: str, feature: str) -> int:
     """Refuse a command whose feature is not built yet, clearly and with a non-zero exit."""
     raise SimpoError(f"`simpo {command}` is not available in this version: {feature} is not built yet")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, model: Any, names: list[str] | None = None) -> None:
+    """One `--flag` per field of a settings model (`max_invalid_fraction` -> `--max-invalid-fraction`).
+
+    The help text and the default shown are the field's own: defaults live in the model,
+    so an option the user leaves out stays None and the model's default applies.
+    """
+    import types
+    from typing import Literal, Union, get_args, get_origin
+
+    for name in names or list(model.model_fields):
+        field = model.model_fields[name]
+        kind = field.annotation
+        if get_origin(kind) in (Union, types.UnionType):  # `X | None`: the flag takes an X
+            kind = next(arg for arg in get_args(kind) if arg is not type(None))
+        choices = get_args(kind) if get_origin(kind) is Literal else None
+        shown = "unset" if field.default is None else field.default
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=None if choices else kind,
+            choices=choices,
+            default=None,
+            help=f"{field.description} (default {shown})",
+        )
+
+
+def settings_from_args(model: Any, args: argparse.Namespace, names: list[str] | None = None) -> Any:
+    """The settings model from the flags the user gave; the rest keep the model's defaults."""
+    names = names or list(model.model_fields)
+    return model.from_values({name: getattr(args, name) for name in names}, source="options")

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from simpo_core.audit.metrics import length_report, rebalance_drops
+from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.tokens import count_tokens
-from simpo_core.errors import ConfigError, DataError
+from simpo_core.data.validation import ValidationResult, append_quarantine, write_valid
+from simpo_core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("warn", "fail", "rebalance")
 REBALANCE_REASON = "length_rebalance"
 
 
@@ -37,35 +38,55 @@ class AuditResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def audit_length_balance(
-    frame: pd.DataFrame,
-    tokenizer: Any,
-    *,
-    threshold: float = 0.65,
-    policy: str = "warn",
-    tolerance: float = 0.05,
-    seed: int = 0,
-    out_dir: Path | None = None,
+def audit(
+    validated: ValidationResult, tokenizer: Any, settings: AuditSettings | None = None, out_dir: Path | None = None
 ) -> AuditResult:
-    """Measure the length bias of `frame` (canonical rows) and apply `policy`.
+    """The audit step on validated data: audit `valid.parquet`; a rebalance moves its dropped
+    rows to `quarantine.jsonl` (reason `length_rebalance`) and rewrites `valid.parquet`, so
+    every input row stays in exactly one of the two files.
+
+    `simpo audit` and the flow's `audit-length-balance` task both call this.
+
+    Args:
+        validated: the validation step's result (its files are updated in place).
+        tokenizer: the model's tokenizer; lengths are response tokens.
+        settings: threshold, policy, tolerance and seed (`AuditSettings`).
+        out_dir: write `length_audit.json`, `.md` and `.png` there.
+
+    Raises:
+        DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
+    """
+    frame = validated.valid if validated.valid is not None else pd.read_parquet(validated.valid_path)
+    result = audit_length_balance(frame, tokenizer, settings, out_dir)
+    if len(result.removed):
+        append_quarantine(validated.quarantine_path, result.removed, REBALANCE_REASON)
+        write_valid(result.frame, validated.valid_path)
+        logger.info("rebalanced: %d pairs moved to %s", len(result.removed), validated.quarantine_path)
+    return result
+
+
+def audit_length_balance(
+    frame: pd.DataFrame, tokenizer: Any, settings: AuditSettings | None = None, out_dir: Path | None = None
+) -> AuditResult:
+    """Measure the length bias of `frame` (canonical rows) and apply the policy.
 
     Args:
         frame: valid canonical rows (`chosen`, `rejected` strings).
         tokenizer: the model's tokenizer; lengths are response tokens, no special tokens.
-        threshold: `flagged` when `length_only_accuracy` exceeds it, in (0.5, 1].
-        policy: `warn`, `fail` or `rebalance`.
-        tolerance: rebalance target: chosen-longer fraction within 0.5 ± tolerance, in [0, 0.5).
-        seed: which pairs rebalancing drops (same seed and data, same drops, in any row order).
+        settings: `flagged` when `length_only_accuracy` exceeds `threshold`; `policy` warn,
+            fail or rebalance; rebalance to a chosen-longer fraction within 0.5 ± `tolerance`;
+            `seed` picks which pairs rebalancing drops (same seed and data, same drops, in
+            any row order).
         out_dir: write `length_audit.json`, `.md` and `.png` there.
 
     Returns:
         An `AuditResult`; `report["removed"]` counts the dropped rows.
 
     Raises:
-        ConfigError: an unknown policy or an out-of-range threshold/tolerance.
         DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
     """
-    _check_arguments(threshold, policy, tolerance)
+    settings = settings or AuditSettings()
+    threshold, policy, tolerance, seed = settings.threshold, settings.policy, settings.tolerance, settings.seed
     frame = frame.reset_index(drop=True)
     chosen = count_tokens(frame["chosen"], tokenizer)
     rejected = count_tokens(frame["rejected"], tokenizer)
@@ -130,12 +151,3 @@ def _write_reports(report: dict[str, Any], chosen: np.ndarray, rejected: np.ndar
     from simpo_core.audit.report import write_audit_reports
 
     return write_audit_reports(report, chosen, rejected, Path(out_dir))
-
-
-def _check_arguments(threshold: float, policy: str, tolerance: float) -> None:
-    if policy not in POLICIES:
-        raise ConfigError(f"unknown audit policy {policy!r}; use one of {', '.join(POLICIES)}")
-    if not 0.5 < threshold <= 1.0:
-        raise ConfigError(f"audit threshold must be in (0.5, 1], got {threshold}")
-    if not 0.0 <= tolerance < 0.5:
-        raise ConfigError(f"rebalance tolerance must be in [0, 0.5), got {tolerance}")

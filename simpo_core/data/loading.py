@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simpo_core.data.layouts import LAYOUTS, detect_layout, normalise_record
-from simpo_core.data.readers import CHUNK_ROWS, UNPARSED, RawRecord, list_folder, read_file, record_text
+from simpo_core.data.readers import CHUNK_ROWS, SUFFIXES, UNPARSED, RawRecord, list_folder, read_file, record_text
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,41 @@ def load_preferences(
     if source.lower().endswith(_PATH_LIKE_SUFFIXES) or source.startswith((".", "/", "~")):
         raise DataError(f"data file {source} does not exist; check the path (or pass 'synthetic')")
     return _load_hf_dataset(source, format, builder)
+
+
+def check_source(source: str) -> str:
+    """Refuse a source that cannot be read, before any work starts; return its kind.
+
+    Cheap for local sources (no record is parsed); a hub id is opened, which fills the
+    local cache when the hub is reachable.
+
+    Returns:
+        "synthetic", "file", "folder", "saved-dataset" or "hub".
+
+    Raises:
+        ConfigError: a malformed `synthetic:` spec.
+        DataError: a missing path, an unsupported file type, a folder without data files,
+            or a hub id that cannot be opened.
+    """
+    if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
+        parse_synthetic_spec(source)
+        return "synthetic"
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "state.json").exists() and (path / "dataset_info.json").exists():
+        return "saved-dataset"
+    if path.is_dir():
+        list_folder(path)
+        return "folder"
+    if path.is_file():
+        if path.suffix.lower() not in SUFFIXES:
+            raise DataError(
+                f"{source}: unsupported file type {path.suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
+            )
+        return "file"
+    if source.lower().endswith(_PATH_LIKE_SUFFIXES) or source.startswith((".", "/", "~")):
+        raise DataError(f"data file {source} does not exist; check the path (or pass 'synthetic')")
+    _open_hf_dataset(source, from_disk=False)
+    return "hub"
 
 
 def load_records(records: Iterable[Any], source: str = "memory", format: str | None = None) -> LoadResult:

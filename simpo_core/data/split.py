@@ -8,16 +8,21 @@ appended data keep every earlier prompt where it was, and no prompt is ever on b
 
 import hashlib
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from simpo_core.data.frames import canonical_prompt_json
+from simpo_core.data.settings import SplitSettings
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 _SCALE = float(1 << 64)
+TRAIN_FILE = "train.parquet"
+HELDOUT_FILE = "heldout.parquet"
 
 
 def prompt_fraction(prompt_json: str, salt: str) -> float:
@@ -67,3 +72,29 @@ def split_holdout(
         "split %d rows: %d train, %d held out (fraction %.3f)", len(frame), len(train), len(heldout), heldout_fraction
     )
     return train, heldout
+
+
+@dataclass
+class SplitResult:
+    """The two files the split step wrote and their sizes."""
+
+    train_path: Path
+    heldout_path: Path
+    train_pairs: int
+    heldout_pairs: int
+
+
+def write_split(valid_path: Path, out_dir: Path, settings: SplitSettings | None = None) -> SplitResult:
+    """The split step: read `valid_path`, write `train.parquet` and `heldout.parquet` in `out_dir`.
+
+    Raises:
+        DataError: either side would be empty (see `split_holdout`).
+    """
+    settings = settings or SplitSettings()
+    train, heldout = split_holdout(pd.read_parquet(valid_path), settings.heldout_fraction, settings.split_salt)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = SplitResult(out_dir / TRAIN_FILE, out_dir / HELDOUT_FILE, len(train), len(heldout))
+    train.to_parquet(result.train_path, index=False)
+    heldout.to_parquet(result.heldout_path, index=False)
+    return result

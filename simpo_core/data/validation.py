@@ -18,6 +18,7 @@ import pandas as pd
 
 from simpo_core.data.frames import canonical_frame
 from simpo_core.data.loading import LoadResult
+from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.tokens import count_prompt_tokens, count_tokens
 from simpo_core.data.validation_schema import REASON_HELP, collect_schema_reasons, invalid_unicode_fields
 from simpo_core.errors import ConfigError, DataError
@@ -35,47 +36,55 @@ SchemaHook = Callable[[pd.DataFrame, RowReasons], None]
 
 @dataclass
 class ValidationResult:
-    """Valid canonical rows plus the DESIGN summary (`total`, `valid`, `quarantined`,
-    `reasons`, `quarantine_path`, `valid_path`). `valid` is None when validation streamed
+    """Valid canonical rows plus the summary (`total`, `valid`, `quarantined`, `reasons`,
+    `quarantine_path`, `valid_path`) and what was read (`source`, its layout `format`, its
+    `fingerprint`). `valid` is None when validation streamed
     (`simpo_core.data.validation_stream.validate_source`): read `valid_path` instead."""
 
     valid: pd.DataFrame | None
     summary: dict[str, Any]
     valid_path: Path
     quarantine_path: Path
+    source: str = ""
+    format: str = ""
+    fingerprint: str = ""
+
+    def report(self) -> dict[str, Any]:
+        """The JSON summary of the validation step: the counts plus the source it read."""
+        return {**self.summary, "source": self.source, "format": self.format, "fingerprint": self.fingerprint}
 
 
 def validate_preferences(
     loaded: LoadResult,
     out_dir: Path,
+    settings: ValidateSettings | None = None,
     *,
-    max_invalid_fraction: float = 0.05,
     tokenizer: Any = None,
-    max_prompt_tokens: int | None = None,
-    max_response_tokens: int | None = None,
 ) -> ValidationResult:
-    """Check every loaded row, write `valid.parquet` and `quarantine.jsonl` under `out_dir`.
+    """Check every loaded row in memory, write `valid.parquet` and `quarantine.jsonl` under `out_dir`.
+
+    The pipeline validates with `validate_source`, which streams; this in-memory path is
+    for rows already loaded (and it is the reference the streamed path is tested against).
 
     Args:
         loaded: the output of `simpo_core.data.loading.load_preferences`.
         out_dir: folder for the two files (created).
-        max_invalid_fraction: fail when quarantined / total exceeds this, in [0, 1].
+        settings: the invalid-fraction limit and the optional token limits (`ValidateSettings`).
         tokenizer: needed only for the token limits.
-        max_prompt_tokens: quarantine prompts longer than this (chat template applied).
-        max_response_tokens: quarantine pairs whose chosen or rejected is longer than this.
 
     Returns:
         A `ValidationResult`; `valid` holds `prompt`, `chosen`, `rejected`, `source_row`,
         `source_file` with a fresh 0..n-1 index.
 
     Raises:
-        ConfigError: a bad fraction, or a token limit without a tokenizer.
+        ConfigError: a token limit without a tokenizer.
         DataError: the invalid fraction is over `max_invalid_fraction` (after both files
             are written, so the quarantine can be inspected).
     """
-    check_arguments(max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens)
+    settings = settings or ValidateSettings()
+    check_arguments(settings, tokenizer)
     rows = loaded.rows.reset_index(drop=True)
-    reasons = collect_reasons(rows, tokenizer, max_prompt_tokens, max_response_tokens)
+    reasons = collect_reasons(rows, tokenizer, settings.max_prompt_tokens, settings.max_response_tokens)
     bad = pd.Series(False, index=rows.index)
     bad.iloc[list(reasons)] = True
     valid = canonical_frame(rows[~bad.to_numpy()])
@@ -85,8 +94,11 @@ def validate_preferences(
     quarantine_path = write_quarantine(rows, reasons, out_dir / QUARANTINE_FILE)
     summary = summarise(len(rows), len(valid), reason_counts(reasons), quarantine_path, valid_path)
     logger.info("validated %s: %d valid, %d quarantined", loaded.source, summary["valid"], summary["quarantined"])
-    enforce_fraction(summary, max_invalid_fraction)
-    return ValidationResult(valid, summary, valid_path, quarantine_path)
+    result = ValidationResult(
+        valid, summary, valid_path, quarantine_path, loaded.source, loaded.format, loaded.fingerprint
+    )
+    enforce_fraction(result.report(), settings.max_invalid_fraction)
+    return result
 
 
 def collect_reasons(
@@ -217,7 +229,8 @@ def summarise(total: int, valid: int, counts: Counter, quarantine_path: Path, va
 
 
 def enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> None:
-    """Raise `DataError` (carrying the summary) when quarantined / total is over the limit."""
+    """Raise `DataError` when quarantined / total is over the limit; the error carries
+    `summary` (the step's report) so that the CLI still prints the counts."""
     total, quarantined = summary["total"], summary["quarantined"]
     if total and quarantined / total > max_invalid_fraction:
         top = ", ".join(f"{code} ({count})" for code, count in list(summary["reasons"].items())[:TOP_REASONS])
@@ -226,16 +239,11 @@ def enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> No
             f"max_invalid_fraction={max_invalid_fraction:g}. Top reasons: {top}. See {summary['quarantine_path']} "
             "for each row and what to fix, or raise --max-invalid-fraction."
         )
-        error.summary = summary  # the CLI still prints the counts
+        error.summary = summary
         raise error
 
 
-def check_arguments(fraction: float, tokenizer: Any, max_prompt: int | None, max_response: int | None) -> None:
-    """Raise `ConfigError` for a fraction outside [0, 1] or a bad token limit."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ConfigError(f"max_invalid_fraction must be in [0, 1], got {fraction}")
-    if (max_prompt or max_response) and tokenizer is None:
+def check_arguments(settings: ValidateSettings, tokenizer: Any) -> None:
+    """Raise `ConfigError` for token limits without a tokenizer (the settings check the rest)."""
+    if (settings.max_prompt_tokens or settings.max_response_tokens) and tokenizer is None:
         raise ConfigError("max_prompt_tokens/max_response_tokens need a tokenizer; pass one or drop the limits")
-    for name, limit in (("max_prompt_tokens", max_prompt), ("max_response_tokens", max_response)):
-        if limit is not None and limit <= 0:
-            raise ConfigError(f"{name} must be a positive number of tokens, got {limit}")

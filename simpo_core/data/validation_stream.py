@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simpo_core.data.frames import canonical_frame, concat_chunks, prompt_keys
-from simpo_core.data.loading import FRAME_COLUMNS, LoadResult, load_preferences
+from simpo_core.data.loading import FRAME_COLUMNS, load_preferences
 from simpo_core.data.readers import CHUNK_ROWS
+from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import (
     QUARANTINE_FILE,
     VALID_FILE,
@@ -172,74 +173,53 @@ class _ChunkValidator:
 def validate_source(
     source: str,
     out_dir: Path,
+    settings: ValidateSettings | None = None,
     *,
-    format: str | None = None,
-    max_invalid_fraction: float = 0.05,
     tokenizer: Any = None,
-    max_prompt_tokens: int | None = None,
-    max_response_tokens: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
-) -> tuple[ValidationResult, LoadResult]:
-    """Load and validate `source` chunk by chunk; write `valid.parquet` and `quarantine.jsonl`.
+) -> ValidationResult:
+    """The validation step: load and check `source` chunk by chunk, writing `valid.parquet`
+    and `quarantine.jsonl` under `out_dir`.
+
+    `simpo validate`, `simpo audit` and the flow's `validate-preferences` task all call this.
 
     Args:
         source: anything `simpo_core.data.loading.load_preferences` accepts.
         out_dir: folder for the two files (created).
-        format: force a layout; None detects it per file.
-        max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens: as for
-            `validate_preferences`.
+        settings: layout, invalid-fraction limit and token limits (`ValidateSettings`).
+        tokenizer: needed only for the token limits.
         chunk_rows: rows checked at a time; memory grows with this, not with the source.
 
     Returns:
-        `(result, loaded)`: `result.valid` is None (read `result.valid_path`); `loaded` has the
-        source's `source`, `format`, `fingerprint` and `total`, and an empty `rows`.
+        A `ValidationResult` with `valid` None (read `valid_path`) and the source's
+        `source`, `format` and `fingerprint`.
 
     Raises:
-        ConfigError: a bad argument.
+        ConfigError: a bad setting, or token limits without a tokenizer.
         DataError: an unreadable source, or the invalid fraction is over `max_invalid_fraction`
-            (after both files are written; the error carries `summary` and `loaded`).
+            (after both files are written; the error carries the step's report as `summary`).
     """
-    check_arguments(max_invalid_fraction, tokenizer, max_prompt_tokens, max_response_tokens)
+    settings = settings or ValidateSettings()
+    check_arguments(settings, tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    checker = _ChunkValidator(out_dir, tokenizer, max_prompt_tokens, max_response_tokens)
+    checker = _ChunkValidator(out_dir, tokenizer, settings.max_prompt_tokens, settings.max_response_tokens)
     try:
-        loaded = load_preferences(source, format, on_chunk=checker, chunk_rows=chunk_rows)
+        loaded = load_preferences(source, settings.format, on_chunk=checker, chunk_rows=chunk_rows)
     except _SchemaDrift as drift:
         checker.close(finished=False)
         logger.warning("%s: message fields differ between chunks (%s); validating it in memory instead", source, drift)
-        loaded = load_preferences(source, format)
-        limits = {
-            "tokenizer": tokenizer,
-            "max_prompt_tokens": max_prompt_tokens,
-            "max_response_tokens": max_response_tokens,
-        }
-        return _in_memory(loaded, out_dir, max_invalid_fraction, limits), loaded
+        result = validate_preferences(load_preferences(source, settings.format), out_dir, settings, tokenizer=tokenizer)
+        result.valid = None  # the same contract as the streamed result
+        return result
     except BaseException:
         checker.close(finished=False)
         raise
     checker.close()
     summary = summarise(checker.total, checker.valid, checker.counts, checker.quarantine_path, checker.valid_path)
     logger.info("validated %s: %d valid, %d quarantined", source, summary["valid"], summary["quarantined"])
-    _enforce(summary, max_invalid_fraction, loaded)
-    return ValidationResult(None, summary, checker.valid_path, checker.quarantine_path), loaded
-
-
-def _in_memory(
-    loaded: LoadResult, out_dir: Path, max_invalid_fraction: float, limits: dict[str, Any]
-) -> ValidationResult:
-    try:
-        result = validate_preferences(loaded, out_dir, max_invalid_fraction=max_invalid_fraction, **limits)
-    except Exception as error:
-        error.loaded = loaded  # type: ignore[attr-defined]
-        raise
-    result.valid = None  # the same contract as the streamed result
+    result = ValidationResult(
+        None, summary, checker.valid_path, checker.quarantine_path, loaded.source, loaded.format, loaded.fingerprint
+    )
+    enforce_fraction(result.report(), settings.max_invalid_fraction)
     return result
-
-
-def _enforce(summary: dict[str, Any], max_invalid_fraction: float, loaded: LoadResult) -> None:
-    try:
-        enforce_fraction(summary, max_invalid_fraction)
-    except Exception as error:
-        error.loaded = loaded  # type: ignore[attr-defined]
-        raise

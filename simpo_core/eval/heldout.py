@@ -25,6 +25,7 @@ from simpo_core.data.schema import CanonicalPair, to_canonical
 from simpo_core.errors import DataError
 from simpo_core.eval.generation import Generation, generate_responses, generation_block, sample_prompts
 from simpo_core.eval.metrics import as_array, delta_metrics, preference_metrics
+from simpo_core.eval.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +54,6 @@ class EvaluationResult:
     def summary(self) -> dict[str, Any]:
         """The JSON-ready summary `{"heldout": ...}` (paths as strings)."""
         return {"heldout": self.heldout, "report_paths": {kind: str(path) for kind, path in self.paths.items()}}
-
-
-@dataclass(frozen=True)
-class _Settings:
-    beta: float = 2.0
-    gamma: float = 1.0
-    max_length: int = 512
-    max_prompt_length: int = 256
-    batch_size: int = 8
-    generation_samples: int = 16
-    max_new_tokens: int = 48
-    seed: int = 0
 
 
 @dataclass
@@ -115,7 +104,7 @@ def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **opti
 
 
 def _score(
-    model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: _Settings, scorer: PairScorer
+    model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: EvalSettings, scorer: PairScorer
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     import torch
 
@@ -146,7 +135,9 @@ def _score(
     return block, margins > 0, margins
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list, settings: _Settings, generator: Callable) -> tuple[list, list]:
+def _generate(
+    model: Any, tokenizer: Any, prompts: list, settings: EvalSettings, generator: Callable
+) -> tuple[list, list]:
     if not prompts:
         return [], []
     options = dict(
@@ -166,7 +157,7 @@ def _run_model(
     tokenizer: Any,
     rows: list[CanonicalPair],
     prompts: list,
-    settings: _Settings,
+    settings: EvalSettings,
     scorer: PairScorer,
     generator: Callable,
 ) -> _ModelRun:
@@ -194,17 +185,8 @@ def evaluate_model(
     model: Any,
     tokenizer: Any,
     pairs: Any,
+    settings: EvalSettings | None = None,
     *,
-    beta: float = 2.0,
-    gamma: float = 1.0,
-    max_length: int = 512,
-    max_prompt_length: int = 256,
-    batch_size: int = 8,
-    generation_samples: int = 16,
-    max_new_tokens: int = 48,
-    judge: str | None = None,
-    reward_model_path: str | None = None,
-    seed: int = 0,
     scorer: PairScorer | None = None,
     generator: Callable[..., list[Generation]] | None = None,
 ) -> dict[str, Any]:
@@ -212,23 +194,19 @@ def evaluate_model(
 
     Args:
         pairs: DataFrame or list of canonical/flat rows (N pairs).
-        generation_samples: prompts to answer for the generation check (0 skips it and
-            `generation` is None).
-        judge, reward_model_path: accepted so that one settings dict serves this function
-            and `evaluate_heldout`; a judge compares two models, so it is not used here.
+        settings: β, γ, token limits, batch size, generation check and seed (`EvalSettings`;
+            the judge is not used: a judge compares two models). `generation_samples` 0
+            skips the generation check and `generation` is None.
         scorer, generator: replace the training log-prob code or `generate_responses`
             (tests use fakes).
 
     Returns:
-        The preference metrics of `eval_metrics.preference_metrics`, plus `generation`
-        and `pairs_sha256`.
+        The preference metrics of `simpo_core.eval.metrics.preference_metrics`, plus
+        `generation` and `pairs_sha256`.
     """
-    del judge, reward_model_path  # one model: nothing to judge against
-    settings = _Settings(
-        beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed
-    )
+    settings = settings or EvalSettings()
     rows = normalize_pairs(pairs)
-    prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
+    prompts = sample_prompts([row["prompt"] for row in rows], settings.generation_samples, settings.seed)
     return _run_model(
         "model", model, tokenizer, rows, prompts, settings, scorer or default_scorer, generator or generate_responses
     ).block
@@ -239,17 +217,8 @@ def evaluate_heldout(
     trained_model: Any,
     tokenizer: Any,
     pairs: Any,
+    settings: EvalSettings | None = None,
     *,
-    beta: float = 2.0,
-    gamma: float = 1.0,
-    max_length: int = 512,
-    max_prompt_length: int = 256,
-    batch_size: int = 8,
-    generation_samples: int = 16,
-    max_new_tokens: int = 48,
-    judge: str = "synthetic",
-    reward_model_path: str | None = None,
-    seed: int = 0,
     out_dir: Path | None = None,
     scorer: PairScorer | None = None,
     generator: Callable[..., list[Generation]] | None = None,
@@ -259,12 +228,12 @@ def evaluate_heldout(
     Args:
         base_model, trained_model: causal LMs sharing `tokenizer`.
         pairs: DataFrame or list of canonical/flat rows (N pairs).
-        beta, gamma: SimPO's β and γ (rewards are β·avg log-prob; the loss uses both).
-        generation_samples, max_new_tokens: prompts answered per model (greedy and sampled)
-            and the answer length bound.
-        judge: "synthetic", "reward-model" or "none"; `reward_model_path` for the latter.
-        seed: seed of the prompt sample, sampling and bootstrap.
+        settings: β and γ (rewards are β·avg log-prob; the loss uses both), token limits,
+            the generation check (prompts answered per model, greedy and sampled, and the
+            answer length bound), the judge and the seed of the prompt sample, sampling and
+            bootstrap (`EvalSettings`).
         out_dir: where to write the JSON, Markdown and PNG report (nothing written if None).
+        scorer, generator: replace the training log-prob code or `generate_responses`.
 
     Returns:
         `EvaluationResult` with `heldout`, `markdown` and `paths`.
@@ -275,24 +244,27 @@ def evaluate_heldout(
     """
     from simpo_core.eval.judges import build_judge
 
-    settings = _Settings(
-        beta, gamma, max_length, max_prompt_length, batch_size, generation_samples, max_new_tokens, seed
+    settings = settings or EvalSettings()
+    score_fn = build_judge(
+        settings.judge,
+        reward_model_path=settings.reward_model_path,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
     )
-    score_fn = build_judge(judge, reward_model_path=reward_model_path, batch_size=batch_size, max_length=max_length)
     rows = normalize_pairs(pairs)
-    prompts = sample_prompts([row["prompt"] for row in rows], generation_samples, seed)
+    prompts = sample_prompts([row["prompt"] for row in rows], settings.generation_samples, settings.seed)
     scorer, generator = scorer or default_scorer, generator or generate_responses
     base = _run_model("base", base_model, tokenizer, rows, prompts, settings, scorer, generator)
     trained = _run_model("trained", trained_model, tokenizer, rows, prompts, settings, scorer, generator)
     heldout = {
         "pairs": len(rows),
         "pairs_sha256": base.block["pairs_sha256"],
-        "beta": beta,
-        "gamma": gamma,
+        "beta": settings.beta,
+        "gamma": settings.gamma,
         "base": base.block,
         "trained": trained.block,
-        "delta": delta_metrics(base.block, trained.block, base.correct, trained.correct, seed=seed),
-        "judge": _judge_block(judge, score_fn, prompts, base, trained, seed),
+        "delta": delta_metrics(base.block, trained.block, base.correct, trained.correct, seed=settings.seed),
+        "judge": _judge_block(settings.judge, score_fn, prompts, base, trained, settings.seed),
     }
     return _finish(heldout, out_dir, base.margins, trained.margins)
 

@@ -103,25 +103,22 @@ def barrier() -> None:
 
 
 def torchrun_command(program: Sequence[str], num_processes: int, nnodes: int = 1, **rendezvous: Any) -> list[str]:
-    """The argv that runs `program` (e.g. `["simpo", "train", "--config", "train.yaml"]`) in
-    `num_processes` processes per node with torchrun.
+    """The argv that runs `program` in `num_processes` processes per node with torchrun.
 
     Args:
-        program: the command each process runs; its first item is resolved on PATH.
+        program: the command each process runs: a script resolved on PATH and its
+            arguments, or `["-m", "module", *arguments]` as with `python -m` (the trainer's
+            worker is `["-m", "simpo_core.train.worker", "--config", "train.yaml"]`).
         num_processes: processes per node (GPUs per node, or CPU workers).
         nnodes: machines; above 1 pass `rdzv_endpoint="host:29500"` (and `rdzv_id`) and run
             the same command on every machine.
         rendezvous: extra torchrun options, e.g. `rdzv_endpoint`, `rdzv_id`, `rdzv_backend`.
     """
-    executable = shutil.which(program[0]) or program[0]
     options = ["--standalone"] if nnodes == 1 else [f"--nnodes={nnodes}", "--rdzv_backend=c10d"]
     options += [f"--{key}={value}" for key, value in rendezvous.items()]
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        *options,
-        f"--nproc_per_node={num_processes}",
-        executable,
-        *program[1:],
-    ]
+    options.append(f"--nproc_per_node={num_processes}")
+    if program[0] == "-m":
+        target = ["--module", *program[1:]]
+    else:
+        target = [shutil.which(program[0]) or program[0], *program[1:]]
+    return [sys.executable, "-m", "torch.distributed.run", *options, *target]

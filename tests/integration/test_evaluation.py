@@ -11,6 +11,7 @@ from simpo_core.data.synthetic import generate_pairs, write_jsonl
 from simpo_core.eval.generation import generate_responses
 from simpo_core.eval.heldout import evaluate_heldout, evaluate_model
 from simpo_core.eval.judges import build_judge
+from simpo_core.eval.settings import EvalSettings
 from simpo_core.models import load_model_and_tokenizer
 from simpo_core.train.logps import compute_pair_logps
 
@@ -67,7 +68,7 @@ def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny):
 def test_model_block_uses_the_training_log_probs(tiny):
     model, tokenizer = tiny
     rows = generate_pairs(12, seed=2)
-    block = evaluate_model(model, tokenizer, rows, generation_samples=2, max_new_tokens=6)
+    block = evaluate_model(model, tokenizer, rows, EvalSettings(generation_samples=2, max_new_tokens=6))
     reference = compute_pair_logps(model, tokenizer, rows)
     assert block["logps_chosen"] == pytest.approx(reference["chosen_logps"].mean().item(), abs=1e-6)
     margins = 2.0 * (reference["chosen_logps"] - reference["rejected_logps"])
@@ -86,10 +87,9 @@ def test_reward_model_judge_ties_identical_models(tiny, reward_model_dir):
         model,
         tokenizer,
         generate_pairs(10, seed=3),
-        judge="reward-model",
-        reward_model_path=str(reward_model_dir),
-        generation_samples=3,
-        max_new_tokens=6,
+        EvalSettings(
+            judge="reward-model", reward_model_path=str(reward_model_dir), generation_samples=3, max_new_tokens=6
+        ),
     )
     judge = result.heldout["judge"]
     assert judge["name"] == "reward-model" and judge["judged"] == 6
@@ -165,10 +165,12 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
         trained,
         tokenizer,
         heldout,
-        beta=config.beta,
-        gamma=config.gamma,
-        max_length=config.max_length,
-        max_prompt_length=config.max_prompt_length,
+        EvalSettings(
+            beta=config.beta,
+            gamma=config.gamma,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+        ),
         out_dir=tmp_path / "report",
     )
     h = result.heldout

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from simpo_core.data.loading import load_preferences
+from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import validate_preferences
 from simpo_core.errors import DataError
 
@@ -18,7 +19,7 @@ def good_rows(n):
 
 
 def validate_file(path, out):
-    result = validate_preferences(load_preferences(str(path)), out, max_invalid_fraction=1.0)
+    result = validate_preferences(load_preferences(str(path)), out, ValidateSettings(max_invalid_fraction=1.0))
     summary = result.summary
     assert summary["total"] == summary["valid"] + summary["quarantined"]
     quarantined = [json.loads(line) for line in result.quarantine_path.read_text().splitlines()]

@@ -8,6 +8,7 @@ import pytest
 
 from simpo_core.audit.balance import audit_length_balance
 from simpo_core.audit.metrics import length_report, point_biserial, rebalance_drops
+from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.tokens import count_tokens
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.models import build_tiny_tokenizer
@@ -63,20 +64,20 @@ def test_buckets_partition_the_pairs():
 
 
 def test_unbiased_data_is_not_flagged(tokenizer):
-    report = audit_length_balance(frame_of([(10, 5), (5, 10)] * 5), tokenizer, policy="fail").report
+    report = audit_length_balance(frame_of([(10, 5), (5, 10)] * 5), tokenizer, AuditSettings(policy="fail")).report
     assert report["length_only_accuracy"] == 0.5 and report["flagged"] is False
 
 
 def test_fail_policy_raises_with_the_numbers(tokenizer):
     with pytest.raises(DataError, match=r"length_only_accuracy=0\.800 \(threshold 0\.65\)"):
-        audit_length_balance(frame_of([(10, 5)] * 8 + [(5, 10)] * 2), tokenizer, policy="fail")
+        audit_length_balance(frame_of([(10, 5)] * 8 + [(5, 10)] * 2), tokenizer, AuditSettings(policy="fail"))
 
 
 def test_rebalance_drops_the_fewest_longer_pairs_and_returns_them(tokenizer, tmp_path):
     # 8 of 10 chosen longer; within 0.5 +- 0.05 needs (8 - k) / (10 - k) <= 0.55: k = 6 (2/4 = 0.5;
     # k = 5 gives 3/5 = 0.6)
     frame = frame_of([(10, 5)] * 8 + [(5, 10)] * 2)
-    result = audit_length_balance(frame, tokenizer, policy="rebalance", out_dir=tmp_path)
+    result = audit_length_balance(frame, tokenizer, AuditSettings(policy="rebalance"), out_dir=tmp_path)
     assert result.report["removed"] == len(result.removed) == 6
     assert result.report["after"]["chosen_longer_fraction"] == 0.5
     assert len(result.frame) == 4 and set(result.removed["reason"]) == {"length_rebalance"}
@@ -87,10 +88,12 @@ def test_rebalance_drops_the_fewest_longer_pairs_and_returns_them(tokenizer, tmp
 
 def test_rebalance_is_deterministic_under_reordering(tokenizer):
     frame = frame_of([(12, 5)] * 30 + [(5, 12)] * 10)
-    first = audit_length_balance(frame, tokenizer, policy="rebalance", seed=7)
-    shuffled = audit_length_balance(frame.sample(frac=1.0, random_state=1), tokenizer, policy="rebalance", seed=7)
+    first = audit_length_balance(frame, tokenizer, AuditSettings(policy="rebalance", seed=7))
+    shuffled = audit_length_balance(
+        frame.sample(frac=1.0, random_state=1), tokenizer, AuditSettings(policy="rebalance", seed=7)
+    )
     assert sorted(first.removed["source_row"]) == sorted(shuffled.removed["source_row"])
-    other_seed = audit_length_balance(frame, tokenizer, policy="rebalance", seed=8)
+    other_seed = audit_length_balance(frame, tokenizer, AuditSettings(policy="rebalance", seed=8))
     assert sorted(first.removed["source_row"]) != sorted(other_seed.removed["source_row"])
 
 
@@ -103,7 +106,7 @@ def test_rebalance_of_chosen_mostly_shorter_drops_shorter_pairs():
 
 def test_rebalance_impossible_is_a_clear_error(tokenizer):
     with pytest.raises(DataError, match="longer in every pair"):
-        audit_length_balance(frame_of([(10, 5)] * 4), tokenizer, policy="rebalance")
+        audit_length_balance(frame_of([(10, 5)] * 4), tokenizer, AuditSettings(policy="rebalance"))
 
 
 def test_reports_are_written(tokenizer, tmp_path):
@@ -112,11 +115,11 @@ def test_reports_are_written(tokenizer, tmp_path):
     assert "| length-only accuracy (ties excluded) | 0.500 |" in paths["markdown"].read_text()
 
 
-def test_bad_arguments(tokenizer):
-    with pytest.raises(ConfigError, match="unknown audit policy"):
-        audit_length_balance(frame_of([(2, 1)]), tokenizer, policy="ignore")
-    with pytest.raises(ConfigError, match="threshold"):
-        audit_length_balance(frame_of([(2, 1)]), tokenizer, threshold=0.3)
+def test_bad_settings_name_the_field():
+    with pytest.raises(ConfigError, match="policy: Input should be 'warn', 'fail' or 'rebalance'"):
+        AuditSettings.from_values({"policy": "ignore"})
+    with pytest.raises(ConfigError, match="threshold: Input should be greater than 0.5"):
+        AuditSettings.from_values({"threshold": 0.3})
 
 
 def test_byte_level_shortcut_matches_the_tokenizer(tokenizer):

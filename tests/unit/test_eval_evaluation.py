@@ -13,6 +13,7 @@ from simpo_core.eval.heldout import (
     normalize_pairs,
     pairs_fingerprint,
 )
+from simpo_core.eval.settings import EvalSettings
 
 
 class FakeScorer:
@@ -54,9 +55,10 @@ def pairs():
     return pd.DataFrame(generate_pairs(120, length_bias=0.8, seed=11))
 
 
-def run(pairs, scorer, **kwargs):
+def run(pairs, scorer, out_dir=None, **settings):
+    settings = EvalSettings(generation_samples=6, **settings)
     return evaluate_heldout(
-        "length", "rule", None, pairs, scorer=scorer, generator=fake_generator, generation_samples=6, **kwargs
+        "length", "rule", None, pairs, settings, out_dir=out_dir, scorer=scorer, generator=fake_generator
     )
 
 
@@ -89,7 +91,7 @@ def test_loss_is_the_simpo_loss_of_the_log_probs():
         return {"chosen_logps": [-1.0], "rejected_logps": [-2.0], "chosen_lengths": [3], "rejected_lengths": [4]}
 
     block = evaluate_model(
-        "m", None, [{"prompt": "p", "chosen": "a", "rejected": "b"}], scorer=scorer, generation_samples=0
+        "m", None, [{"prompt": "p", "chosen": "a", "rejected": "b"}], EvalSettings(generation_samples=0), scorer=scorer
     )
     assert block["loss"] == pytest.approx(math.log1p(math.exp(-1.0)))
     assert block["reward_margin"] == pytest.approx(2.0)
@@ -105,8 +107,8 @@ def test_synthetic_judge_win_rate(pairs):
 
 def test_judge_none_and_unknown(pairs):
     assert run(pairs, FakeScorer(), judge="none").heldout["judge"] is None
-    with pytest.raises(ConfigError, match="unknown judge"):
-        run(pairs, FakeScorer(), judge="oracle")
+    with pytest.raises(ConfigError, match="judge: Input should be 'synthetic', 'reward-model' or 'none'"):
+        EvalSettings.from_values({"judge": "oracle"})
 
 
 def test_report_files_and_json_contract(pairs, tmp_path):
@@ -161,9 +163,9 @@ def test_single_model_markdown():
         "length",
         None,
         pd.DataFrame(generate_pairs(40, length_bias=1.0, seed=2)),
+        EvalSettings(generation_samples=2),
         scorer=FakeScorer(),
         generator=fake_generator,
-        generation_samples=2,
     )
     text = render_model_markdown(block)
     assert "| reward accuracy (strict >) | 1.000 |" in text
@@ -171,23 +173,14 @@ def test_single_model_markdown():
     assert "collapsed: repetition rate" in text
 
 
-def test_one_settings_dict_serves_both_entry_points(pairs):
-    """The flow passes the same keyword arguments to evaluate_heldout and evaluate_model;
-    the champion re-evaluated alone gets exactly the block it got beside a challenger."""
-    settings = {
-        "beta": 2.0,
-        "gamma": 1.0,
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "batch_size": 4,
-        "generation_samples": 3,
-        "max_new_tokens": 8,
-        "judge": "synthetic",
-        "reward_model_path": None,
-        "seed": 1,
-    }
+def test_one_settings_object_serves_both_entry_points(pairs):
+    """The flow passes the same settings to evaluate_heldout and evaluate_model; the champion
+    re-evaluated alone gets exactly the block it got beside a challenger."""
+    settings = EvalSettings(
+        max_length=64, max_prompt_length=32, batch_size=4, generation_samples=3, max_new_tokens=8, seed=1
+    )
     heldout = evaluate_heldout(
-        "length", "rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings
+        "length", "rule", None, pairs, settings, scorer=FakeScorer(), generator=fake_generator
     ).heldout
-    alone = evaluate_model("rule", None, pairs, scorer=FakeScorer(), generator=fake_generator, **settings)
+    alone = evaluate_model("rule", None, pairs, settings, scorer=FakeScorer(), generator=fake_generator)
     assert alone == heldout["trained"]

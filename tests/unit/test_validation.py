@@ -8,9 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simpo_core.data.loading import load_preferences, load_records
+from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import append_quarantine, validate_preferences
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.models import build_tiny_tokenizer
+
+ALL_ROWS = ValidateSettings(max_invalid_fraction=1.0)  # no limit: every test counts its own rows
 
 
 def good(i):
@@ -38,9 +41,11 @@ BAD_RECORDS = {
 }
 
 
-def validate(records, tmp_path, **kwargs):
-    kwargs.setdefault("max_invalid_fraction", 1.0)
-    return validate_preferences(load_records(records), tmp_path, **kwargs)
+def validate(records, tmp_path, tokenizer=None, **settings):
+    settings.setdefault("max_invalid_fraction", 1.0)
+    return validate_preferences(
+        load_records(records), tmp_path, ValidateSettings.from_values(settings), tokenizer=tokenizer
+    )
 
 
 def quarantine(path):
@@ -63,7 +68,7 @@ def test_one_bad_row_gets_exactly_its_reason(reason, tmp_path):
 def test_invalid_json_line_is_quarantined_with_its_line_number(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join([json.dumps(GOODS[0]), '{"prompt": oops}', json.dumps(GOODS[1])]) + "\n")
-    result = validate_preferences(load_preferences(str(path)), tmp_path / "out", max_invalid_fraction=1.0)
+    result = validate_preferences(load_preferences(str(path)), tmp_path / "out", ALL_ROWS)
     (line,) = quarantine(result.quarantine_path)
     assert line["reasons"] == ["invalid_json"] and line["source_row"] == 2
     assert line["record"] == '{"prompt": oops}'
@@ -175,6 +180,6 @@ def test_random_junk_never_crashes_and_every_row_is_counted(records, tmp_path):
 def test_invalid_unicode_inside_files(name, content, tmp_path):
     path = tmp_path / name
     path.write_bytes(content)
-    result = validate_preferences(load_preferences(str(path)), tmp_path / "out", max_invalid_fraction=1.0)
+    result = validate_preferences(load_preferences(str(path)), tmp_path / "out", ALL_ROWS)
     assert result.summary["reasons"] == {"invalid_unicode": 1}
     assert "chosen" in quarantine(result.quarantine_path)[0]["details"][0]

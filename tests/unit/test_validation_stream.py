@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from simpo_core.data.loading import load_preferences
+from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import validate_preferences
 from simpo_core.data.validation_stream import PairDigests, validate_source
 from simpo_core.errors import DataError
@@ -53,24 +54,22 @@ def outputs(result):
 @pytest.mark.parametrize("limit", [None, 40])
 def test_streamed_files_and_summary_equal_the_in_memory_ones(tmp_path, chunk_rows, limit):
     data = write_jsonl(tmp_path / "mixed.jsonl", MIXED)
-    limits = {"tokenizer": build_tiny_tokenizer(), "max_response_tokens": limit} if limit else {}
-    expected = validate_preferences(
-        load_preferences(str(data)), tmp_path / "memory", max_invalid_fraction=1.0, **limits
-    )
-    streamed, loaded = validate_source(
-        str(data), tmp_path / "stream", max_invalid_fraction=1.0, chunk_rows=chunk_rows, **limits
-    )
+    tokenizer = build_tiny_tokenizer() if limit else None
+    settings = ValidateSettings(max_invalid_fraction=1.0, max_response_tokens=limit)
+    expected = validate_preferences(load_preferences(str(data)), tmp_path / "memory", settings, tokenizer=tokenizer)
+    streamed = validate_source(str(data), tmp_path / "stream", settings, tokenizer=tokenizer, chunk_rows=chunk_rows)
     want_summary, want_quarantine, want_valid = outputs(expected)
     got_summary, got_quarantine, got_valid = outputs(streamed)
     assert got_summary == want_summary
     assert got_quarantine == want_quarantine  # same rows, reasons (in order) and details
     pd.testing.assert_frame_equal(got_valid, want_valid)
-    assert streamed.valid is None and loaded.total == len(MIXED) and loaded.format == "flat"
+    assert streamed.valid is None and streamed.summary["total"] == len(MIXED) and streamed.format == "flat"
+    assert (streamed.source, streamed.fingerprint) == (expected.source, expected.fingerprint)
 
 
 def test_duplicates_of_earlier_chunks_are_quarantined_with_the_schema_order_of_reasons(tmp_path):
     data = write_jsonl(tmp_path / "mixed.jsonl", MIXED)
-    result, _ = validate_source(str(data), tmp_path / "out", max_invalid_fraction=1.0, chunk_rows=4)
+    result = validate_source(str(data), tmp_path / "out", ValidateSettings(max_invalid_fraction=1.0), chunk_rows=4)
     lines = [json.loads(line) for line in result.quarantine_path.read_text().splitlines()]
     reasons = {line["source_row"]: line["reasons"] for line in lines}
     assert reasons[5] == ["duplicate_pair"] and reasons[13] == ["duplicate_pair"] and reasons[12] == ["duplicate_pair"]
@@ -82,12 +81,12 @@ def test_duplicates_of_earlier_chunks_are_quarantined_with_the_schema_order_of_r
 def test_over_the_invalid_fraction_fails_after_writing_both_files(tmp_path):
     data = write_jsonl(tmp_path / "mixed.jsonl", MIXED)
     with pytest.raises(DataError, match=r"10 of 17 rows \(58.8%\) failed validation") as failure:
-        validate_source(str(data), tmp_path / "out", max_invalid_fraction=0.5, chunk_rows=4)
+        validate_source(str(data), tmp_path / "out", ValidateSettings(max_invalid_fraction=0.5), chunk_rows=4)
     summary = failure.value.summary
     assert (summary["total"], summary["valid"], summary["quarantined"]) == (17, 7, 10)
     assert len((tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()) == 10
     assert len(pd.read_parquet(tmp_path / "out" / "valid.parquet")) == 7
-    assert failure.value.loaded.source == str(data)
+    assert summary["source"] == str(data)
 
 
 def test_message_fields_that_change_between_chunks_are_kept_by_validating_in_memory(tmp_path):
@@ -100,14 +99,14 @@ def test_message_fields_that_change_between_chunks_are_kept_by_validating_in_mem
         for i in range(6)
     ]
     data = write_jsonl(tmp_path / "drift.jsonl", records)
-    result, _ = validate_source(str(data), tmp_path / "out", chunk_rows=2)
+    result = validate_source(str(data), tmp_path / "out", chunk_rows=2)
     prompts = pd.read_parquet(result.valid_path)["prompt"]
     assert [m["name"] for p in prompts for m in p] == [None] * 4 + ["ann"] * 2 and result.valid is None
 
 
 def test_no_valid_row_still_writes_an_empty_valid_file(tmp_path):
     data = write_jsonl(tmp_path / "bad.jsonl", ["nope"] * 3)
-    result, _ = validate_source(str(data), tmp_path / "out", max_invalid_fraction=1.0, chunk_rows=2)
+    result = validate_source(str(data), tmp_path / "out", ValidateSettings(max_invalid_fraction=1.0), chunk_rows=2)
     assert len(pd.read_parquet(result.valid_path)) == 0 and result.summary["reasons"] == {"invalid_json": 3}
 
 

@@ -1,0 +1,208 @@
+"""The training step: a YAML job in, a saved model out.
+
+    python -m simpo_core.train.worker --config train.yaml [--resume]
+
+is what `simpo train` runs and what each process runs under torchrun. The job file:
+
+    model: tiny                  # 'tiny', a saved model folder, or a hub id
+    train_data: pairs.jsonl      # JSONL, JSON or Parquet, canonical or flat layout
+    eval_data: heldout.jsonl     # optional
+    simpo:                       # SimPOConfig fields (docs/training.md)
+      preset: tiny               # optional: start from a named preset
+      lr: 1.0e-3
+      output_dir: outputs/run1
+
+The final model goes to `<output_dir>/final`, the metric history to
+`<output_dir>/history.json`. The flow's `train-simpo` task calls `build_trainer` and
+`finish_training` in its own process, adding only its progress reporting.
+"""
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simpo_core.errors import ConfigError, DataError
+from simpo_core.train.config import SimPOConfig, read_yaml_mapping
+from simpo_core.train.presets import preset_values
+
+logger = logging.getLogger(__name__)
+
+JOB_KEYS = ("model", "train_data", "eval_data", "simpo")
+HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
+FINAL_DIR = "final"
+
+
+@dataclass
+class TrainJob:
+    """What to train: the starting model, the data files and the SimPO config."""
+
+    model: str
+    train_data: Path
+    eval_data: Path | None
+    config: SimPOConfig
+
+    def write(self, path: Path) -> Path:
+        """Save as the YAML job file that `read_job` (and so the worker) reads."""
+        import yaml
+
+        values = {
+            "model": self.model,
+            "train_data": str(self.train_data),
+            "eval_data": str(self.eval_data) if self.eval_data else None,
+            "simpo": self.config.model_dump(mode="json"),
+        }
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+
+@dataclass
+class TrainResult:
+    """A finished training: the saved model, the steps run and every logged metric."""
+
+    model_dir: Path
+    steps: int
+    history: list[dict[str, Any]]
+
+    @property
+    def final_metrics(self) -> dict[str, Any]:
+        """The last logged training metrics (empty when no step was logged)."""
+        return next((entry for entry in reversed(self.history) if "loss" in entry), {})
+
+
+def read_job(path: Path) -> TrainJob:
+    """Read and check a YAML job file (data paths relative to the working directory, then to the file).
+
+    Raises:
+        ConfigError: unknown or missing keys, a bad SimPO field, or a missing data file.
+    """
+    values = read_yaml_mapping(path)
+    unknown = sorted(set(values) - set(JOB_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; the keys are {', '.join(JOB_KEYS)}")
+    for key in ("model", "train_data"):
+        if not values.get(key):
+            raise ConfigError(
+                f"{path}: missing {key!r} (model: 'tiny', a folder or a hub id; train_data: a JSONL or Parquet file)"
+            )
+    if not isinstance(values.get("simpo") or {}, dict):
+        raise ConfigError(f"{path}: 'simpo' must be a mapping of SimPOConfig fields")
+    simpo = dict(values.get("simpo") or {})
+    preset = simpo.pop("preset", None)
+    config = SimPOConfig.from_dict({**(preset_values(preset) if preset else {}), **simpo}, source=f"{path} (simpo)")
+    base = Path(path).parent
+    eval_data = _relative(values["eval_data"], base) if values.get("eval_data") else None
+    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config)
+
+
+def read_pairs(path: Path) -> Any:
+    """Read a JSONL (or JSON array) or Parquet file of pairs into a pandas DataFrame.
+
+    Raises:
+        ConfigError: the file is missing or of another type.
+        DataError: the file cannot be parsed.
+    """
+    import pandas as pd
+
+    if not path.is_file():
+        raise ConfigError(f"data file {path} does not exist; check train_data / eval_data in the config")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(path, lines=True, dtype=False)
+        if suffix == ".json":
+            return pd.read_json(path, dtype=False)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except ValueError as error:
+        raise DataError(f"could not read {path}: {error}") from None
+    raise ConfigError(f"data file {path} must be .jsonl, .json or .parquet (got {suffix or 'no suffix'})")
+
+
+def build_trainer(job: TrainJob) -> Any:
+    """Load the starting model and the data and build the `SimPOTrainer` (seeded by the config)."""
+    import torch
+
+    from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.train.trainer import SimPOTrainer
+
+    torch.manual_seed(job.config.seed)
+    model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.config.trust_remote_code)
+    train_rows = read_pairs(job.train_data)
+    eval_rows = read_pairs(job.eval_data) if job.eval_data else None
+    return SimPOTrainer(model, job.config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows)
+
+
+def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) -> TrainResult:
+    """Save the model (`<output_dir>/final`, with its starting model recorded) and the history."""
+    from simpo_core.models import write_provenance
+
+    output_dir = Path(job.config.output_dir)
+    model_dir = Path(trainer.save_model(str(output_dir / FINAL_DIR)))
+    if trainer.rank == 0:  # under torchrun the main process writes the shared files
+        write_provenance(model_dir, job.model)
+        (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    result = TrainResult(model_dir, trainer.global_step, history)
+    evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
+    logger.info(
+        "done: %d steps, final loss %s, eval accuracy %s; model saved to %s",
+        result.steps,
+        _fmt(result.final_metrics.get("loss")),
+        _fmt(evaluated.get("eval_rewards/accuracies")),
+        model_dir,
+    )
+    return result
+
+
+def run_training(job: TrainJob, resume: bool = False) -> TrainResult:
+    """Train `job` from start to end (resuming from the newest complete checkpoint if asked)."""
+    trainer = build_trainer(job)
+    return finish_training(trainer, job, trainer.train(resume=resume))
+
+
+def read_history(output_dir: Path) -> list[dict[str, Any]]:
+    """The metric history a finished job wrote (e.g. under torchrun)."""
+    return json.loads((Path(output_dir) / HISTORY_FILE).read_text())
+
+
+def _relative(value: str, base: Path) -> Path:
+    """Data paths are read relative to the working directory, then to the job file's folder."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return base / path
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "n/a"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="YAML training job (see simpo_core.train.worker)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m simpo_core.train.worker`; errors exit 2 with the message."""
+    import sys
+
+    from simpo_core.env import apply_process_defaults
+    from simpo_core.errors import SimpoError
+
+    parser = argparse.ArgumentParser(prog="python -m simpo_core.train.worker", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    apply_process_defaults()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_training(read_job(args.config), resume=args.resume)
+    except SimpoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
