@@ -1,12 +1,14 @@
 """Data-layer throughput and peak memory: load + validate + audit on synthetic pairs.
 
 Usage: python bench/bench_data.py [--sizes 10000,100000,1000000] [--bias 0.3] [--policy rebalance]
-                                  [--path stream|memory]
+                                  [--path stream|memory|cli]
 
 Each size runs in a fresh process (so peak RSS is that size's alone) on a JSONL file written
-beforehand by another process. `--path stream` (default, what `simpo validate` does) loads and
-validates chunk by chunk, then reads valid.parquet for the audit; `--path memory` loads the
-whole source, then validates it. Reports rows/s per stage, peak RSS once validation is done
+beforehand by another process. `--path stream` (default) runs the flow's data steps, the
+functions its tasks call in its order: `validate_source` (chunk by chunk), `audit` (reads
+valid.parquet; a rebalance rewrites it) and `write_split`; `--path memory` loads the whole
+source, then validates it; `--path cli` runs `simpo validate` as a user does, in a process of
+its own. Reports rows/s per stage, peak RSS once validation is done
 (`val MB`) and at the end (the audit holds the valid rows) as one table and, with --json, one
 JSON line per size.
 """
@@ -26,15 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 def measure(data: Path, out: Path, policy: str, path: str) -> dict:
     """Run the stages on `data` in this process; returns timings and peak RSS."""
     sys.path.insert(0, str(ROOT))
-    import pandas as pd
-
-    from simpo_core.audit.balance import audit_length_balance
+    from simpo_core.audit.balance import audit, audit_length_balance
+    from simpo_core.audit.settings import AuditSettings
     from simpo_core.data.loading import load_preferences
+    from simpo_core.data.settings import ValidateSettings
+    from simpo_core.data.split import write_split
     from simpo_core.data.validation import validate_preferences
     from simpo_core.data.validation_stream import validate_source
     from simpo_core.models import build_tiny_tokenizer
 
+    if path == "cli":
+        return _measure_cli(data, out)
     tokenizer = build_tiny_tokenizer()
+    settings, audit_settings = ValidateSettings(max_invalid_fraction=1.0), AuditSettings(policy=policy)
     baseline_mb = _peak_rss_mb()
     timings = {}
     start = time.perf_counter()
@@ -42,19 +48,23 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
         loaded = load_preferences(str(data))
         timings["load_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        validation = validate_preferences(loaded, out, max_invalid_fraction=1.0)
+        validation = validate_preferences(loaded, out, settings)
         timings["validate_s"] = time.perf_counter() - start
         del loaded
-        valid = validation.valid
-    else:
-        validation, _ = validate_source(str(data), out, max_invalid_fraction=1.0)
+    else:  # the flow's steps: validate-preferences, audit-length-balance, split-holdout
+        validation = validate_source(str(data), out, settings)
         timings["load_validate_s"] = time.perf_counter() - start
     validate_mb = _peak_rss_mb()
     start = time.perf_counter()
-    if path != "memory":
-        valid = pd.read_parquet(validation.valid_path)
-    audit = audit_length_balance(valid, tokenizer, policy=policy)
+    if path == "memory":
+        report = audit_length_balance(validation.valid, tokenizer, audit_settings).report
+    else:
+        report = audit(validation, tokenizer, audit_settings, out / "audit").report
     timings["audit_s"] = time.perf_counter() - start
+    if path != "memory":
+        start = time.perf_counter()
+        write_split(validation.valid_path, out)
+        timings["split_s"] = time.perf_counter() - start
     rows = validation.summary["total"]
     total = sum(timings.values())
     return {
@@ -65,7 +75,31 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
         "validate_peak_rss_mb": round(validate_mb),
         "peak_rss_mb": round(_peak_rss_mb()),
         "baseline_rss_mb": round(baseline_mb),
-        "removed": audit.report["removed"],
+        "removed": report["removed"],
+    }
+
+
+def _measure_cli(data: Path, out: Path) -> dict:
+    """`simpo validate` as a user runs it, in its own process: its peak RSS and rate."""
+    simpo = str(Path(sys.executable).parent / "simpo")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [simpo, "validate", str(data), "--out", str(out), "--max-invalid-fraction", "1", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    rows = json.loads(done.stdout.strip().splitlines()[-1])["total"]
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "rows": rows,
+        "load_validate_s": round(seconds, 2),
+        "rows_per_s": {"load_validate": round(rows / seconds), "audit": "-", "all": round(rows / seconds)},
+        "validate_peak_rss_mb": round(peak),
+        "peak_rss_mb": round(peak),
+        "baseline_rss_mb": "-",
+        "removed": 0,
     }
 
 
@@ -87,7 +121,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated pair counts")
     parser.add_argument("--bias", type=float, default=0.3, help="synthetic length bias")
     parser.add_argument("--policy", default="rebalance", choices=("warn", "rebalance"))
-    parser.add_argument("--path", default="stream", choices=("stream", "memory"), help="validation path to measure")
+    parser.add_argument("--path", default="stream", choices=("stream", "memory", "cli"), help="path to measure")
     parser.add_argument("--json", action="store_true", help="one JSON line per size on stdout")
     parser.add_argument("--child", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -79,7 +79,9 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         tracking_uri,
         run_id,
     )
-    trained = train_simpo_task(model.source, training_config(params), split, run_dir / "train", tracking_uri, run_id)
+    trained = train_simpo_task(
+        model.source, training_config(params), split, run_dir / "train", tracking_uri, run_id, model.trust_remote_code
+    )
     eval_settings = EvalSettings.for_training(params.eval, params.train)
     heldout = evaluate_holdout_task(
         model.source,
@@ -120,11 +122,8 @@ def run_folder(output_dir: str, name: str) -> Path:
 
 
 def training_config(params: RetrainParams):
-    """The SimPO config with the model group's LoRA and trust_remote_code applied.
-
-    The config is what both training paths read (in-process and `simpo train` under torchrun).
-    """
-    update: dict[str, Any] = {"trust_remote_code": params.model.trust_remote_code or params.train.trust_remote_code}
-    if params.model.lora is not None:
-        update["lora"] = params.model.lora
-    return params.train.model_copy(update=update)
+    """The SimPO config with the model group's LoRA applied (both training paths read it:
+    in-process and the worker under torchrun)."""
+    if params.model.lora is None:
+        return params.train
+    return params.train.model_copy(update={"lora": params.model.lora})

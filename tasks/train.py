@@ -41,7 +41,13 @@ def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str,
 
 @task(name="train-simpo", timeout_seconds=12 * 3600, **COMPUTE_TASK)
 def train_simpo_task(
-    model_source: str, config: SimPOConfig, split: SplitResult, out_dir: Path, tracking_uri: str, run_id: str
+    model_source: str,
+    config: SimPOConfig,
+    split: SplitResult,
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder."""
     from simpo_core.train.worker import build_trainer, finish_training

@@ -29,7 +29,7 @@ REBALANCE_REASON = "length_rebalance"
 
 @dataclass
 class AuditResult:
-    """The audit report (DESIGN fields and more), the rows kept, the rows dropped and the
+    """The audit report (the `simpo audit` JSON fields and more), the rows kept, the rows dropped and the
     report files written (`json`, `markdown`, `png`) when an output folder was given."""
 
     report: dict[str, Any]

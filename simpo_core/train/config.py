@@ -107,9 +107,6 @@ class SimPOConfig(BaseModel):
     bf16: bool | None = Field(
         None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32)."
     )
-    trust_remote_code: bool = Field(
-        False, description="Run code shipped with a hub model when loading it (off for safety)."
-    )
     num_processes: int = Field(
         1,
         ge=1,

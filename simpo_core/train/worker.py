@@ -5,6 +5,7 @@
 is what `simpo train` runs and what each process runs under torchrun. The job file:
 
     model: tiny                  # 'tiny', a saved model folder, or a hub id
+    trust_remote_code: false     # optional: run code shipped with a hub model (off for safety)
     train_data: pairs.jsonl      # JSONL, JSON or Parquet, canonical or flat layout
     eval_data: heldout.jsonl     # optional
     simpo:                       # SimPOConfig fields (docs/training.md)
@@ -30,7 +31,7 @@ from simpo_core.train.presets import preset_values
 
 logger = logging.getLogger(__name__)
 
-JOB_KEYS = ("model", "train_data", "eval_data", "simpo")
+JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "simpo")
 HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
 FINAL_DIR = "final"
 
@@ -43,6 +44,7 @@ class TrainJob:
     train_data: Path
     eval_data: Path | None
     config: SimPOConfig
+    trust_remote_code: bool = False  # run code shipped with the model (logged when on)
 
     def write(self, path: Path) -> Path:
         """Save as the YAML job file that `read_job` (and so the worker) reads."""
@@ -52,6 +54,7 @@ class TrainJob:
             "model": self.model,
             "train_data": str(self.train_data),
             "eval_data": str(self.eval_data) if self.eval_data else None,
+            "trust_remote_code": self.trust_remote_code,
             "simpo": self.config.model_dump(mode="json"),
         }
         path.write_text(yaml.safe_dump(values))
@@ -94,7 +97,10 @@ def read_job(path: Path) -> TrainJob:
     config = SimPOConfig.from_dict({**(preset_values(preset) if preset else {}), **simpo}, source=f"{path} (simpo)")
     base = Path(path).parent
     eval_data = _relative(values["eval_data"], base) if values.get("eval_data") else None
-    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config)
+    trust = values.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"{path}: trust_remote_code must be true or false, got {trust!r}")
+    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config, trust)
 
 
 def read_pairs(path: Path) -> Any:
@@ -129,7 +135,7 @@ def build_trainer(job: TrainJob) -> Any:
     from simpo_core.train.trainer import SimPOTrainer
 
     torch.manual_seed(job.config.seed)
-    model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.config.trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code)
     train_rows = read_pairs(job.train_data)
     eval_rows = read_pairs(job.eval_data) if job.eval_data else None
     return SimPOTrainer(model, job.config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows)

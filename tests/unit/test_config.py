@@ -8,7 +8,7 @@ from simpo_core.train.presets import PRESETS
 def test_defaults_match_the_paper_and_the_seed_api():
     config = SimPOConfig()
     assert (config.beta, config.gamma, config.lr, config.batch_size) == (2.0, 1.0, 1e-6, 4)
-    assert config.loss_type == "sigmoid" and config.lora is None and config.trust_remote_code is False
+    assert config.loss_type == "sigmoid" and config.lora is None
 
 
 def test_every_field_is_described():

@@ -20,3 +20,22 @@ def test_import_simpo_core_is_light():
     code = "import sys, simpo_core, flows.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_no_layer_imports_the_one_above():
+    """Imports point downward: neither tasks/ nor simpo_core/ import flows/, and simpo_core
+    does not import tasks/ (checked on the source, so lazy imports inside functions count)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    forbidden = {"tasks": {"flows"}, "simpo_core": {"flows", "tasks", "prefect", "mlflow"}}
+    found = []
+    for package, above in forbidden.items():
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                found += [f"{path.relative_to(root)}: {name}" for name in names if name.split(".")[0] in above]
+    assert found == []

@@ -101,6 +101,6 @@ def test_bad_config_is_refused_before_any_work(tmp_path):
 def test_training_config_takes_lora_and_remote_code_from_the_model_group():
     from flows.retrain import training_config
 
-    config = training_config(load_params(None, ["model.trust_remote_code=true", "model.lora={r: 4}"]))
-    assert config.trust_remote_code is True and config.lora.r == 4
-    assert training_config(load_params()).trust_remote_code is False
+    config = training_config(load_params(None, ["model.lora={r: 4}"]))
+    assert config.lora.r == 4
+    assert training_config(load_params()).lora is None

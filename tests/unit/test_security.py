@@ -2,13 +2,24 @@ import logging
 from pathlib import Path
 
 from flows.params import load_params
+from simpo_core.train.config import SimPOConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_trust_remote_code_is_off_by_default_everywhere():
     params = load_params()
-    assert params.model.trust_remote_code is False and params.train.trust_remote_code is False
+    assert params.model.trust_remote_code is False and "trust_remote_code" not in SimPOConfig.model_fields
+
+
+def test_trust_remote_code_travels_in_the_training_job(tmp_path):
+    """The flow's model.trust_remote_code reaches the worker (in-process or under torchrun) in the job file."""
+    from simpo_core.train.worker import TrainJob, read_job
+
+    trusted = TrainJob("tiny", tmp_path / "train.jsonl", None, SimPOConfig(), trust_remote_code=True)
+    assert read_job(trusted.write(tmp_path / "trusted.yaml")).trust_remote_code is True
+    default = TrainJob("tiny", tmp_path / "train.jsonl", None, SimPOConfig())
+    assert read_job(default.write(tmp_path / "default.yaml")).trust_remote_code is False
 
 
 def test_trust_remote_code_when_enabled_is_logged(tiny_model_dir, caplog):
