@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from simpo_core.train.chunked_logps import chunked_token_logps
-from simpo_core.train.loss import IGNORE_INDEX, batch_logps
+from simpo_core.train.loss import IGNORE_INDEX, PairLogps, batch_logps
 from simpo_core.train.packing import enable_packing, is_packed_ready, pack_pairs, packed_forward
 from simpo_core.train.tokenization import EncodedPair, collate_pairs, encode_pairs, rows_from
 
@@ -135,21 +135,18 @@ def packed_attention(model: Any) -> Iterator[None]:
             config._attn_implementation = before
 
 
-def pair_logps(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Split one `(2B, T)` forward into chosen and rejected halves.
+def pair_logps(model: Any, batch: dict[str, torch.Tensor]) -> PairLogps:
+    """Split one forward over 2B sequences (chosen first, then rejected) into B pairs.
+
+    Args:
+        model, batch: as in `sequence_logps`.
 
     Returns:
-        `chosen_logps`, `rejected_logps` (summed, `(B,)`, differentiable) and
-        `chosen_lengths`, `rejected_lengths` (`(B,)` response token counts).
+        `PairLogps` of `(B,)` summed log-probs (float32, differentiable) and token counts.
     """
     sums, lengths = sequence_logps(model, batch)
     half = sums.shape[0] // 2
-    return {
-        "chosen_logps": sums[:half],
-        "rejected_logps": sums[half:],
-        "chosen_lengths": lengths[:half],
-        "rejected_lengths": lengths[half:],
-    }
+    return PairLogps(chosen=sums[:half], rejected=sums[half:], chosen_len=lengths[:half], rejected_len=lengths[half:])
 
 
 def model_device(model: Any) -> torch.device:
@@ -186,16 +183,15 @@ def compute_pair_logps(
     """
     pairs = encode_pairs(tokenizer, rows_from(rows), max_length, max_prompt_length)
     device, was_training = model_device(model), model.training
-    parts: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")
-    }
+    keys = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     model.eval()
     try:
         with torch.no_grad(), packed_attention(model):
             for start in range(0, len(pairs), batch_size):
                 batch = collate_for(model, pairs[start : start + batch_size], tokenizer.pad_token_id)
-                result = pair_logps(model, {k: v.to(device) for k, v in batch.items()})
-                for key, value in result.items():
+                logps = pair_logps(model, {k: v.to(device) for k, v in batch.items()})
+                for key, value in zip(keys, (logps.chosen, logps.rejected, logps.chosen_len, logps.rejected_len)):
                     parts[key].append(value.cpu())
     finally:
         model.train(was_training)

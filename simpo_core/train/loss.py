@@ -8,18 +8,34 @@ under the policy, with no reference model:
     sigmoid loss: −(1−ε)·logσ(z) − ε·logσ(−z)          (ε = label smoothing)
     hinge loss:   relu(1 − z)
 
-Everything here is a pure function of tensors and scalars, so it can be tested against
-numbers derived by hand.
+The forward hands the loss a `PairLogps` (summed log-probs and token counts per pair); the
+loss is a `SimPOLoss` built once from the config. Everything here is pure torch, so it can
+be tested against numbers derived by hand.
 """
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from simpo_core.train.config import SimPOConfig
+
 IGNORE_INDEX = -100  # label value of prompt and padding positions (PyTorch's convention)
 
 LossType = Literal["sigmoid", "hinge"]
+
+# TRL's names of the step metrics, in the order `step_metrics` returns them.
+METRIC_NAMES = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 def batch_logps(logits: torch.Tensor, labels: torch.Tensor, average: bool = True) -> torch.Tensor:
@@ -102,64 +118,133 @@ def simpo_loss(
     return losses, chosen_rewards, rejected_rewards
 
 
-def sft_nll(chosen_logps_sum: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
-    """Token-mean negative log-likelihood of the chosen responses (the optional SFT term).
+@dataclass(frozen=True)
+class PairLogps:
+    """What the forward hands to the loss, per pair of a batch of B pairs.
+
+    Attributes:
+        chosen: `(B,)` float32 summed log-probs of the chosen responses (differentiable in training).
+        rejected: `(B,)` the same for the rejected responses.
+        chosen_len: `(B,)` token counts of the chosen responses (≥ 1: the tokenizer refuses empty ones).
+        rejected_len: `(B,)` token counts of the rejected responses.
+
+    Raises:
+        ValueError: the four tensors are not all `(B,)` with the same B.
+    """
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    chosen_len: torch.Tensor
+    rejected_len: torch.Tensor
+
+    def __post_init__(self) -> None:
+        shapes = [tuple(t.shape) for t in (self.chosen, self.rejected, self.chosen_len, self.rejected_len)]
+        if len(shapes[0]) != 1 or any(shape != shapes[0] for shape in shapes):
+            raise ValueError(
+                "chosen, rejected, chosen_len and rejected_len must all be (B,); got " + ", ".join(map(str, shapes))
+            )
+
+    def averages(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(chosen, rejected)` mean log-prob per response token, each `(B,)`: SimPO's length normalisation."""
+        return self.chosen / self.chosen_len, self.rejected / self.rejected_len
+
+
+class SimPOLoss(torch.nn.Module):
+    """The SimPO objective with its hyperparameters fixed at construction (see `simpo_loss`).
 
     Args:
-        chosen_logps_sum: `(B,)` summed log-probs of the chosen responses.
-        chosen_lengths: `(B,)` their token counts.
+        beta: reward scale β (> 0).
+        gamma: target reward margin γ, absolute (≥ 0).
+        loss_type: "sigmoid" (the paper's) or "hinge".
+        label_smoothing: ε in [0, 0.5), sigmoid only.
+        sft_weight: weight (≥ 0) of the token-mean NLL of the chosen responses added by `step_loss`.
 
-    Returns:
-        Scalar: −Σ logps / Σ lengths, i.e. the mean over every chosen token of the batch.
+    Raises:
+        ValueError: a value out of range, an unknown loss type, or label smoothing with hinge.
     """
-    return -chosen_logps_sum.sum() / chosen_lengths.sum().clamp(min=1)
+
+    def __init__(
+        self,
+        beta: float = 2.0,
+        gamma: float = 1.0,
+        loss_type: LossType = "sigmoid",
+        label_smoothing: float = 0.0,
+        sft_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if beta <= 0 or gamma < 0 or sft_weight < 0:
+            raise ValueError(f"need beta > 0, gamma >= 0, sft_weight >= 0; got {beta}, {gamma}, {sft_weight}")
+        if loss_type not in ("sigmoid", "hinge"):
+            raise ValueError(f"loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
+        if not 0.0 <= label_smoothing < 0.5 or (loss_type == "hinge" and label_smoothing):
+            raise ValueError(f"label_smoothing must be in [0, 0.5), and 0 for hinge; got {label_smoothing}")
+        self.beta, self.gamma, self.loss_type = beta, gamma, loss_type
+        self.label_smoothing, self.sft_weight = label_smoothing, sft_weight
+
+    @classmethod
+    def from_config(cls, config: "SimPOConfig") -> "SimPOLoss":
+        """The loss a `SimPOConfig` describes (its `gamma` already reflects `gamma_beta_ratio`)."""
+        return cls(config.beta, config.gamma, config.loss_type, config.label_smoothing, config.sft_weight)
+
+    def forward(self, logps: PairLogps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-pair SimPO losses and rewards of a batch.
+
+        Args:
+            logps: `(B,)` summed log-probs and token counts.
+
+        Returns:
+            `(losses, chosen_rewards, rejected_rewards)`, each `(B,)`; the rewards (β × mean
+            token log-prob) are detached.
+        """
+        chosen_avg, rejected_avg = logps.averages()
+        return simpo_loss(chosen_avg, rejected_avg, self.beta, self.gamma, self.label_smoothing, self.loss_type)
+
+    def step_loss(
+        self, losses: torch.Tensor, logps: PairLogps, n_pairs: int, n_chosen_tokens: int | torch.Tensor
+    ) -> torch.Tensor:
+        """These pairs' share of an optimizer step's loss.
+
+        Args:
+            losses: `(B,)` from `forward(logps)`.
+            logps: the same batch (its chosen sums give the SFT term).
+            n_pairs, n_chosen_tokens: pairs and chosen tokens of the whole step. Each
+                micro-batch (and process) divides by the step's counts, so the shares add up
+                to the loss of the whole step computed at once.
+
+        Returns:
+            Scalar `Σ losses / n_pairs + sft_weight · (−Σ chosen log-probs) / n_chosen_tokens`.
+        """
+        loss = losses.sum() / n_pairs
+        if self.sft_weight:
+            loss = loss + self.sft_weight * -logps.chosen.sum() / n_chosen_tokens
+        return loss
 
 
-def simpo_objective(
-    out: dict[str, torch.Tensor],
-    *,
-    beta: float,
-    gamma: float,
-    label_smoothing: float = 0.0,
-    loss_type: LossType = "sigmoid",
-    sft_weight: float = 0.0,
-    n_pairs: int | None = None,
-    n_chosen_tokens: int | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training objective of a batch and its TRL-named metrics, from summed log-probs.
+@torch.no_grad()
+def step_metrics(
+    loss: torch.Tensor,
+    logps: PairLogps,
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    n_pairs: int,
+) -> dict[str, float]:
+    """These pairs' share of a step's TRL-named metrics (`METRIC_NAMES`), read with one host sync.
 
     Args:
-        out: `chosen_logps`, `rejected_logps` (`(B,)` summed response log-probs) and
-            `chosen_lengths`, `rejected_lengths` (`(B,)` response token counts).
-        beta, gamma, label_smoothing, loss_type: as in `simpo_loss`.
-        sft_weight: weight of the token-mean NLL of the chosen responses.
-        n_pairs, n_chosen_tokens: the divisors; default to this batch's. A micro-batch of a
-            larger step passes the step's counts, so that the sum over its micro-batches
-            equals the loss (and metrics) of the whole step computed at once.
+        loss: scalar from `SimPOLoss.step_loss` (already a share of the step).
+        logps: the batch's `(B,)` log-probs and token counts.
+        chosen_rewards, rejected_rewards: `(B,)` detached, from `SimPOLoss.forward`.
+        n_pairs: pairs of the whole step.
 
     Returns:
-        `(loss, metrics)`: scalar loss (sum of pair losses / n_pairs, plus the SFT term) and
-        `loss`, `rewards/{chosen,rejected,margins,accuracies}`, `logps/{chosen,rejected}`,
-        each summed over the batch and divided by `n_pairs`. Accuracy counts strict wins.
+        `loss`, then `rewards/{chosen,rejected,margins,accuracies}` and `logps/{chosen,rejected}`
+        (mean token log-probs), each summed over the batch and divided by `n_pairs`. Accuracy
+        counts strict wins.
     """
-    n_pairs = n_pairs or out["chosen_logps"].shape[0]
-    chosen_avg = out["chosen_logps"] / out["chosen_lengths"]
-    rejected_avg = out["rejected_logps"] / out["rejected_lengths"]
-    losses, chosen_rewards, rejected_rewards = simpo_loss(
-        chosen_avg, rejected_avg, beta, gamma, label_smoothing, loss_type
-    )
-    loss = losses.sum() / n_pairs
-    if sft_weight:
-        tokens = n_chosen_tokens or out["chosen_lengths"].sum().clamp(min=1)
-        loss = loss + sft_weight * -out["chosen_logps"].sum() / tokens
+    chosen_avg, rejected_avg = logps.averages()
     margins = chosen_rewards - rejected_rewards
-    metrics = {
-        "loss": loss.item(),
-        "rewards/chosen": chosen_rewards.sum().item() / n_pairs,
-        "rewards/rejected": rejected_rewards.sum().item() / n_pairs,
-        "rewards/margins": margins.sum().item() / n_pairs,
-        "rewards/accuracies": (margins > 0).sum().item() / n_pairs,
-        "logps/chosen": chosen_avg.detach().sum().item() / n_pairs,
-        "logps/rejected": rejected_avg.detach().sum().item() / n_pairs,
-    }
-    return loss, metrics
+    sums = [chosen_rewards.sum(), rejected_rewards.sum(), margins.sum(), (margins > 0).sum()]
+    # One device-to-host copy instead of an `.item()` (and a wait on the device) per metric;
+    # the win count becomes float32 exactly.
+    values = torch.stack([loss, *sums, chosen_avg.sum(), rejected_avg.sum()]).tolist()
+    return {"loss": values[0], **{name: value / n_pairs for name, value in zip(METRIC_NAMES[1:], values[1:])}}

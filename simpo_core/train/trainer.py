@@ -1,7 +1,8 @@
 """SimPOTrainer: exact SimPO, one forward per micro-batch, resumable, optional LoRA.
 
-Reads top to bottom: setup (datasets encoded once, so bad rows fail before training),
-the objective, one optimizer step, the training loop, evaluation, saving.
+Reads top to bottom: setup (datasets encoded once, so bad rows fail before training; the
+loss built once from the config), the objective, one optimizer step, the training loop,
+evaluation, saving.
 
 Under torchrun each process takes a contiguous share of every step's pairs, and gradients and
 metrics are summed across processes: the same steps as one process (`distributed`).
@@ -24,22 +25,13 @@ from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train import checkpoint, distributed
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import collate_for, model_device, pair_logps
-from simpo_core.train.loss import simpo_objective
+from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
 from simpo_core.train.setup import build_optimizer, prepare_model
 from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str, int, dict[str, float]], None]
-METRIC_NAMES = (
-    "loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/margins",
-    "rewards/accuracies",
-    "logps/chosen",
-    "logps/rejected",
-)
 
 
 class TrainingDivergedError(SimpoError):
@@ -80,7 +72,8 @@ class SimPOTrainer:
         self.callbacks = list(callbacks or [])
         self.world_size = distributed.init_distributed()
         self.rank = distributed.rank()
-        self.model = self._prepare_model(model)
+        self.model = prepare_model(model, self.config)
+        self.loss_fn = SimPOLoss.from_config(self.config)
         distributed.broadcast_parameters(self.model)
         self.train_pairs = self._encode(train_dataset)
         self.eval_pairs = self._encode(eval_dataset)
@@ -94,9 +87,6 @@ class SimPOTrainer:
         self._epoch = 0.0
 
     # --- setup ---------------------------------------------------------------------------
-    def _prepare_model(self, model: Any) -> Any:
-        return prepare_model(model, self.config)
-
     def _encode(self, dataset: Any) -> list[EncodedPair]:
         return encode_pairs(self.tokenizer, rows_from(dataset), self.config.max_length, self.config.max_prompt_length)
 
@@ -122,26 +112,7 @@ class SimPOTrainer:
             self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps
         )
 
-    def _setup_optimization(self, total_steps: int) -> None:
-        self.optimizer, self.scheduler = build_optimizer(self.model, self.config, total_steps)
-
     # --- the objective -------------------------------------------------------------------
-    def _objective(
-        self, out: dict[str, torch.Tensor], n_pairs: int, n_chosen_tokens: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """This micro-batch's share of the step loss and metrics (see `loss.simpo_objective`)."""
-        c = self.config
-        return simpo_objective(
-            out,
-            beta=c.beta,
-            gamma=c.gamma,
-            label_smoothing=c.label_smoothing,
-            loss_type=c.loss_type,
-            sft_weight=c.sft_weight,
-            n_pairs=n_pairs,
-            n_chosen_tokens=n_chosen_tokens,
-        )
-
     def compute_loss(
         self,
         chosen_logps: torch.Tensor,
@@ -157,28 +128,30 @@ class SimPOTrainer:
 
         Returns:
             Scalar tensor, differentiable with respect to the log-probs.
+
+        Raises:
+            ValueError: the four tensors are not all `(B,)`.
         """
-        out = {
-            "chosen_logps": chosen_logps,
-            "rejected_logps": rejected_logps,
-            "chosen_lengths": chosen_len,
-            "rejected_lengths": rejected_len,
-        }
-        return self._objective(out, chosen_logps.shape[0], int(chosen_len.sum()))[0]
+        logps = PairLogps(chosen_logps, rejected_logps, chosen_len, rejected_len)
+        losses, _, _ = self.loss_fn(logps)
+        return self.loss_fn.step_loss(losses, logps, len(losses), chosen_len.sum().clamp(min=1))
 
     # --- one optimizer step --------------------------------------------------------------
     def _accumulate(self, pairs: Sequence[EncodedPair], backward: bool) -> dict[str, float]:
         """Forward (and backward) every micro-batch of this process's share of `pairs`; return
         the metrics of all of `pairs` (summed over processes; gradients too)."""
         size = self.config.batch_size if backward else self.config.eval_batch_size
-        n_tokens = sum(len(p.chosen_ids) for p in pairs)  # divisors of the whole step, on every process
+        # Divisors of the whole step, the same on every process.
+        n_pairs, n_tokens = len(pairs), sum(len(p.chosen_ids) for p in pairs)
         totals = dict.fromkeys(METRIC_NAMES, 0.0)
         mine = distributed.shard(pairs, self.rank, self.world_size)
         for start in range(0, len(mine), size):
             batch = collate_for(self.model, mine[start : start + size], self.tokenizer.pad_token_id)
             with self._autocast(), nullcontext() if backward else torch.no_grad():
-                out = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
-            loss, shares = self._objective(out, len(pairs), n_tokens)
+                logps = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
+            losses, chosen_rewards, rejected_rewards = self.loss_fn(logps)
+            loss = self.loss_fn.step_loss(losses, logps, n_pairs, n_tokens)
+            shares = step_metrics(loss, logps, chosen_rewards, rejected_rewards, n_pairs)
             if self.world_size == 1 and not math.isfinite(shares["loss"]):
                 self._diverged(f"the loss is {shares['loss']}")
             if backward:
@@ -217,7 +190,7 @@ class SimPOTrainer:
         batch = list(batch)
         pairs = batch if all(isinstance(p, EncodedPair) for p in batch) else self._encode(batch)
         if self.optimizer is None:
-            self._setup_optimization(max(self.total_steps(), 1))
+            self.optimizer, self.scheduler = build_optimizer(self.model, self.config, max(self.total_steps(), 1))
         self.model.train()
         metrics = self._optimizer_step(pairs)
         self.global_step += 1
@@ -252,7 +225,7 @@ class SimPOTrainer:
         total = self.total_steps()
         if total > 0 and not self.train_pairs:
             raise ConfigError("train_dataset is empty; give SimPOTrainer at least one pair or set max_steps: 0")
-        self._setup_optimization(max(total, 1))
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config, max(total, 1))
         torch.manual_seed(self.config.seed)
         self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], {}
         if resume:

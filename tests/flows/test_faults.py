@@ -1,5 +1,6 @@
 """Injected faults: divergence, an unreachable tracking server, secrets that must not leak."""
 
+import dataclasses
 import json
 
 import pytest
@@ -14,15 +15,15 @@ def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
     import simpo_core.train.trainer as trainer_module
     from simpo_core.train.trainer import TrainingDivergedError
 
-    original = trainer_module.simpo_objective
+    original = trainer_module.pair_logps
     calls = {"n": 0}
 
-    def poisoned(out, **options):
-        loss, metrics = original(out, **options)
+    def poisoned(model, batch):  # the forward of the fourth micro-batch turns NaN
+        logps = original(model, batch)
         calls["n"] += 1
-        return (loss * float("nan"), metrics) if calls["n"] > 3 else (loss, metrics)
+        return dataclasses.replace(logps, chosen=logps.chosen * float("nan")) if calls["n"] > 3 else logps
 
-    monkeypatch.setattr(trainer_module, "simpo_objective", poisoned)
+    monkeypatch.setattr(trainer_module, "pair_logps", poisoned)
     with pytest.raises(TrainingDivergedError, match="training diverged at step 4"):
         run_flow()
     assert calls["n"] == 4, "a divergence must not be retried"

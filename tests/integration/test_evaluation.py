@@ -138,7 +138,7 @@ def test_cli_evaluate_against_base_and_alone(tiny_model_dir, tmp_path):
 def test_cli_reward_model_judge_needs_a_path(tiny_model_dir, tmp_path):
     data = write_jsonl(generate_pairs(2), tmp_path / "d.jsonl")
     result = run_cli("evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--judge", "reward-model")
-    assert result.returncode == 1 and "--reward-model PATH" in result.stderr
+    assert result.returncode == 1 and "judge 'reward-model' needs reward_model_path" in result.stderr
 
 
 @pytest.mark.slow
