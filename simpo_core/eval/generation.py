@@ -108,7 +108,7 @@ def generation_block(greedy: Sequence[Generation], sampled: Sequence[Generation]
     return block
 
 
-def sample_prompts(prompts: Sequence[list[Message]], count: int, seed: int = 0) -> list[list[Message]]:
+def sample_prompts(prompts: Sequence[list[Message]], count: int, seed: int) -> list[list[Message]]:
     """Up to `count` distinct prompts, the same for the same input and seed."""
     unique: dict[str, list[Message]] = {}
     for prompt in prompts:
@@ -124,10 +124,10 @@ def generate_responses(
     prompts: list[list[Message]],
     *,
     do_sample: bool,
-    seed: int = 0,
-    max_new_tokens: int = 48,
-    batch_size: int = 8,
-    max_prompt_length: int = 256,
+    seed: int,
+    max_new_tokens: int,
+    batch_size: int,
+    max_prompt_length: int,
     temperature: float = 1.0,
     top_p: float = 0.95,
 ) -> list[Generation]:
@@ -139,6 +139,8 @@ def generate_responses(
             (`tokenization.render_prompt_ids`), keeping the last `max_prompt_length` tokens.
         do_sample: sample (temperature, top-p) when True, greedy otherwise.
         seed: sampling seed; the global torch RNG is restored afterwards.
+        max_new_tokens, batch_size: the answer bound and prompts per `generate` call (the
+            evaluation passes its `EvalSettings`, where their defaults live).
 
     Returns:
         One `Generation` per prompt, in order; text decoded without special tokens,

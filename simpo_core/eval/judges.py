@@ -55,7 +55,7 @@ def build_judge(name: str, **options: Any) -> ScoreFn | None:
     return _REGISTRY[name](**options)
 
 
-def win_rate(base_scores: Sequence[float], trained_scores: Sequence[float], seed: int = 0) -> dict[str, Any]:
+def win_rate(base_scores: Sequence[float], trained_scores: Sequence[float], seed: int) -> dict[str, Any]:
     """Share of prompts where the trained answer scores higher; a tie counts half.
 
     Args:
@@ -93,7 +93,7 @@ def compare_answers(
     base_answers: list[str],
     trained_answers: list[str],
     *,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, Any]:
     """Judge trained against base answers to the same prompts.
 
@@ -148,9 +148,7 @@ def synthetic_judge() -> ScoreFn:
     return score
 
 
-def reward_model_judge(
-    reward_model_path: str | Path | None = None, batch_size: int = 8, max_length: int = 512
-) -> ScoreFn:
+def reward_model_judge(reward_model_path: str | Path | None = None, *, batch_size: int, max_length: int) -> ScoreFn:
     """Scores answers with a local sequence-classification reward model.
 
     The conversation (prompt turns plus the answer as the assistant turn) is rendered with
@@ -162,7 +160,10 @@ def reward_model_judge(
             cannot be loaded.
     """
     if not reward_model_path:
-        raise ConfigError("the reward-model judge needs a local model folder: pass --reward-model PATH")
+        raise ConfigError(
+            "the reward-model judge needs a local model folder: pass --reward-model-path PATH "
+            "(eval.reward_model_path in the flow parameters)"
+        )
     path = Path(reward_model_path).expanduser()
     if not (path / "config.json").exists():
         raise ConfigError(

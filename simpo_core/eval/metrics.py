@@ -57,7 +57,7 @@ def bootstrap_ci(
     *,
     confidence: float = CONFIDENCE,
     n_resamples: int = N_RESAMPLES,
-    seed: int = 0,
+    seed: int,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` `(N,)`.
 
@@ -160,7 +160,7 @@ def preference_metrics(
     *,
     beta: float,
     losses: Sequence[float] | np.ndarray | None = None,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, object]:
     """The preference block of one model on N held-out pairs.
 
@@ -226,7 +226,7 @@ def delta_metrics(
     base_correct: np.ndarray,
     trained_correct: np.ndarray,
     *,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, Any]:
     """Trained minus base for each metric, and a paired bootstrap interval on the accuracy gain.
 

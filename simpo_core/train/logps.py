@@ -159,9 +159,9 @@ def compute_pair_logps(
     tokenizer: Any,
     rows: Any,
     *,
-    max_length: int = 512,
-    max_prompt_length: int = 256,
-    batch_size: int = 8,
+    max_length: int,
+    max_prompt_length: int,
+    batch_size: int,
     average: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Per-pair log-probs of chosen and rejected responses, exactly as training computes them.

@@ -3,11 +3,7 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from simpo_core.data.synthetic import generate_pairs
-
-pytestmark = pytest.mark.flows
 
 
 def write_mixed_source(path: Path) -> Path:

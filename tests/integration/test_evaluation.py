@@ -15,6 +15,10 @@ from simpo_core.eval.settings import EvalSettings
 from simpo_core.models import load_model_and_tokenizer
 from simpo_core.train.logps import compute_pair_logps
 
+DEFAULTS = EvalSettings()
+GENERATION = {"seed": 0, "max_prompt_length": DEFAULTS.max_prompt_length}
+SCORING = {"max_length", "max_prompt_length", "batch_size"}
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
@@ -49,8 +53,13 @@ def test_batched_left_padded_generation_matches_one_by_one(tiny):
         [{"role": "user", "content": "Hi"}],
         [{"role": "user", "content": "List some fruit words for a long poem."}],
     ]
-    batched = generate_responses(model, tokenizer, prompts, do_sample=False, max_new_tokens=10, batch_size=2)
-    alone = [generate_responses(model, tokenizer, [p], do_sample=False, max_new_tokens=10)[0] for p in prompts]
+    batched = generate_responses(
+        model, tokenizer, prompts, do_sample=False, **GENERATION, max_new_tokens=10, batch_size=2
+    )
+    alone = [
+        generate_responses(model, tokenizer, [p], do_sample=False, **GENERATION, max_new_tokens=10, batch_size=1)[0]
+        for p in prompts
+    ]
     assert batched == alone
     assert all(0 < g.num_tokens <= 10 for g in batched)
 
@@ -59,17 +68,29 @@ def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny):
     model, tokenizer = tiny
     prompts = prompts_of(generate_pairs(3, seed=1))
     state = torch.random.get_rng_state()
-    first = generate_responses(model, tokenizer, prompts, do_sample=True, seed=5, max_new_tokens=8)
+    first = generate_responses(
+        model, tokenizer, prompts, do_sample=True, seed=5, max_new_tokens=8, batch_size=8, max_prompt_length=256
+    )
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert generate_responses(model, tokenizer, prompts, do_sample=True, seed=5, max_new_tokens=8) == first
-    assert generate_responses(model, tokenizer, prompts, do_sample=True, seed=6, max_new_tokens=8) != first
+    assert (
+        generate_responses(
+            model, tokenizer, prompts, do_sample=True, seed=5, max_new_tokens=8, batch_size=8, max_prompt_length=256
+        )
+        == first
+    )
+    assert (
+        generate_responses(
+            model, tokenizer, prompts, do_sample=True, seed=6, max_new_tokens=8, batch_size=8, max_prompt_length=256
+        )
+        != first
+    )
 
 
 def test_model_block_uses_the_training_log_probs(tiny):
     model, tokenizer = tiny
     rows = generate_pairs(12, seed=2)
     block = evaluate_model(model, tokenizer, rows, EvalSettings(generation_samples=2, max_new_tokens=6))
-    reference = compute_pair_logps(model, tokenizer, rows)
+    reference = compute_pair_logps(model, tokenizer, rows, **DEFAULTS.model_dump(include=SCORING))
     assert block["logps_chosen"] == pytest.approx(reference["chosen_logps"].mean().item(), abs=1e-6)
     margins = 2.0 * (reference["chosen_logps"] - reference["rejected_logps"])
     assert block["reward_accuracy"] == pytest.approx((margins > 0).float().mean().item())
@@ -79,7 +100,7 @@ def test_model_block_uses_the_training_log_probs(tiny):
 def test_reward_model_judge_ties_identical_models(tiny, reward_model_dir):
     """The same model as base and trained gives identical answers: every comparison is a tie."""
     model, tokenizer = tiny
-    score = build_judge("reward-model", reward_model_path=str(reward_model_dir))
+    score = build_judge("reward-model", reward_model_path=str(reward_model_dir), batch_size=8, max_length=512)
     scores = score(prompts_of(generate_pairs(2, seed=3)), ["Apple, pear.", "Red, blue, green."])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores) and scores[0] != scores[1]
     result = evaluate_heldout(

@@ -44,9 +44,13 @@ def test_compute_pair_logps_is_ordered_batched_and_matches_evaluation(tiny, tmp_
     model, tokenizer = tiny
     rows = generate_pairs(5, seed=2)
     out = compute_pair_logps(model, tokenizer, rows, max_length=256, max_prompt_length=128, batch_size=2)
-    one_by_one = [compute_pair_logps(model, tokenizer, [row], max_length=256, max_prompt_length=128) for row in rows]
+    one_by_one = [
+        compute_pair_logps(model, tokenizer, [row], max_length=256, max_prompt_length=128, batch_size=1) for row in rows
+    ]
     assert_close(out["chosen_logps"], torch.cat([o["chosen_logps"] for o in one_by_one]), rtol=1e-5, atol=1e-5)
-    summed = compute_pair_logps(model, tokenizer, rows, max_length=256, max_prompt_length=128, average=False)
+    summed = compute_pair_logps(
+        model, tokenizer, rows, max_length=256, max_prompt_length=128, batch_size=2, average=False
+    )
     assert_close(summed["rejected_logps"] / summed["rejected_lengths"], out["rejected_logps"])
     assert out["chosen_lengths"][0] == len(rows[0]["chosen"]) + 1  # bytes + EOS
     metrics = SimPOTrainer(model, _config(tmp_path), tokenizer=tokenizer).evaluate(rows)
@@ -92,8 +96,9 @@ def test_lora_freezes_the_base_moves_the_adapter_and_saves_a_merged_model(tiny, 
     path = trainer.save_model(str(tmp_path / "final"))
     merged, _ = load_model_and_tokenizer(path)
     rows = generate_pairs(3, seed=5)
-    expected = compute_pair_logps(trainer.model, tokenizer, rows)["chosen_logps"]
-    assert_close(compute_pair_logps(merged, tokenizer, rows)["chosen_logps"], expected, rtol=1e-4, atol=1e-4)
+    limits = {"max_length": 512, "max_prompt_length": 256, "batch_size": 8}
+    expected = compute_pair_logps(trainer.model, tokenizer, rows, **limits)["chosen_logps"]
+    assert_close(compute_pair_logps(merged, tokenizer, rows, **limits)["chosen_logps"], expected, rtol=1e-4, atol=1e-4)
     assert (tmp_path / "final" / "adapter" / "adapter_config.json").exists()
 
 

@@ -13,7 +13,7 @@ from simpo_core.eval.judges import (
 
 def test_win_rate_by_hand():
     """trained vs base: 1>0 win, 1=1 tie, 1<2 loss, 5>3 win -> (2 + 0.5) / 4."""
-    result = win_rate([0, 1, 2, 3], [1, 1, 1, 5])
+    result = win_rate([0, 1, 2, 3], [1, 1, 1, 5], seed=0)
     assert result["win_rate"] == 0.625
     assert (result["wins"], result["ties"], result["losses"], result["judged"]) == (2, 1, 1, 4)
     low, high = result["win_rate_ci"]
@@ -21,7 +21,7 @@ def test_win_rate_by_hand():
 
 
 def test_win_rate_of_nothing_is_none():
-    assert win_rate([], [])["win_rate"] is None
+    assert win_rate([], [], seed=0)["win_rate"] is None
 
 
 def test_length_matched_within_twenty_percent():
@@ -38,7 +38,7 @@ def test_compare_answers_length_controlled_and_skips():
 
     base = ["aaaa", "aaaaaaaaaa", "aaaaa", "a"]
     trained = ["aaaaaaaaaaaa", "aaaaaaaaa", "aaaaa", "aaaa"]
-    result = compare_answers(by_length, prompts, base, trained)
+    result = compare_answers(by_length, prompts, base, trained, seed=0)
     assert result["judged"] == 3 and result["skipped"] == 1
     assert result["win_rate"] == pytest.approx((1 + 0 + 0.5) / 3)
     assert result["length_matched_pairs"] == 2  # pairs 1 (10 vs 9) and 2 (5 vs 5)
@@ -62,7 +62,7 @@ def test_synthetic_judge_uses_the_last_user_turn():
 
 def test_compare_on_non_synthetic_prompts_is_skipped_with_a_note():
     prompts = [[{"role": "user", "content": "Tell a joke."}]] * 2
-    result = compare_answers(build_judge("synthetic"), prompts, ["a", "b"], ["c", "d"])
+    result = compare_answers(build_judge("synthetic"), prompts, ["a", "b"], ["c", "d"], seed=0)
     assert result["win_rate"] is None and result["judged"] == 0
     assert "does not apply" in result["note"]
 
@@ -80,7 +80,8 @@ def test_registry(monkeypatch):
 
 
 def test_reward_model_judge_needs_a_local_folder(tmp_path):
-    with pytest.raises(ConfigError, match="--reward-model"):
-        build_judge("reward-model")
+    limits = {"batch_size": 8, "max_length": 512}
+    with pytest.raises(ConfigError, match="--reward-model-path PATH"):
+        build_judge("reward-model", **limits)
     with pytest.raises(ConfigError, match="config.json"):
-        build_judge("reward-model", reward_model_path=str(tmp_path))
+        build_judge("reward-model", reward_model_path=str(tmp_path), **limits)

@@ -27,6 +27,7 @@ def test_metrics_match_hand_derived_numbers():
         [5, 10, 8, 6],
         beta=2.0,
         losses=[1.0, 2.0, 3.0, 4.0],
+        seed=0,
     )
     assert block["pairs"] == 4
     assert block["reward_accuracy"] == 0.25
@@ -42,7 +43,7 @@ def test_metrics_match_hand_derived_numbers():
 
 
 def test_ties_count_as_wrong():
-    block = preference_metrics([-1.0, -1.0], [-1.0, -1.0], [3, 3], [4, 4], beta=2.0)
+    block = preference_metrics([-1.0, -1.0], [-1.0, -1.0], [3, 3], [4, 4], beta=2.0, seed=0)
     assert block["reward_accuracy"] == 0.0
     assert block["reward_accuracy_ci"] == (0.0, 0.0)
 
@@ -52,7 +53,7 @@ def test_length_only_scorer_is_exposed_on_biased_data():
     rows = generate_pairs(400, length_bias=0.8, seed=3)
     chosen_len = np.array([len(r["chosen"]) for r in rows], dtype=float)
     rejected_len = np.array([len(r["rejected"]) for r in rows], dtype=float)
-    block = preference_metrics(chosen_len / 100, rejected_len / 100, chosen_len, rejected_len, beta=2.0)
+    block = preference_metrics(chosen_len / 100, rejected_len / 100, chosen_len, rejected_len, beta=2.0, seed=0)
     assert block["reward_accuracy"] > 0.85  # raw accuracy rewards the bias ...
     assert block["length_controlled_accuracy"] == 0.5  # ... the controlled one does not
     assert block["accuracy_chosen_longer"] == 1.0 and block["accuracy_chosen_shorter"] == 0.0
@@ -63,7 +64,7 @@ def test_preference_scorer_is_not_penalised_by_length_control():
     rows = generate_pairs(200, length_bias=0.8, seed=4)
     chosen_len = np.array([len(r["chosen"]) for r in rows], dtype=float)
     rejected_len = np.array([len(r["rejected"]) for r in rows], dtype=float)
-    block = preference_metrics(np.full(200, -1.0), np.full(200, -2.0), chosen_len, rejected_len, beta=2.0)
+    block = preference_metrics(np.full(200, -1.0), np.full(200, -2.0), chosen_len, rejected_len, beta=2.0, seed=0)
     assert block["reward_accuracy"] == block["length_controlled_accuracy"] == 1.0
 
 
@@ -87,7 +88,7 @@ def test_bootstrap_interval_covers_about_95_percent():
 
 
 def test_bootstrap_of_empty_is_nan():
-    assert all(math.isnan(v) for v in bootstrap_ci(np.array([])))
+    assert all(math.isnan(v) for v in bootstrap_ci(np.array([]), seed=0))
 
 
 def test_spearman_constant_is_none_and_rank_based():
@@ -129,18 +130,23 @@ def test_empty_bucket_has_no_accuracy():
 
 def test_mismatched_shapes_are_a_clear_error():
     with pytest.raises(ValueError, match="same non-zero number of pairs"):
-        preference_metrics([-1.0, -2.0], [-1.0], [1, 2], [1, 2], beta=2.0)
+        preference_metrics([-1.0, -2.0], [-1.0], [1, 2], [1, 2], beta=2.0, seed=0)
     with pytest.raises(ValueError, match="same non-zero number of pairs"):
-        preference_metrics([], [], [], [], beta=2.0)
+        preference_metrics([], [], [], [], beta=2.0, seed=0)
     with pytest.raises(ValueError, match=r"shape \(N,\)"):
-        preference_metrics([[-1.0]], [[-1.0]], [[1]], [[1]], beta=2.0)
+        preference_metrics([[-1.0]], [[-1.0]], [[1]], [[1]], beta=2.0, seed=0)
 
 
 def test_accepts_torch_tensors():
     import torch
 
     block = preference_metrics(
-        torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, -0.5]), torch.tensor([3, 3]), torch.tensor([4, 2]), beta=1.0
+        torch.tensor([-1.0, -1.0]),
+        torch.tensor([-2.0, -0.5]),
+        torch.tensor([3, 3]),
+        torch.tensor([4, 2]),
+        beta=1.0,
+        seed=0,
     )
     assert block["reward_accuracy"] == 0.5
 
@@ -165,7 +171,7 @@ def test_delta_is_trained_minus_base_with_a_paired_interval():
     }
     trained = {**base, "reward_accuracy": 0.75, "loss": 0.25}
     base["length_controlled_accuracy"], trained["length_controlled_accuracy"] = None, 0.6
-    delta = delta_metrics(base, trained, np.array([1, 0, 0, 1], bool), np.array([1, 1, 1, 0], bool))
+    delta = delta_metrics(base, trained, np.array([1, 0, 0, 1], bool), np.array([1, 1, 1, 0], bool), seed=0)
     assert delta["reward_accuracy"] == 0.25 and delta["loss"] == -0.25
     assert delta["length_controlled_accuracy"] is None
     low, high = delta["reward_accuracy_ci"]
