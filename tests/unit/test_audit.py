@@ -138,3 +138,22 @@ def test_generic_tokenizer_path_is_batched():
 
     lengths = count_tokens(pd.Series(["a b c", "d", "e f"] * 3), WordTokenizer(), batch_size=4)
     assert list(lengths) == [3, 1, 2] * 3 and WordTokenizer.calls == 3
+
+
+def test_the_audit_step_moves_rebalanced_rows_from_valid_to_quarantine(tokenizer, tmp_path):
+    """The step `simpo audit` and the flow share: a rebalance rewrites valid.parquet, and every
+    row stays in exactly one of the two files (total = valid + quarantined)."""
+    from simpo_core.audit.balance import audit
+    from simpo_core.data.synthetic import generate_pairs, write_jsonl
+    from simpo_core.data.validation_stream import validate_source
+
+    source = tmp_path / "biased.jsonl"
+    write_jsonl(generate_pairs(200, 0.8, seed=4), source)
+    validated = validate_source(str(source), tmp_path / "data")
+    result = audit(validated, tokenizer, AuditSettings(policy="rebalance"), tmp_path / "audit")
+    valid = pd.read_parquet(validated.valid_path)
+    quarantined = [json.loads(line) for line in validated.quarantine_path.read_text().split("\n") if line]
+    assert len(result.removed) == result.report["removed"] > 0
+    assert len(valid) + len(quarantined) == validated.summary["total"] == 200
+    assert {line["reasons"][0] for line in quarantined} == {"length_rebalance"}
+    assert sorted(valid["source_row"]) == sorted(result.frame["source_row"])
