@@ -22,6 +22,8 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "demo-data": "demo_data",
+    "rollback": "rollback",
+    "registry": "registry",
     "serve": "serve",
     "deploy": "deploy",
 }

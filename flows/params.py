@@ -15,6 +15,8 @@ from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
+from simpo_core.models import DEVICE_PATTERN
+from simpo_core.promotion import GateSettings
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import LoraSettings, SimPOConfig
 
@@ -33,17 +35,28 @@ class DataParams(ValidateSettings, SplitSettings, DataSource):
 
 class ModelParams(StrictModel):
     source: str = Field("tiny", description="starting model: 'tiny', a local folder, or a hub id")
-    trust_remote_code: bool = Field(False, description="run code shipped with the model (off by default)")
+    trust_remote_code: bool = Field(
+        False, description="run code shipped with the model, in every step that loads it (off by default)"
+    )
+    device: str = Field(
+        "auto",
+        pattern=DEVICE_PATTERN,
+        description="where every step runs the model (training, evaluation, judges, champion re-evaluation): "
+        "auto (the GPU when there is one), cpu, cuda or cuda:N",
+    )
     lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
 
 
-class RegistryParams(StrictModel):
+class RegistryLocation(StepSettings):
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; MLFLOW_TRACKING_URI or sqlite under .simpo/ when unset"
     )
     experiment_name: str = Field("simpo-retrain", min_length=1, description="MLflow experiment")
     registered_model_name: str = Field("simpo-policy", min_length=1, description="MLflow registered model")
-    promotion_margin: float = Field(0.0, ge=0, lt=1, description="challenger must beat the champion by more than this")
+
+
+class RegistryParams(GateSettings, RegistryLocation):
+    """Where runs and versions are recorded (listed first), and the champion gate."""
 
 
 class RetrainParams(StrictModel):

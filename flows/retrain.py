@@ -11,6 +11,7 @@ from flows.params import RetrainParams, check_sources
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
+from simpo_core.promotion import GateSettings
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
@@ -80,9 +81,18 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         run_id,
     )
     trained = train_simpo_task(
-        model.source, training_config(params), split, run_dir / "train", tracking_uri, run_id, model.trust_remote_code
+        model.source,
+        training_config(params),
+        split,
+        run_dir / "train",
+        tracking_uri,
+        run_id,
+        model.trust_remote_code,
+        model.device,
     )
-    eval_settings = EvalSettings.for_training(params.eval, params.train)
+    eval_settings = EvalSettings.for_training(
+        params.eval, params.train, device=model.device, trust_remote_code=model.trust_remote_code
+    )
     heldout = evaluate_holdout_task(
         model.source,
         trained["model_dir"],
@@ -91,12 +101,19 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         run_dir / "eval",
         tracking_uri,
         run_id,
-        model.trust_remote_code,
     )
     name = params.registry.registered_model_name
     version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, model.source)
+    lineage = {
+        "base_model": model.source,
+        "data": validated.report(),
+        "audit": {key: value for key, value in audited.report.items() if key != "buckets"},
+        "training": params.train.model_dump(mode="json"),
+        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id},
+    }
+    gate = GateSettings.model_validate(params.registry, from_attributes=True)
     decision = promote_model_task(
-        name, version, heldout, split.heldout_path, eval_settings, params.registry.promotion_margin, tracking_uri
+        name, version, heldout, split.heldout_path, eval_settings, gate, tracking_uri, lineage
     )
     return {
         "validation": validated.summary,

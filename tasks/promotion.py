@@ -1,5 +1,6 @@
 """The `promote-model` task: move `champion` only to a challenger that beats it."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,8 +10,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.promotion import PromotionDecision, decide_promotion
-from tasks.registry import CHAMPION
+from simpo_core.model_card import render_model_card
+from simpo_core.promotion import GateSettings, PromotionDecision, decide_promotion
+from tasks.champion import current_champion, move_champion
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
@@ -22,86 +24,137 @@ def promote_model_task(
     heldout: dict[str, Any],
     heldout_path: Path,
     eval_settings: EvalSettings,
-    margin: float,
+    gate: GateSettings,
     tracking_uri: str,
+    lineage: dict[str, Any],
 ) -> dict[str, Any]:
-    """Compare with the champion on this run's held-out pairs; move the alias if it wins.
+    """Compare with the champion on this run's held-out pairs; move the alias if the gate says so.
 
     Runs under a Prefect concurrency slot per registered model, so two flow runs that
-    finish together compare and move the alias one after the other.
+    finish together compare and move the alias one after the other. Idempotent: a retry
+    after the alias moved finds the decision recorded on the version.
     """
     with tracking_errors(tracking_uri, "promoting the model"), promotion_lock(name):
-        return promote(name, version, heldout, heldout_path, eval_settings, margin, tracking_uri)
+        client = get_client(tracking_uri)
+        recorded = finish_recorded_decision(client, name, version)
+        if recorded is not None:
+            return recorded
+        decision, champion_block = decide(client, name, heldout, heldout_path, eval_settings, gate, tracking_uri)
+        card = render_model_card(name, version, lineage, heldout, decision, champion_block)
+        return apply_decision(client, name, version, decision, card, lineage["links"]["mlflow_run"])
 
 
-def promote(
+def decide(
+    client: Any,
     name: str,
-    version: str,
     heldout: dict[str, Any],
     heldout_path: Path,
     eval_settings: EvalSettings,
-    margin: float,
+    gate: GateSettings,
     tracking_uri: str,
-) -> dict[str, Any]:
-    client = get_client(tracking_uri)
+) -> tuple[PromotionDecision, dict[str, Any] | None]:
+    """The gate's decision against the champion (re-evaluated on these pairs) or the starting model."""
     champion = current_champion(client, name)
-    if champion is not None and str(champion.version) == str(version):
-        return {"promoted": True, "reason": f"version {version} is already the champion", "champion_version": version}
-    if champion is None:
-        reference, reference_name = heldout["base"], "the starting model (no champion yet)"
-    else:
-        reference = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri)
-        reference_name = f"champion v{champion.version}"
-    decision = decide_promotion(heldout["trained"], reference, reference_name, margin)
-    apply_decision(client, name, version, decision)
-    champion_version = version if decision.promoted else (str(champion.version) if champion else None)
-    return {"promoted": decision.promoted, "reason": decision.reason, "champion_version": champion_version}
+    if champion is None:  # the judge compared the challenger with the starting model: it applies here
+        reference_name = "the starting model (no champion yet)"
+        return decide_promotion(heldout["trained"], heldout["base"], reference_name, gate, heldout.get("judge")), None
+    reference = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri)
+    return decide_promotion(heldout["trained"], reference, f"champion v{champion.version}", gate), reference
 
 
-def apply_decision(client, name: str, version: str, decision: PromotionDecision) -> None:
-    """Move the alias (if promoted) and record the decision on the version and in Prefect."""
+def finish_recorded_decision(client: Any, name: str, version: str) -> dict[str, Any] | None:
+    """What an earlier try decided for this version (finishing a promotion it recorded but
+    did not get to apply), or None when no try got as far as a decision."""
+    tags = client.get_model_version(name, version).tags
+    champion = current_champion(client, name)
+    is_champion = champion is not None and str(champion.version) == str(version)
+    if "promotion.decision" not in tags:
+        if not is_champion:
+            return None
+        client.set_model_version_tag(name, version, "promotion.decision", "promoted")  # alias moved by hand
+        tags = {**tags, "promotion.decision": "promoted"}
+    promoted = tags["promotion.decision"] == "promoted"
+    reason = tags.get("promotion.reason", f"version {version} already is the champion")
+    if promoted and not is_champion:
+        move_champion(client, name, version, action="promoted", reason=reason)
+    get_run_logger().info("version %s: decision already recorded by an earlier try (%s)", version, reason)
+    return {
+        "promoted": promoted,
+        "reason": reason,
+        "champion_version": str(version) if promoted else _version_of(champion),
+    }
+
+
+def _version_of(champion: Any) -> str | None:
+    return str(champion.version) if champion else None
+
+
+def apply_decision(
+    client: Any, name: str, version: str, decision: PromotionDecision, card: str, run_id: str
+) -> dict[str, Any]:
+    """Record the decision and the model card on the version, then move the alias if promoted.
+
+    The decision tags come first: a retry after a crash finds the decision recorded and only
+    finishes what is left (see `finish_recorded_decision`).
+    """
     verdict = "promoted" if decision.promoted else "rejected"
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
+    client.update_model_version(name, version, description=card)
+    client.log_text(run_id, card, "model_card.md")
+    client.set_model_version_tag(name, version, "promotion.reason", decision.reason[:5000])
+    client.set_model_version_tag(name, version, "promotion.evidence", json.dumps(decision.evidence)[:5000])
     client.set_model_version_tag(name, version, "promotion.decision", verdict)
-    client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
+    if decision.promoted:
+        move_champion(client, name, version, action="promoted", reason=decision.reason)
     get_run_logger().info("version %s %s: %s", version, verdict, decision.reason)
-    create_markdown_artifact(
-        f"# Promotion\n\nVersion **{version}**: {verdict}.\n\n{decision.reason}\n",
-        key="promotion-decision",
-        description="champion gate",
-    )
-
-
-def current_champion(client, name: str):
-    """The version holding the `champion` alias, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    create_markdown_artifact(card, key="promotion-decision", description="champion gate and model card")
+    return {
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "champion_version": _version_of(current_champion(client, name)),
+    }
 
 
 def evaluate_champion(champion, heldout_path: Path, eval_settings: EvalSettings, tracking_uri: str) -> dict[str, Any]:
-    """Re-evaluate the champion's weights on this run's held-out pairs."""
+    """Re-evaluate the champion's weights on this run's held-out pairs, on `eval_settings.device`
+    with its `trust_remote_code`; an adapter-only champion loads the base model logged beside it."""
     import mlflow
     import pandas as pd
 
     from simpo_core.eval.heldout import evaluate_model
     from simpo_core.models import load_model_and_tokenizer
+    from tasks.registry import BASE_MODEL_ARTIFACT
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=tracking_uri))
-    model, tokenizer = load_model_and_tokenizer(str(model_dir_inside(local)))
+    base = local / "artifacts" / BASE_MODEL_ARTIFACT
+    model, tokenizer = load_model_and_tokenizer(
+        str(model_dir_inside(local)),
+        trust_remote_code=eval_settings.trust_remote_code,
+        device=eval_settings.device,
+        base=str(base) if base.is_dir() else None,
+    )
     return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), eval_settings)
 
 
 def model_dir_inside(downloaded: Path) -> Path:
-    """The saved transformers folder inside a downloaded pyfunc model."""
-    for config in sorted(downloaded.rglob("config.json")):
-        if any(config.parent.glob("*.safetensors")):
-            return config.parent
-    raise FileNotFoundError(f"no saved model folder (config.json + safetensors) inside {downloaded}")
+    """The saved policy folder inside a downloaded pyfunc model: a full model (config.json +
+    safetensors) or an adapter alone (adapter_config.json + safetensors), the base model
+    logged beside an adapter excluded."""
+    import yaml
+
+    from tasks.registry import BASE_MODEL_ARTIFACT
+
+    mlmodel = downloaded / "MLmodel"
+    if mlmodel.is_file():  # the artifact the pyfunc loads is named in its MLmodel
+        artifacts = yaml.safe_load(mlmodel.read_text())["flavors"]["python_function"].get("artifacts") or {}
+        if "model_dir" in artifacts:
+            return downloaded / artifacts["model_dir"]["path"]
+    for config in sorted(downloaded.rglob("*config.json"), key=lambda path: len(path.parts)):
+        if config.name in ("config.json", "adapter_config.json") and BASE_MODEL_ARTIFACT not in config.parts:
+            if any(config.parent.glob("*.safetensors")):
+                return config.parent
+    raise FileNotFoundError(
+        f"no saved model folder (config.json or adapter_config.json + safetensors) inside {downloaded}"
+    )
 
 
 @contextmanager

@@ -10,7 +10,10 @@ from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
 SERVING_CODE = Path(__file__).with_name("serving_model.py")
-CHALLENGER, CHAMPION = "challenger", "champion"
+PROMPT_CODE = Path(__file__).parents[1] / "simpo_core" / "train" / "prompt_format.py"  # copied beside it
+BASE_MODEL_ARTIFACT = "base_model"  # the base folder logged beside an adapter-only policy
+SERVING_EXAMPLE = [{"prompt": "List some fruit words."}]
+CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 TAGGED_METRICS = ("reward_accuracy", "length_controlled_accuracy", "reward_margin")
 
@@ -61,7 +64,8 @@ def register_version(
         logger.info("version %s of %r already registered from run %s", existing.version, name, run_id)
         version = str(existing.version)
     else:
-        model_uri, model_id = log_policy(model_dir, tracking_uri, run_id)
+        # A try that failed after logging the model left it in the run: register that one.
+        model_uri, model_id = logged_policy_of_run(client, run_id) or log_policy(model_dir, tracking_uri, run_id)
         _ensure_registered(client, name)
         version = str(
             client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version
@@ -76,19 +80,49 @@ def register_version(
 
 
 def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str]:
-    """Log the saved model folder as a pyfunc model of the run; return (uri, model id)."""
+    """Log the saved model folder as a pyfunc model of the run, with its signature (prompts or
+    chat messages in, text out, generation params) and an input example; return (uri, model id).
+
+    An adapter-only folder is logged with its base model (artifact `base_model`) when that
+    base is a local folder, so the served and re-evaluated champion does not depend on it.
+    """
     import mlflow
 
+    from simpo_core.models import adapter_base, is_adapter_folder
+
+    artifacts = {"model_dir": model_dir}
+    if is_adapter_folder(model_dir) and Path(adapter_base(model_dir)).is_dir():
+        artifacts[BASE_MODEL_ARTIFACT] = adapter_base(model_dir)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(SERVING_CODE),
-            artifacts={"model_dir": model_dir},
+            artifacts=artifacts,
+            code_paths=[str(PROMPT_CODE)],
+            signature=serving_signature(),
+            input_example=(SERVING_EXAMPLE, {"max_new_tokens": 8}),
             pip_requirements=serving_requirements(),
         )
     return info.model_uri, info.model_id
+
+
+def serving_signature():
+    """Inputs: `prompt` (string) or `messages` (chat turns) per row; output: the reply; params
+    with the served model's defaults."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+
+    from simpo_core.train.prompt_format import SERVING_DEFAULTS
+
+    turns = Array(Object([Property("role", "string"), Property("content", "string")]))
+    kinds = {"max_new_tokens": "long", "temperature": "double", "top_p": "double", "do_sample": "boolean"}
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "prompt", required=False), ColSpec(turns, "messages", required=False)]),
+        outputs=Schema([ColSpec("string", "reply")]),
+        params=ParamSchema([ParamSpec(name, kinds[name], default) for name, default in SERVING_DEFAULTS.items()]),
+    )
 
 
 def _ensure_registered(client, name: str) -> None:

@@ -55,3 +55,20 @@ def settings_from_args(model: Any, args: argparse.Namespace, names: list[str] | 
     """The settings model from the flags the user gave; the rest keep the model's defaults."""
     names = names or list(model.model_fields)
     return model.from_values({name: getattr(args, name) for name in names}, source="options")
+
+
+def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--tracking-uri` and `--name`: which registry and which registered model."""
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or .simpo/)"
+    )
+    parser.add_argument("--name", default=None, help="registered model (default: the flow's, simpo-policy)")
+
+
+def registry_client(args: argparse.Namespace) -> tuple[Any, str]:
+    """The MLflow client and registered model name the registry commands work on."""
+    from flows.params import RegistryLocation
+    from tasks.tracking import get_client, resolve_tracking_uri
+
+    name = args.name or RegistryLocation().registered_model_name
+    return get_client(resolve_tracking_uri(args.tracking_uri)), name

@@ -91,7 +91,7 @@ def audit_length_balance(
     chosen = count_tokens(frame["chosen"], tokenizer)
     rejected = count_tokens(frame["rejected"], tokenizer)
     report = length_report(chosen, rejected)
-    flagged = report["length_only_accuracy"] > threshold
+    flagged = report["length_bias_strength"] > threshold  # either direction: longer or shorter wins
     report.update(
         {"threshold": threshold, "flagged": bool(flagged), "policy": policy, "tolerance": tolerance, "removed": 0}
     )
@@ -106,7 +106,14 @@ def audit_length_balance(
         after = length_report(chosen[kept_mask], rejected[kept_mask])
         report["removed"] = len(removed)
         report["after"] = {
-            key: after[key] for key in ("pairs", "chosen_longer_fraction", "length_only_accuracy", "point_biserial")
+            key: after[key]
+            for key in (
+                "pairs",
+                "chosen_longer_fraction",
+                "length_only_accuracy",
+                "length_bias_strength",
+                "point_biserial",
+            )
         }
     paths = _write_reports(report, chosen, rejected, out_dir) if out_dir is not None else {}
     _apply_policy(report)
@@ -130,7 +137,8 @@ def pair_order(frame: pd.DataFrame, seed: int) -> np.ndarray:
 
 def _apply_policy(report: dict[str, Any]) -> None:
     figures = (
-        f"length_only_accuracy={report['length_only_accuracy']:.3f} (threshold {report['threshold']}), "
+        f"{report['bias_direction']} wins: length_only_accuracy={report['length_only_accuracy']:.3f}, "
+        f"strength {report['length_bias_strength']:.3f} (threshold {report['threshold']}), "
         f"chosen_longer_fraction={report['chosen_longer_fraction']:.3f}, "
         f"point_biserial={report['point_biserial']:.3f} over {report['pairs']} pairs"
     )
@@ -138,7 +146,7 @@ def _apply_policy(report: dict[str, Any]) -> None:
         logger.info("length balance ok: %s", figures)
     elif report["policy"] == "fail":
         raise DataError(
-            f"length bias: {figures}. The longer response predicts the preference; rebalance the data "
+            f"length bias: {figures}. Length alone predicts the preference; rebalance the data "
             "(--policy rebalance), raise --threshold, or use --policy warn to train anyway."
         )
     elif report["policy"] == "rebalance":

@@ -17,7 +17,10 @@ def length_report(chosen: np.ndarray, rejected: np.ndarray) -> dict:
     Returns:
         `pairs`, mean and median tokens, `chosen_longer_fraction`, `tie_fraction`,
         `length_only_accuracy` (how often "the longer one is chosen" is right, ties
-        excluded; 0.5 when every pair is a tie), `point_biserial` and `buckets`.
+        excluded; 0.5 when every pair is a tie), `length_bias_strength` (how well length
+        predicts the label in either direction: max(accuracy, 1 − accuracy)),
+        `bias_direction` ("chosen longer", "chosen shorter" or "none"), `point_biserial`
+        and `buckets`.
     """
     chosen = np.asarray(chosen, dtype=np.float64)
     rejected = np.asarray(rejected, dtype=np.float64)
@@ -32,6 +35,8 @@ def length_report(chosen: np.ndarray, rejected: np.ndarray) -> dict:
             "chosen_longer_fraction": 0.0,
             "tie_fraction": 0.0,
             "length_only_accuracy": 0.5,
+            "length_bias_strength": 0.5,
+            "bias_direction": "none",
             "point_biserial": 0.0,
             "mean_length_difference": 0.0,
             "buckets": [],
@@ -54,10 +59,14 @@ def _balance(chosen: np.ndarray, rejected: np.ndarray) -> dict:
     shorter = int((chosen < rejected).sum())
     pairs = len(chosen)
     decided = longer + shorter
+    accuracy = longer / decided if decided else 0.5
     return {
         "chosen_longer_fraction": longer / pairs,
         "tie_fraction": (pairs - decided) / pairs,
-        "length_only_accuracy": longer / decided if decided else 0.5,
+        "length_only_accuracy": accuracy,
+        # Length predicts the label just as well when the chosen answer is mostly the shorter one.
+        "length_bias_strength": max(accuracy, 1.0 - accuracy),
+        "bias_direction": "chosen longer" if accuracy > 0.5 else "chosen shorter" if accuracy < 0.5 else "none",
     }
 
 

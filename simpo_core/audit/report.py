@@ -19,13 +19,14 @@ def write_audit_reports(
     paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE, "png": out_dir / PNG_FILE}
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(audit_markdown(report), encoding="utf-8")
-    plot_length_histogram(chosen, rejected, paths["png"])
+    plot_length_histogram(chosen, rejected, paths["png"], report.get("bias_direction", "none"))
     return paths
 
 
 def audit_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown page: headline figures, then the per-bucket table."""
-    verdict = "**flagged**: the longer response predicts the preference" if report["flagged"] else "not flagged"
+    direction = report.get("bias_direction", "none")
+    verdict = f"**flagged**: length predicts the preference ({direction} wins)" if report["flagged"] else "not flagged"
     lines = [
         "# Length-balance audit",
         "",
@@ -38,6 +39,7 @@ def audit_markdown(report: dict[str, Any]) -> str:
         f"| chosen longer fraction | {report['chosen_longer_fraction']:.3f} |",
         f"| tie fraction | {report['tie_fraction']:.3f} |",
         f"| length-only accuracy (ties excluded) | {report['length_only_accuracy']:.3f} |",
+        f"| length-bias strength, either direction | {report['length_bias_strength']:.3f} ({direction} wins) |",
         f"| point-biserial correlation | {report['point_biserial']:.3f} |",
         f"| rows removed by rebalancing | {report['removed']} |",
     ]
@@ -63,7 +65,7 @@ def audit_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_length_histogram(chosen: np.ndarray, rejected: np.ndarray, path: Path) -> Path:
+def plot_length_histogram(chosen: np.ndarray, rejected: np.ndarray, path: Path, direction: str = "none") -> Path:
     """Overlaid histograms of chosen and rejected token lengths."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless
 
@@ -75,7 +77,8 @@ def plot_length_histogram(chosen: np.ndarray, rejected: np.ndarray, path: Path) 
     axes.hist(rejected, bins=bins, alpha=0.55, label=f"rejected (mean {np.mean(rejected) if len(rejected) else 0:.0f})")
     axes.set_xlabel("response tokens")
     axes.set_ylabel("pairs")
-    axes.set_title("Chosen vs rejected response length")
+    bias = "no length bias" if direction == "none" else f"{direction} wins more often"
+    axes.set_title(f"Chosen vs rejected response length ({bias})")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)

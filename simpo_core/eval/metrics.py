@@ -174,7 +174,9 @@ def preference_metrics(
     Returns:
         `reward_accuracy` (strict >), `reward_accuracy_ci` (95% bootstrap), `reward_margin`
         (mean β·(chosen − rejected)), `logps_chosen`, `logps_rejected`, `loss`, the length
-        split accuracies, `length_reward_correlation` and `accuracy_by_length_bucket`.
+        split accuracies, `length_reward_correlation`, `accuracy_by_length_bucket`, and per
+        pair `pair_outcomes` ("1" correct / "0") and `pair_length_sides` ("L" chosen longer,
+        "S" shorter, "E" equal), one character per pair.
 
     Raises:
         ValueError: the arrays are empty or their shapes differ.
@@ -201,6 +203,9 @@ def preference_metrics(
         "loss": None if losses is None else float(as_array(losses, "losses").mean()),
     }
     block.update(length_split_accuracy(correct, c_len, r_len))
+    # Per-pair verdicts and length sides, compact: the champion gate's paired tests need them.
+    block["pair_outcomes"] = "".join("1" if ok else "0" for ok in correct)
+    block["pair_length_sides"] = "".join("L" if c > r else "S" if c < r else "E" for c, r in zip(c_len, r_len))
     block["length_reward_correlation"] = length_reward_correlation(chosen_rewards, rejected_rewards, c_len, r_len)
     block["accuracy_by_length_bucket"] = accuracy_by_length_bucket(correct, c_len, r_len)
     return block

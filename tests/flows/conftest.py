@@ -46,6 +46,7 @@ def run_flow(prefect_harness, tmp_path, monkeypatch, tiny_model_dir):
                 "train.save_steps=20",
                 "eval.generation_samples=2",
                 "eval.max_new_tokens=8",
+                "registry.min_generation_samples=2",
                 f"output_dir={tmp_path / 'runs'}",
                 f"registry.tracking_uri={tracking or tracking_uri}",
                 *overrides,

@@ -61,3 +61,21 @@ def test_audit_rebalance_records_every_drop(tmp_path):
 def test_audit_fail_policy_exits_non_zero(tmp_path):
     result = run_cli("audit", "synthetic:n=200,bias=1", "--out", str(tmp_path / "a"), "--policy", "fail", cwd=tmp_path)
     assert result.returncode == 1 and "length bias: length_only_accuracy=1.000" in result.stderr
+
+
+def test_audit_flags_a_shorter_wins_bias_and_passes_balanced_data(tmp_path):
+    """Chosen shorter in 90 % of pairs predicts the label as well as chosen longer does."""
+    summaries = {}
+    for bias in ("-0.8", "0.0"):  # chosen longer with probability (1 + bias) / 2: 10 % and 50 %
+        data = tmp_path / f"bias{bias}.jsonl"
+        made = run_cli(
+            "demo-data", "--out", str(data), "--n", "400", "--length-bias", bias, "--seed", "2", cwd=tmp_path
+        )
+        assert made.returncode == 0, made.stderr
+        result = run_cli("audit", str(data), "--out", str(tmp_path / f"audit{bias}"), "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        summaries[bias] = last_json(result)
+    shorter, balanced = summaries["-0.8"], summaries["0.0"]
+    assert shorter["flagged"] is True and shorter["bias_direction"] == "chosen shorter"
+    assert shorter["length_only_accuracy"] < 0.2 and shorter["length_bias_strength"] > 0.8
+    assert balanced["flagged"] is False and balanced["length_bias_strength"] < 0.6

@@ -69,7 +69,9 @@ def test_unbiased_data_is_not_flagged(tokenizer):
 
 
 def test_fail_policy_raises_with_the_numbers(tokenizer):
-    with pytest.raises(DataError, match=r"length_only_accuracy=0\.800 \(threshold 0\.65\)"):
+    with pytest.raises(
+        DataError, match=r"chosen longer wins: length_only_accuracy=0\.800, strength 0\.800 \(threshold 0\.65\)"
+    ):
         audit_length_balance(frame_of([(10, 5)] * 8 + [(5, 10)] * 2), tokenizer, AuditSettings(policy="fail"))
 
 
@@ -157,3 +159,24 @@ def test_the_audit_step_moves_rebalanced_rows_from_valid_to_quarantine(tokenizer
     assert len(valid) + len(quarantined) == validated.summary["total"] == 200
     assert {line["reasons"][0] for line in quarantined} == {"length_rebalance"}
     assert sorted(valid["source_row"]) == sorted(result.frame["source_row"])
+
+
+@pytest.mark.parametrize(
+    "lengths, direction, flagged",
+    [
+        ([(5, 10)] * 9 + [(10, 5)], "chosen shorter", True),  # shorter wins in 90 %: length predicts it too
+        ([(10, 5)] * 9 + [(5, 10)], "chosen longer", True),
+        ([(10, 5), (5, 10)] * 5, "none", False),
+    ],
+)
+def test_length_bias_is_flagged_in_both_directions(tokenizer, lengths, direction, flagged):
+    report = audit_length_balance(frame_of(lengths), tokenizer).report
+    assert (report["bias_direction"], report["flagged"]) == (direction, flagged)
+    assert report["length_bias_strength"] == pytest.approx(0.9 if flagged else 0.5)
+
+
+def test_rebalance_of_a_shorter_wins_bias_drops_shorter_pairs(tokenizer):
+    # 8 of 10 chosen shorter: keep chosen-longer within 0.5 +- 0.05 by dropping 6 shorter pairs.
+    result = audit_length_balance(frame_of([(5, 10)] * 8 + [(10, 5)] * 2), tokenizer, AuditSettings(policy="rebalance"))
+    assert result.report["removed"] == 6 and result.report["after"]["length_bias_strength"] == 0.5
+    assert (result.removed["chosen"].str.len() < result.removed["rejected"].str.len()).all()

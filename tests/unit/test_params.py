@@ -71,7 +71,8 @@ def test_config_reference_doc_is_current():
         ("train.batch_size=four", "train.batch_size"),
         ("train.max_prompt_length=600", "max_prompt_length (600) must be smaller than max_length"),
         ("audit.policy=ignore", "audit.policy"),
-        ("registry.promotion_margin=-0.1", "registry.promotion_margin"),
+        ("registry.min_gain=-0.1", "registry.min_gain"),
+        ("registry.gate=coin-flip", "registry.gate"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(override, field):
