@@ -74,7 +74,7 @@ def run_ours(vocab: int, steps: int, warmup: int, device: str) -> dict:
         warmup_ratio=0.0,
         lr_scheduler="constant",
         save_steps=0,
-        bf16=device == "cuda",
+        precision="bf16-mixed" if device == "cuda" else "fp32",
         output_dir=Path(tempfile.mkdtemp()) / "ours",
         max_steps=warmup + steps,
     )

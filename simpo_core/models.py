@@ -10,6 +10,7 @@ it is logged), and weights load from safetensors only.
 """
 
 import logging
+import re
 from pathlib import Path
 
 from simpo_core.env import state_dir
@@ -19,13 +20,15 @@ logger = logging.getLogger(__name__)
 
 TINY = "tiny"
 TINY_SEED = 1234
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the `model.device` values every stage accepts
 
 
 def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
     """Turn a model source into something `from_pretrained` accepts.
 
     Args:
-        source: `tiny` (the embedded default), a local folder, or a hub id.
+        source: `tiny` (the embedded default), a local folder (a full model, or an adapter
+            written with `lora.merge_on_save: false`), or a hub id.
         cache_dir: where `tiny` is built; `.simpo/models` under the working directory.
 
     Returns:
@@ -35,14 +38,65 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
         return str(save_tiny((cache_dir or state_dir() / "models") / "tiny"))
     path = Path(source).expanduser()
     if path.exists():
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not is_adapter_folder(path):
             raise ConfigError(
-                f"model folder {path} has no config.json; pass a folder written by save_pretrained, a hub id, or 'tiny'"
+                f"model folder {path} has neither config.json nor adapter_config.json; pass a folder written by "
+                "save_pretrained (a model or a LoRA adapter), a hub id, or 'tiny'"
             )
         return str(path)
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise ConfigError(f"model path {source} does not exist; check the path or pass 'tiny'")
     return source
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    """True for a LoRA adapter saved alone (adapter_config.json, no full model config.json)."""
+    path = Path(path)
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    """The starting model an adapter-only folder was trained on (its `base_model_name_or_path`).
+
+    Raises:
+        ConfigError: the adapter does not name its base model.
+    """
+    import json
+
+    base = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"adapter {path} does not name its base model (base_model_name_or_path); pass a merged model")
+    return str(base)
+
+
+def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 (torch is imported lazily)
+    """The torch device of a `model.device` setting: `auto`, `cpu`, `cuda` or `cuda:N`.
+
+    `auto` is this process's GPU when CUDA is available (under torchrun the one
+    `init_distributed` selected), else the CPU; `cuda` is this process's GPU.
+
+    Raises:
+        ConfigError: CUDA was asked for where there is none, or GPU N does not exist.
+    """
+    import torch
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        if device == "auto":
+            return torch.device("cpu")
+        raise ConfigError(
+            f"device {device!r} asked for, but this torch build sees no CUDA GPU; set model.device to auto or cpu, "
+            "or install a CUDA build of torch"
+        )
+    if device in ("auto", "cuda"):
+        return torch.device("cuda", torch.cuda.current_device())
+    index = int(device.split(":", 1)[1])
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
 
 
 def check_model_source(source: str) -> None:
@@ -88,13 +142,22 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model_and_tokenizer(source: str, trust_remote_code: bool = False, dtype=None):
+def load_model_and_tokenizer(
+    source: str, trust_remote_code: bool = False, dtype=None, device: str | None = None, base: str | None = None
+):
     """Load a causal LM and its tokenizer from a model source.
 
     Args:
         source: `tiny`, a local folder or a hub id (read from the local cache when offline).
+            An adapter-only folder (`lora.merge_on_save: false`) loads its base model and
+            merges the adapter into it.
         trust_remote_code: run code shipped with the model; off by default.
-        dtype: torch dtype for the weights; the checkpoint's own when None.
+        dtype: torch dtype for the weights; the checkpoint's own when None. Training upcasts
+            to its precision policy's master dtype (`simpo_core.train.precision`).
+        device: `auto`, `cpu`, `cuda` or `cuda:N` (see `resolve_device`); None leaves the
+            model on the CPU.
+        base: for an adapter-only folder, the base model to load instead of the one the
+            adapter names (e.g. a copy logged beside it).
 
     Returns:
         `(model, tokenizer)`.
@@ -106,12 +169,22 @@ def load_model_and_tokenizer(source: str, trust_remote_code: bool = False, dtype
 
     resolved = resolve_model_source(source)
     tokenizer = load_tokenizer(resolved, trust_remote_code)
+    adapter = resolved if is_adapter_folder(resolved) else None
+    weights = resolve_model_source(base or adapter_base(adapter)) if adapter else resolved
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolved, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
+            weights, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
         )
     except OSError as error:
-        raise ConfigError(_not_found_message(source, error)) from error
+        raise ConfigError(_not_found_message(weights, error)) from error
+    if adapter:
+        from peft import PeftModel
+
+        # Merged for inference: one plain model, as fast as a merged save and loadable by every stage.
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        logger.info("loaded adapter %s onto its base model %s", adapter, weights)
+    if device is not None:
+        model = model.to(resolve_device(device))
     return model, tokenizer
 
 

@@ -20,17 +20,14 @@ def evaluate_holdout_task(
     out_dir: Path,
     tracking_uri: str,
     run_id: str,
-    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate both models on identical pairs; log metrics, report and plots."""
+    """Evaluate both models on identical pairs (on `settings.device`); log metrics, report and plots."""
     import pandas as pd
 
     from simpo_core.eval.saved import evaluate_saved
 
     pairs = pd.read_parquet(heldout_path)
-    result = evaluate_saved(
-        trained_dir, pairs, settings, base_source=base_source, out_dir=out_dir, trust_remote_code=trust_remote_code
-    )
+    result = evaluate_saved(trained_dir, pairs, settings, base_source=base_source, out_dir=out_dir)
     client = get_client(tracking_uri)
     for block in ("base", "trained", "delta", "judge"):
         log_metrics(client, run_id, numeric_metrics(result.heldout.get(block) or {}, f"eval/{block}"))

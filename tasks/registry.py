@@ -125,6 +125,20 @@ def serving_signature():
     )
 
 
+def logged_policy_of_run(client, run_id: str) -> tuple[str, str] | None:
+    """(uri, model id) of the policy an earlier try of this run logged, or None."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'"
+    )
+    ready = [model for model in logged if str(model.status).endswith("READY")]
+    if not ready:
+        return None
+    newest = max(ready, key=lambda model: model.creation_timestamp)
+    get_run_logger().info("reusing the model %s logged by an earlier try of run %s", newest.model_id, run_id)
+    return f"models:/{newest.model_id}", newest.model_id
+
+
 def _ensure_registered(client, name: str) -> None:
     from mlflow.exceptions import MlflowException
 

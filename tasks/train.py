@@ -48,12 +48,18 @@ def train_simpo_task(
     tracking_uri: str,
     run_id: str,
     trust_remote_code: bool = False,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder."""
     from simpo_core.train.worker import build_trainer, finish_training
 
     job = TrainJob(
-        model_source, split.train_path, split.heldout_path, config.model_copy(update={"output_dir": out_dir})
+        model_source,
+        split.train_path,
+        split.heldout_path,
+        config.model_copy(update={"output_dir": out_dir}),
+        trust_remote_code=trust_remote_code,
+        device=device,
     )
     resume = task_run.run_count > 1
     if resume:

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="run code shipped with the models (off by default)"
     )
-    add_settings_arguments(parser, EvalSettings)
+    names = [name for name in EvalSettings.model_fields if name != "trust_remote_code"]  # a flag, above
+    add_settings_arguments(parser, EvalSettings, names)
     add_json_flag(parser)
 
 
@@ -53,9 +54,7 @@ def main(args: argparse.Namespace) -> int:
         )
     elif args.base is None:
         logger.info("comparing with the starting model recorded in %s: %s", args.model, base)
-    result = evaluate_saved(
-        args.model, pairs, settings, base_source=base, out_dir=args.out, trust_remote_code=args.trust_remote_code
-    )
+    result = evaluate_saved(args.model, pairs, settings, base_source=base, out_dir=args.out)
     print(result.markdown, file=sys.stderr)
     if args.json:
         emit_summary({**result.summary(), "model": args.model, "base_model": base, "data": args.data}, True)

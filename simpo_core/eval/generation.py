@@ -148,12 +148,14 @@ def generate_responses(
     """
     import torch
 
-    from simpo_core.train.tokenization import render_prompt_ids
+    from simpo_core.train.prompt_format import keep_last_tokens, render_prompt_ids
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     bos = tokenizer.bos_token_id
-    prompt_ids = [_keep_last(render_prompt_ids(tokenizer, messages), max_prompt_length, bos) for messages in prompts]
+    prompt_ids = [
+        keep_last_tokens(render_prompt_ids(tokenizer, messages), max_prompt_length, bos) for messages in prompts
+    ]
     results: list[Generation] = []
     was_training = model.training
     model.eval()
@@ -194,15 +196,6 @@ def _generate_batch(
     )
     new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
     return [_to_generation(tokenizer, ids, set(eos_ids)) for ids in new_tokens]
-
-
-def _keep_last(ids: list[int], max_prompt_length: int, bos_token_id: int | None) -> list[int]:
-    """The last `max_prompt_length` prompt tokens (a leading BOS stays, as in training)."""
-    if len(ids) <= max_prompt_length:
-        return ids
-    if bos_token_id is not None and ids[0] == bos_token_id and max_prompt_length > 1:
-        return ids[:1] + ids[len(ids) - max_prompt_length + 1 :]
-    return ids[-max_prompt_length:]
 
 
 def left_pad(prompt_ids: list[list[int]], pad_token_id: int) -> dict[str, Any]:

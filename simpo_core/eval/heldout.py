@@ -250,6 +250,7 @@ def evaluate_heldout(
         reward_model_path=settings.reward_model_path,
         batch_size=settings.batch_size,
         max_length=settings.max_length,
+        device=settings.device,
     )
     rows = normalize_pairs(pairs)
     prompts = sample_prompts([row["prompt"] for row in rows], settings.generation_samples, settings.seed)

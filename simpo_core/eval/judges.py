@@ -117,6 +117,7 @@ def compare_answers(
     controlled = win_rate(base[matched], trained[matched], seed=seed)
     result.update(
         length_controlled_win_rate=controlled["win_rate"],
+        length_controlled_win_rate_ci=controlled["win_rate_ci"],
         length_matched_pairs=int(matched.sum()),
         mean_score_base=float(base.mean()) if keep else None,
         mean_score_trained=float(trained.mean()) if keep else None,
@@ -148,8 +149,11 @@ def synthetic_judge() -> ScoreFn:
     return score
 
 
-def reward_model_judge(reward_model_path: str | Path | None = None, *, batch_size: int, max_length: int) -> ScoreFn:
-    """Scores answers with a local sequence-classification reward model.
+def reward_model_judge(
+    reward_model_path: str | Path | None = None, *, batch_size: int, max_length: int, device: str = "auto"
+) -> ScoreFn:
+    """Scores answers with a local sequence-classification reward model, on `device` (`auto`,
+    `cpu`, `cuda`, `cuda:N`: the evaluation's device).
 
     The conversation (prompt turns plus the answer as the assistant turn) is rendered with
     the reward model's chat template, or as "role: content" lines without one. The score
@@ -171,6 +175,9 @@ def reward_model_judge(reward_model_path: str | Path | None = None, *, batch_siz
             "written by save_pretrained (a sequence-classification model)"
         )
     model, tokenizer = _load_reward_model(path)
+    from simpo_core.models import resolve_device
+
+    model = model.to(resolve_device(device))
 
     def score(prompts: list[list[Message]], answers: list[str]) -> list[float | None]:
         texts = [_render_conversation(tokenizer, messages, answer) for messages, answer in zip(prompts, answers)]

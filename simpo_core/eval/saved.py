@@ -22,18 +22,17 @@ def evaluate_saved(
     *,
     base_source: str | None = None,
     out_dir: Path | None = None,
-    trust_remote_code: bool = False,
 ) -> EvaluationResult:
     """Evaluate a saved model on held-out pairs, against its starting model when one is given.
 
     Args:
         model_source: the trained model (folder, hub id or 'tiny').
         pairs: DataFrame or list of canonical/flat rows.
-        settings: `EvalSettings`.
+        settings: `EvalSettings`; both models load on `settings.device`, with
+            `settings.trust_remote_code`. Adapter-only folders load their base plus the adapter.
         base_source: the starting model; it must share the trained model's tokenizer. None
             evaluates the model alone: `heldout` then has `base`, `delta` and `judge` None.
         out_dir: where the JSON, Markdown and PNG report go (nothing written if None).
-        trust_remote_code: run code shipped with the models (off by default).
 
     Raises:
         ConfigError: a model that cannot load, or two different tokenizers.
@@ -41,10 +40,11 @@ def evaluate_saved(
     from simpo_core.models import load_model_and_tokenizer
 
     settings = settings or EvalSettings()
-    trained, tokenizer = load_model_and_tokenizer(model_source, trust_remote_code=trust_remote_code)
+    loading = {"trust_remote_code": settings.trust_remote_code, "device": settings.device}
+    trained, tokenizer = load_model_and_tokenizer(model_source, **loading)
     if base_source is None:
         return _evaluate_alone(trained, tokenizer, pairs, settings, out_dir)
-    base, base_tokenizer = load_model_and_tokenizer(base_source, trust_remote_code=trust_remote_code)
+    base, base_tokenizer = load_model_and_tokenizer(base_source, **loading)
     if len(tokenizer) != len(base_tokenizer) or tokenizer.chat_template != base_tokenizer.chat_template:
         raise ConfigError(
             f"the model {model_source} and its base {base_source} use different tokenizers or chat templates; "

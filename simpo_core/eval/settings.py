@@ -2,13 +2,15 @@
 
 `EvalOptions` is what a user chooses about evaluation (the flow's `eval` group, the
 `simpo evaluate` flags); `EvalSettings` adds what must match training (β, γ, the token
-limits, the seed), whose defaults are the training config's.
+limits, the seed), whose defaults are the training config's, and how the models load (the
+device and `trust_remote_code`, the flow's `model` group).
 """
 
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from simpo_core.models import DEVICE_PATTERN
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import SimPOConfig
 
@@ -43,12 +45,21 @@ class EvalSettings(EvalOptions):
     max_length: int = Field(_TRAINING["max_length"].default, gt=0, description="prompt + response tokens kept")
     max_prompt_length: int = Field(_TRAINING["max_prompt_length"].default, gt=0, description="prompt tokens kept")
     seed: int = Field(0, ge=0, description="seed of the prompt sample, sampling and bootstrap")
+    device: str = Field(
+        "auto", pattern=DEVICE_PATTERN, description="where the models and the reward model run: auto, cpu, cuda, cuda:N"
+    )
+    trust_remote_code: bool = Field(False, description="run code shipped with the evaluated models (off by default)")
 
     @classmethod
-    def for_training(cls, options: EvalOptions, config: SimPOConfig) -> "EvalSettings":
-        """The evaluation of a model trained with `config`: its β, γ, token limits and seed."""
+    def for_training(
+        cls, options: EvalOptions, config: SimPOConfig, *, device: str = "auto", trust_remote_code: bool = False
+    ) -> "EvalSettings":
+        """The evaluation of a model trained with `config`: its β, γ, token limits and seed,
+        loaded on `device` with the model group's `trust_remote_code`."""
         return cls(
             **options.model_dump(),
+            device=device,
+            trust_remote_code=trust_remote_code,
             beta=config.beta,
             gamma=config.gamma,  # resolved from gamma_beta_ratio when that was given
             max_length=config.max_length,

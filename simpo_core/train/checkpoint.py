@@ -181,11 +181,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_model_atomic(model: torch.nn.Module, tokenizer: Any, path: Path, merge_lora: bool = False) -> Path:
+def save_model_atomic(
+    model: torch.nn.Module, tokenizer: Any, path: Path, merge_lora: bool = False, dtype: torch.dtype | None = None
+) -> Path:
     """Save weights (safetensors) and tokenizer into `path`, replacing it only when complete.
 
     A peft model saves its adapter; with `merge_lora` the folder instead holds the merged
-    full model (loadable without peft) and the adapter goes to `path/adapter`.
+    full model (loadable without peft) and the adapter goes to `path/adapter`. Full weights
+    are written in `dtype` (their own when None); adapter weights keep theirs.
     """
     import copy
 
@@ -197,10 +200,12 @@ def save_model_atomic(model: torch.nn.Module, tokenizer: Any, path: Path, merge_
     is_peft = hasattr(model, "peft_config")
     if is_peft and merge_lora:
         merged = copy.deepcopy(model).merge_and_unload()  # the training model keeps its adapter
-        merged.save_pretrained(tmp)
+        _save_full_weights(merged, tmp, dtype)
         model.save_pretrained(tmp / "adapter")
-    else:
+    elif is_peft:
         model.save_pretrained(tmp)
+    else:
+        _save_full_weights(model, tmp, dtype)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     if path.exists():
@@ -208,3 +213,19 @@ def save_model_atomic(model: torch.nn.Module, tokenizer: Any, path: Path, merge_
     os.replace(tmp, path)
     logger.info("saved the %s to %s", "merged model and adapter" if is_peft and merge_lora else "model", path)
     return path
+
+
+def _save_full_weights(model: torch.nn.Module, folder: Path, dtype: torch.dtype | None) -> None:
+    """`save_pretrained` in `dtype`, without casting the live model (a float32 master copy
+    cast down and back would lose the very precision it exists for)."""
+    own = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None or dtype == own:
+        model.save_pretrained(folder)
+        return
+    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in model.state_dict().items()}
+    model.save_pretrained(folder, state_dict=state)
+    config_file = folder / "config.json"  # save_pretrained records the live model's dtype; record the saved one
+    config = json.loads(config_file.read_text())
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    logger.info("weights written in %s (trained in %s)", dtype, own)

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simpo_core.errors import ConfigError
 
+# Training precision policies and saved-model dtypes (see `simpo_core.train.precision`).
+Precision = Literal["auto", "fp32", "bf16-mixed", "bf16-pure"]
+SaveDtype = Literal["checkpoint", "float32", "bfloat16", "float16"]
+
 
 class LoraSettings(BaseModel):
     """Low-rank adapters (peft): train small matrices beside frozen base weights."""
@@ -104,8 +108,15 @@ class SimPOConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, ~30% slower."
     )
-    bf16: bool | None = Field(
-        None, description="bfloat16 autocast; null turns it on only where CUDA supports bf16 (CPU stays fp32)."
+    precision: Precision = Field(
+        "auto",
+        description="fp32: float32 weights and compute; bf16-mixed: float32 master weights and AdamW state, "
+        "bfloat16 autocast (CUDA only); bf16-pure: bfloat16 weights and optimizer state (saves memory, but "
+        "loses most updates at small learning rates); auto: bf16-mixed on a bf16-capable GPU, else fp32.",
+    )
+    save_dtype: SaveDtype = Field(
+        "checkpoint",
+        description="dtype of the saved model: checkpoint (the starting model's own), float32, bfloat16 or float16.",
     )
     num_processes: int = Field(
         1,

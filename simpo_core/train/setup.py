@@ -6,42 +6,72 @@ from typing import Any
 import torch
 
 from simpo_core.errors import ConfigError
-from simpo_core.train import checkpoint
+from simpo_core.train import checkpoint, precision
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import model_device
 from simpo_core.train.packing import enable_packing
 
 
-def prepare_model(model: Any, config: SimPOConfig) -> Any:
-    """LoRA adapters (when configured), gradient checkpointing, the GPU when there is one, and
-    packed (padding-free) attention where the model allows it.
+def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | None = None) -> tuple[Any, str]:
+    """The model as trained: on its device, in the precision policy's master dtype, with LoRA
+    adapters (when configured), gradient checkpointing and packed (padding-free) attention
+    where the model allows it.
+
+    Args:
+        model: a transformers causal LM (or a peft model), in any dtype on any device.
+        config: `lora`, `gradient_checkpointing` and `precision` are read.
+        device: where to train (`cpu`, `cuda`, `cuda:N`, a `torch.device`); None keeps a model
+            already on a GPU there and moves a CPU model to the GPU when there is one.
+
+    Returns:
+        `(model, precision)`: the prepared model and the concrete policy (`fp32`, `bf16-mixed`
+        or `bf16-pure`).
 
     Raises:
-        ConfigError: nothing in the model is trainable.
+        ConfigError: nothing in the model is trainable, or the device does not exist here.
     """
+    target = _training_device(model, device)
+    if model_device(model) != target:
+        model = model.to(target)  # before the upcast: a bf16 checkpoint's float32 copy lands on the GPU once
+    policy = precision.resolve_precision(config.precision, target)
+    # Before the adapters are added: peft keeps LoRA weights in float32 even on a bf16 base.
+    model = precision.cast_floating(model, precision.master_dtype(policy))
     if config.lora is not None and not hasattr(model, "peft_config"):
-        from peft import LoraConfig, get_peft_model
-
-        lora = config.lora
-        torch.manual_seed(config.seed)  # adapter initialisation is reproducible
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = _add_lora(model, config)
     if not checkpoint.trainable_parameters(model):
         raise ConfigError("the model has no trainable parameters; unfreeze it or set lora")
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if torch.cuda.is_available() and model_device(model).type == "cpu":
-        model = model.to("cuda")  # under torchrun: this process's GPU (set by init_distributed)
     enable_packing(model)
-    return model
+    return model, policy
+
+
+def _training_device(model: Any, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        from simpo_core.models import resolve_device
+
+        return resolve_device(str(device))
+    current = model_device(model)
+    if torch.cuda.is_available() and current.type == "cpu":
+        return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this process's GPU
+    return current
+
+
+def _add_lora(model: Any, config: SimPOConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    torch.manual_seed(config.seed)  # adapter initialisation is reproducible
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
 
 
 def build_optimizer(

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from simpo_core.data.schema import Message, to_canonical
+from simpo_core.data.schema import to_canonical
 from simpo_core.errors import DataError
 from simpo_core.train.loss import IGNORE_INDEX
+from simpo_core.train.prompt_format import render_prompt_ids  # noqa: F401 (re-exported: one rendering)
 
 
 @dataclass(frozen=True)
@@ -30,25 +31,6 @@ class EncodedPair:
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
-
-
-def render_prompt_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
-    """Prompt token ids: the chat template with a generation prompt, BOS exactly once.
-
-    Without a chat template the turns are joined as `role: content` lines and the reply is
-    cued with `assistant:`.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    bos = tokenizer.bos_token_id
-    if bos is not None:
-        while ids and ids[0] == bos:  # a template may render its own BOS; keep one
-            ids.pop(0)
-        ids.insert(0, bos)
-    return ids
 
 
 def response_ids(tokenizer: Any, text: str) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed
+from simpo_core.train import checkpoint, distributed, precision
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import collate_for, model_device, pair_logps
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
@@ -48,6 +48,12 @@ class SimPOTrainer:
         train_dataset, eval_dataset: list of dicts, pandas DataFrame or datasets.Dataset in
             the canonical or flat layout.
         callbacks: `callback(event, step, metrics)` with event in log, eval, checkpoint, end.
+        device: where to train (`auto`, `cpu`, `cuda`, `cuda:N`); None keeps a GPU model where
+            it is and moves a CPU model to the GPU when there is one.
+
+    Whatever dtype the model arrives in, it trains under `config.precision`
+    (`simpo_core.train.precision`): a bf16 checkpoint gets float32 master weights unless
+    `bf16-pure` is asked for, and `save_model` writes it back in `config.save_dtype`.
 
     Raises:
         ConfigError: no tokenizer, no pad token, or nothing trainable.
@@ -62,6 +68,7 @@ class SimPOTrainer:
         train_dataset: Any = None,
         eval_dataset: Any = None,
         callbacks: Sequence[Callback] | None = None,
+        device: str | None = None,
     ) -> None:
         self.config = config or SimPOConfig()
         if tokenizer is None or tokenizer.pad_token_id is None:
@@ -72,7 +79,8 @@ class SimPOTrainer:
         self.callbacks = list(callbacks or [])
         self.world_size = distributed.init_distributed()
         self.rank = distributed.rank()
-        self.model = prepare_model(model, self.config)
+        self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
+        self.model, self.precision = prepare_model(model, self.config, device)
         self.loss_fn = SimPOLoss.from_config(self.config)
         distributed.broadcast_parameters(self.model)
         self.train_pairs = self._encode(train_dataset)
@@ -95,10 +103,7 @@ class SimPOTrainer:
         return model_device(self.model)
 
     def _autocast(self):
-        enabled = self.config.bf16
-        if enabled is None:
-            enabled = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+        return precision.autocast(self.precision, self.device)
 
     @property
     def micro_batches_per_epoch(self) -> int:
@@ -361,11 +366,13 @@ class SimPOTrainer:
         """Write the model (safetensors) and tokenizer to `path` (default `output_dir/final`).
 
         With LoRA: the adapter, or, when `lora.merge_on_save`, the merged full model plus
-        the adapter in `path/adapter`. Returns the path.
+        the adapter in `path/adapter`. Full weights are written in `config.save_dtype` (the
+        starting checkpoint's dtype by default). Returns the path.
         """
         target = path or self.config.output_dir / "final"
         merge = self.config.lora is not None and self.config.lora.merge_on_save
         if self.rank == 0:
-            checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge)
+            dtype = precision.save_dtype(self.config.save_dtype, self.checkpoint_dtype)
+            checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge, dtype=dtype)
         distributed.barrier()
         return str(target)

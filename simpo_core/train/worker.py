@@ -6,6 +6,7 @@ is what `simpo train` runs and what each process runs under torchrun. The job fi
 
     model: tiny                  # 'tiny', a saved model folder, or a hub id
     trust_remote_code: false     # optional: run code shipped with a hub model (off for safety)
+    device: auto                 # optional: auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)
     train_data: pairs.jsonl      # JSONL, JSON or Parquet, canonical or flat layout
     eval_data: heldout.jsonl     # optional
     simpo:                       # SimPOConfig fields (docs/training.md)
@@ -21,17 +22,19 @@ The final model goes to `<output_dir>/final`, the metric history to
 import argparse
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simpo_core.errors import ConfigError, DataError
+from simpo_core.models import DEVICE_PATTERN
 from simpo_core.train.config import SimPOConfig, read_yaml_mapping
 from simpo_core.train.presets import preset_values
 
 logger = logging.getLogger(__name__)
 
-JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "simpo")
+JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "simpo")
 HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
 FINAL_DIR = "final"
 
@@ -45,6 +48,7 @@ class TrainJob:
     eval_data: Path | None
     config: SimPOConfig
     trust_remote_code: bool = False  # run code shipped with the model (logged when on)
+    device: str = "auto"  # auto, cpu, cuda or cuda:N (`simpo_core.models.resolve_device`)
 
     def write(self, path: Path) -> Path:
         """Save as the YAML job file that `read_job` (and so the worker) reads."""
@@ -55,6 +59,7 @@ class TrainJob:
             "train_data": str(self.train_data),
             "eval_data": str(self.eval_data) if self.eval_data else None,
             "trust_remote_code": self.trust_remote_code,
+            "device": self.device,
             "simpo": self.config.model_dump(mode="json"),
         }
         path.write_text(yaml.safe_dump(values))
@@ -100,7 +105,10 @@ def read_job(path: Path) -> TrainJob:
     trust = values.get("trust_remote_code", False)
     if not isinstance(trust, bool):
         raise ConfigError(f"{path}: trust_remote_code must be true or false, got {trust!r}")
-    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config, trust)
+    device = str(values.get("device") or "auto")
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise ConfigError(f"{path}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config, trust, device)
 
 
 def read_pairs(path: Path) -> Any:
@@ -138,7 +146,9 @@ def build_trainer(job: TrainJob) -> Any:
     model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code)
     train_rows = read_pairs(job.train_data)
     eval_rows = read_pairs(job.eval_data) if job.eval_data else None
-    return SimPOTrainer(model, job.config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows)
+    return SimPOTrainer(
+        model, job.config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows, device=job.device
+    )
 
 
 def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) -> TrainResult:

@@ -28,6 +28,8 @@ def start_run(tmp_path, env, name, steps):
         "eval.generation_samples=2",
         "--set",
         "eval.max_new_tokens=8",
+        "--set",
+        "registry.min_generation_samples=2",
     ]
     return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -43,7 +45,7 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
     with mlflow_server(tmp_path) as (tracking_uri, _), prefect_server(tmp_path) as api_url:
         # One thread each: two 2-thread torch processes on 2 cores spin-wait each other to a crawl.
         env = {**os.environ, "PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
-        strong, weak = start_run(tmp_path, env, "strong", 100), start_run(tmp_path, env, "weak", 20)
+        strong, weak = start_run(tmp_path, env, "strong", 300), start_run(tmp_path, env, "weak", 20)
         summaries = [finish(strong), finish(weak)]
 
         from mlflow import MlflowClient
@@ -60,6 +62,7 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         best = max(summaries, key=lambda s: (s["heldout"]["trained"]["reward_accuracy"], s["train_steps"]))
         champion = registry.get_model_version_by_alias("simpo-policy", "champion")
         assert str(champion.version) == best["model_version"], [s["promotion_reason"] for s in summaries]
+        check_rollback(env, tmp_path, registry, best, next(s for s in summaries if s is not best))
 
         with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
             runs = [client.read_flow_run(s["flow_run_id"]) for s in summaries]
@@ -113,3 +116,23 @@ def wait_for_deployment(api_url, name, timeout=120.0):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
+
+
+def check_rollback(env, cwd, registry, champion, other):
+    """`simpo rollback` against the server: pin another version, then go back; both recorded."""
+
+    def simpo(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args, "--json"], env=env, cwd=cwd, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    pinned = simpo("rollback", "--to", other["model_version"], "--reason", "pin the other version")
+    assert pinned["previous"] == champion["model_version"]
+    back = simpo("rollback", "--reason", "the pin was a mistake")
+    assert back["version"] == champion["model_version"]
+    assert str(registry.get_model_version_by_alias("simpo-policy", "champion").version) == champion["model_version"]
+    shown = simpo("registry")
+    assert [event["action"] for event in shown["history"]] == ["promoted", "rollback", "rollback"]
+    assert registry.get_model_version("simpo-policy", other["model_version"]).tags["champion.by"]

@@ -42,10 +42,11 @@ def test_champion_serves_text_through_pyfunc(run_flow):
     mlflow.set_tracking_uri(run_flow.tracking_uri)
     mlflow.set_registry_uri(run_flow.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
-    replies = model.predict(
-        ["List some fruit words.", "Name a few color words for my game."], params={"max_new_tokens": 8}
-    )
+    prompts = [{"prompt": "List some fruit words."}, {"prompt": "Name a few color words for my game."}]
+    replies = model.predict(prompts, params={"max_new_tokens": 8})
     assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
+    with pytest.raises(Exception, match="no prompt in the input: send rows with 'prompt'"):
+        model.predict(["a bare string is dropped by the signature"])
 
 
 def test_bad_data_fails_the_flow_and_registers_nothing(run_flow, tmp_path):

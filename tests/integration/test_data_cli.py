@@ -60,7 +60,7 @@ def test_audit_rebalance_records_every_drop(tmp_path):
 
 def test_audit_fail_policy_exits_non_zero(tmp_path):
     result = run_cli("audit", "synthetic:n=200,bias=1", "--out", str(tmp_path / "a"), "--policy", "fail", cwd=tmp_path)
-    assert result.returncode == 1 and "length bias: length_only_accuracy=1.000" in result.stderr
+    assert result.returncode == 1 and "length bias: chosen longer wins: length_only_accuracy=1.000" in result.stderr
 
 
 def test_audit_flags_a_shorter_wins_bias_and_passes_balanced_data(tmp_path):

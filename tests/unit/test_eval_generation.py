@@ -3,7 +3,6 @@ import pytest
 from simpo_core.data.synthetic import generate_pairs
 from simpo_core.eval.generation import (
     Generation,
-    _keep_last,
     _to_generation,
     generation_block,
     generation_metrics,
@@ -12,6 +11,7 @@ from simpo_core.eval.generation import (
     repetition_rate,
     sample_prompts,
 )
+from simpo_core.train.prompt_format import keep_last_tokens
 
 
 def test_ngram_repetition_by_hand():
@@ -84,9 +84,9 @@ def test_left_pad_puts_every_prompt_at_the_end():
 
 
 def test_long_prompt_keeps_its_end_and_bos():
-    assert _keep_last([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
-    assert _keep_last([9, 2, 3, 4, 5], 3, bos_token_id=9) == [9, 4, 5]
-    assert _keep_last([9, 2], 3, bos_token_id=9) == [9, 2]
+    assert keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
+    assert keep_last_tokens([9, 2, 3, 4, 5], 3, bos_token_id=9) == [9, 4, 5]
+    assert keep_last_tokens([9, 2], 3, bos_token_id=9) == [9, 2]
 
 
 def test_answer_is_cut_at_the_first_eos():
