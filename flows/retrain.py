@@ -71,8 +71,11 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         run_dir / "data",
         tracking_uri,
         run_id,
+        model.trust_remote_code,
     )
-    audited = audit_length_balance_task(validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id)
+    audited = audit_length_balance_task(
+        validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
+    )
     split = split_holdout_task(
         validated.valid_path,
         SplitSettings.model_validate(data, from_attributes=True),

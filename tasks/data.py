@@ -33,11 +33,17 @@ def load_preferences_task(source: str) -> str:
 
 @task(name="validate-preferences", timeout_seconds=3600, **ONE_SHOT_TASK)
 def validate_preferences_task(
-    source: str, settings: ValidateSettings, tokenizer_source: str, out_dir: Path, tracking_uri: str, run_id: str
+    source: str,
+    settings: ValidateSettings,
+    tokenizer_source: str,
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
 ) -> ValidationResult:
     """Stream the source through the schema; bad rows go to quarantine.jsonl with their reasons."""
     limits = settings.max_prompt_tokens or settings.max_response_tokens
-    tokenizer = load_tokenizer(tokenizer_source) if limits else None
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code) if limits else None
     result = validate_source(source, out_dir, settings, tokenizer=tokenizer)
     summary = result.summary
     client = get_client(tracking_uri)
@@ -64,9 +70,10 @@ def audit_length_balance_task(
     out_dir: Path,
     tracking_uri: str,
     run_id: str,
+    trust_remote_code: bool = False,
 ) -> AuditResult:
     """Measure how well length alone predicts the label; warn, fail or rebalance."""
-    result = audit(validated, load_tokenizer(tokenizer_source), settings, out_dir)
+    result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
     client = get_client(tracking_uri)
     numbers = {k: v for k, v in result.report.items() if isinstance(v, (int, float))}
     log_metrics(client, run_id, {f"audit/{k}": v for k, v in numbers.items()})

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("source", help=SOURCE_HELP)
     parser.add_argument("--tokenizer", default="tiny", help="tokenizer source (default 'tiny')")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the tokenizer")
     parser.add_argument("--out", type=Path, default=Path("audit"), help="output folder (default ./audit)")
     add_settings_arguments(parser, AuditSettings)
     add_settings_arguments(parser, ValidateSettings, ["format", "max_invalid_fraction"])
@@ -30,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     from simpo_core.data.validation_stream import validate_source
     from simpo_core.models import load_tokenizer
 
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer, args.trust_remote_code)
     validation = validate_source(
         args.source, args.out, settings_from_args(ValidateSettings, args, ["format", "max_invalid_fraction"])
     )

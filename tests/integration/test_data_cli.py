@@ -63,6 +63,11 @@ def test_audit_fail_policy_exits_non_zero(tmp_path):
     assert result.returncode == 1 and "length bias: chosen longer wins: length_only_accuracy=1.000" in result.stderr
 
 
+def test_audit_reads_trust_remote_code(tmp_path):
+    result = run_cli("audit", "synthetic:n=40", "--out", str(tmp_path / "a"), "--trust-remote-code", cwd=tmp_path)
+    assert result.returncode == 0 and "trust_remote_code is ON" in result.stderr
+
+
 def test_audit_flags_a_shorter_wins_bias_and_passes_balanced_data(tmp_path):
     """Chosen shorter in 90 % of pairs predicts the label as well as chosen longer does."""
     summaries = {}
