@@ -47,8 +47,7 @@ def render_model_card(
         f"`{str(data.get('fingerprint', ''))[:16]}`): {data.get('valid', '?')} valid of {data.get('total', '?')}, "
         f"{data.get('quarantined', '?')} quarantined ({reasons})",
         f"- Length audit: length-only accuracy {_number(audit.get('length_only_accuracy'))}, "
-        f"{audit.get('bias_direction', 'none')} wins, flagged {audit.get('flagged')}, policy {audit.get('policy')}, "
-        f"removed {audit.get('removed', 0)}",
+        f"{_bias(audit)}, policy {audit.get('policy')}, removed {audit.get('removed', 0)}",
         f"- Training: {_settings(lineage.get('training') or {})}",
         "",
         f"## Held-out evaluation ({heldout.get('pairs', '?')} pairs)",
@@ -74,6 +73,13 @@ def _cell(block: dict[str, Any] | None, key: str, interval: str | None) -> str:
 
 def _number(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _bias(audit: dict[str, Any]) -> str:
+    strength = _number(audit.get("length_bias_strength"))
+    if audit.get("flagged"):
+        return f"**flagged**: {audit.get('bias_direction')} wins (strength {strength})"
+    return f"not flagged (strength {strength})"
 
 
 def _settings(training: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ def decide_promotion(
     """
     settings = settings or GateSettings()
     if challenger.get("pairs_sha256") != reference.get("pairs_sha256"):
-        return PromotionDecision(False, f"refused: {reference_name} was evaluated on other held-out pairs")
+        return PromotionDecision(False, f"{reference_name} was evaluated on other held-out pairs: no paired comparison")
     blockers = _collapse_blockers(challenger.get("generation"), settings)
     accuracy = compare_accuracy(challenger["pair_outcomes"], reference["pair_outcomes"], settings.confidence)
     controlled = compare_length_controlled(
@@ -92,10 +92,8 @@ def decide_promotion(
     }
     figures = _figures(accuracy, controlled, settings) + notes
     if blockers:
-        return PromotionDecision(
-            False, "not promoted: " + "; ".join(blockers) + " [" + "; ".join(figures) + "]", evidence
-        )
-    return PromotionDecision(True, f"promoted over {reference_name} ({settings.gate}): " + "; ".join(figures), evidence)
+        return PromotionDecision(False, "; ".join(blockers) + " [" + "; ".join(figures) + "]", evidence)
+    return PromotionDecision(True, f"beats {reference_name} ({settings.gate}): " + "; ".join(figures), evidence)
 
 
 def _collapse_blockers(generation: dict[str, Any] | None, settings: GateSettings) -> list[str]:

@@ -5,13 +5,20 @@ third of the tokens when responses range from 32 to 224 tokens). Packing puts th
 sequences one after another in a `(1, L)` row, `L = Σ lengths`; positions restart at 0 for
 each sequence, and attention is computed per sequence, so no token sees another sequence.
 
-Attention runs per sequence through an attention function registered with transformers
-(`PACKED_SDPA`): for a packed call (`cu_seq_lens_q` given) it runs PyTorch's causal SDPA
-on each sequence; for any other call it is exactly transformers' SDPA, so a model switched
-to it behaves as before everywhere else. Flash-attention models pack natively.
+Attention stays within each sequence through an attention function registered with
+transformers (`PACKED_SDPA`). For a packed call (`cu_seq_lens_q` given) on CUDA it runs
+FlexAttention, compiled once per process, with a document-causal block mask (token q sees kv
+iff both are in the same sequence and kv <= q) built once per forward and shared by every
+layer; elsewhere (CPU), or where FlexAttention is missing or fails, it runs PyTorch's causal
+SDPA on each sequence in turn (`set_packed_attention_backend` overrides the choice). For any
+other call it is exactly transformers' SDPA, so a model switched to it behaves as before
+everywhere else. Flash-attention models pack natively.
 """
 
-from collections.abc import Iterator, Sequence
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -21,7 +28,13 @@ import torch
 from simpo_core.train.loss import IGNORE_INDEX
 from simpo_core.train.tokenization import EncodedPair
 
+logger = logging.getLogger(__name__)
+
 PACKED_SDPA = "simpo_packed_sdpa"
+PACKED_ATTENTION_BACKENDS = ("auto", "flex", "loop")
+_backend = "auto"
+_logged_paths: set[str] = set()
+_flex_failed = False
 
 # Model families whose decoders take per-token `position_ids` and route attention through
 # the transformers attention interface; others use padded batches (always correct).
@@ -54,6 +67,139 @@ def pack_pairs(pairs: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
     }
 
 
+def set_packed_attention_backend(backend: str) -> str:
+    """Choose how packed calls run attention; returns the previous choice.
+
+    Args:
+        backend: `"auto"` (FlexAttention on CUDA, the per-sequence loop elsewhere), `"flex"`
+            (FlexAttention on any device; eager, so it materialises the scores, off CUDA) or
+            `"loop"` (one causal SDPA call per sequence).
+
+    Raises:
+        ValueError: an unknown backend.
+    """
+    global _backend
+    if backend not in PACKED_ATTENTION_BACKENDS:
+        raise ValueError(f"unknown packed attention backend {backend!r}; choose one of {PACKED_ATTENTION_BACKENDS}")
+    previous, _backend = _backend, backend
+    return previous
+
+
+def document_causal_mask(bounds: torch.Tensor, length: int) -> Callable[..., torch.Tensor]:
+    """FlexAttention `mask_mod` of a packed row: q attends to kv iff both lie in the same
+    sequence and kv <= q.
+
+    Args:
+        bounds: `(S + 1,)` sequence boundaries (`cu_seq_lens`), 0 first, `length` last.
+        length: L, the packed row's length.
+
+    Returns:
+        `mask_mod(batch, head, q_idx, kv_idx)`: a bool tensor, broadcast over the index tensors.
+    """
+    positions = torch.arange(length, device=bounds.device, dtype=bounds.dtype)
+    # Sequence of each token: how many sequences end at or before it. No host sync.
+    sequence_of_token = torch.searchsorted(bounds[1:].contiguous(), positions, right=True)
+
+    def mask_mod(batch: Any, head: Any, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+        return (sequence_of_token[q_idx] == sequence_of_token[kv_idx]) & (kv_idx <= q_idx)
+
+    return mask_mod
+
+
+class _PackedRow:
+    """What every layer of one packed forward shares, derived once from its boundaries."""
+
+    def __init__(self, bounds: torch.Tensor) -> None:
+        self.bounds = bounds  # held, so the identity check in `_packed_row` cannot see a reused id
+        self.version = bounds._version
+        self._spans: list[tuple[int, int]] | None = None
+        self._block_mask: Any = None
+
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            edges = self.bounds.tolist()  # the one host sync of the loop path, per forward
+            self._spans = list(zip(edges[:-1], edges[1:]))
+        return self._spans
+
+    def block_mask(self, length: int) -> Any:
+        if self._block_mask is None:
+            from torch.nn.attention.flex_attention import create_block_mask
+
+            mask_mod = document_causal_mask(self.bounds, length)
+            # Builds an (L, L) bool mask once per forward (L² bytes), reduced to 128² blocks.
+            self._block_mask = create_block_mask(mask_mod, None, None, length, length, device=self.bounds.device)
+        return self._block_mask
+
+
+# The last packed row seen. Every layer of a forward, and the recomputation of checkpointed
+# layers in the backward (on autograd's own thread), pass the same boundaries tensor.
+_last_row: _PackedRow | None = None
+
+
+def _packed_row(bounds: torch.Tensor) -> _PackedRow:
+    global _last_row
+    row = _last_row
+    if row is None or row.bounds is not bounds or row.version != bounds._version:
+        row = _last_row = _PackedRow(bounds)
+    return row
+
+
+@functools.cache
+def _flex_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return "enable_gqa" in inspect.signature(flex_attention).parameters
+
+
+@functools.cache
+def _compiled_flex() -> Callable[..., torch.Tensor]:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    # Uncompiled flex materialises the scores; compiled, it is one fused kernel. L changes with
+    # every batch: after its first change torch.compile recompiles once with L dynamic.
+    return torch.compile(flex_attention)
+
+
+def _use_flex(query: torch.Tensor, dropout: float) -> bool:
+    """Which path a packed call takes; logs each path the first time it is taken."""
+    use_flex = _backend != "loop" and dropout == 0.0 and not _flex_failed and _flex_available()
+    if _backend == "auto":
+        use_flex = use_flex and query.is_cuda
+    elif _backend == "flex" and not use_flex:
+        raise RuntimeError("packed attention backend 'flex' needs torch >= 2.5 (FlexAttention) and dropout 0")
+    path = f"FlexAttention ({'compiled' if query.is_cuda else 'eager'}, {query.device.type})" if use_flex else "loop"
+    if path not in _logged_paths:
+        _logged_paths.add(path)
+        logger.info("packed attention runs through %s", path)
+    return use_flex
+
+
+def _disable_flex() -> None:
+    global _flex_failed
+    _flex_failed = True
+    logger.warning("FlexAttention failed; packed attention falls back to the per-sequence loop", exc_info=True)
+
+
+def _flex_packed(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, row: _PackedRow, scaling: float | None
+) -> torch.Tensor:
+    """`(1, L, heads, head_dim)` FlexAttention output with the document-causal block mask."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    attend = _compiled_flex() if query.is_cuda else flex_attention
+    output = attend(
+        query,
+        key,
+        value,
+        block_mask=row.block_mask(query.shape[2]),
+        scale=scaling,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return output.transpose(1, 2).contiguous()
+
+
 def packed_sdpa_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -62,12 +208,15 @@ def packed_sdpa_attention(
     attention_mask: torch.Tensor | None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers attention function: causal SDPA per packed sequence.
+    """transformers attention function: causal attention within each packed sequence.
+
+    A packed call runs FlexAttention with a document-causal block mask, or causal SDPA on each
+    sequence in turn (see `set_packed_attention_backend`).
 
     Args:
         query, key, value: `(1, heads, L, head_dim)` (key/value may have fewer heads).
         kwargs: `cu_seq_lens_q` `(S + 1,)` sequence boundaries for a packed call; without
-            it the call is passed to transformers' SDPA unchanged.
+            it the call is passed to transformers' SDPA unchanged. `scaling`, `dropout`.
 
     Returns:
         `((1, L, heads, head_dim), None)`, as transformers' attention functions return.
@@ -79,12 +228,19 @@ def packed_sdpa_attention(
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "position_ids", "is_causal"):
         kwargs.pop(name, None)
-    bounds = bounds.tolist()
+    row = _packed_row(bounds)
+    if _use_flex(query, kwargs.get("dropout", 0.0)):
+        try:
+            return _flex_packed(query, key, value, row, kwargs.get("scaling")), None
+        except Exception:  # a compiler or kernel failure: the loop below is exact, only slower
+            if _backend == "flex":
+                raise
+            _disable_flex()
     parts = [
         sdpa_attention_forward(
             module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, is_causal=True, **kwargs
         )[0]
-        for s, e in zip(bounds[:-1], bounds[1:])
+        for s, e in row.spans()
     ]
     return torch.cat(parts, dim=1), None
 

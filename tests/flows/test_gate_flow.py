@@ -11,7 +11,7 @@ def test_a_clearly_better_model_replaces_a_weak_champion_and_an_equal_rerun_does
     assert weak["promoted"] is True, weak["promotion_reason"]
     strong = run_flow(DATA, "train.max_steps=300")
     assert strong["promoted"] is True, strong["promotion_reason"]
-    assert f"promoted over champion v{weak['model_version']}" in strong["promotion_reason"]
+    assert f"beats champion v{weak['model_version']}" in strong["promotion_reason"]
     rerun = run_flow(DATA, "train.max_steps=300", "train.seed=7")
     assert rerun["promoted"] is False, rerun["promotion_reason"]
     assert "not significant" in rerun["promotion_reason"] and "McNemar exact p=" in rerun["promotion_reason"]
