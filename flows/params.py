@@ -59,6 +59,17 @@ class RegistryParams(GateSettings, RegistryLocation):
     """Where runs and versions are recorded (listed first), and the champion gate."""
 
 
+class AlertParams(StrictModel):
+    """Where a failed or crashed run is announced (the summary artifact and MLflow tag are always written)."""
+
+    block: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$",
+        description="Prefect notification block as 'type-slug/name' (e.g. slack-webhook/simpo-alerts, "
+        "custom-webhook/simpo-alerts), as `prefect block ls` lists it; none: no notification",
+    )
+
+
 class RetrainParams(StrictModel):
     data: DataParams = Field(default_factory=DataParams)
     model: ModelParams = Field(default_factory=ModelParams)
@@ -66,7 +77,11 @@ class RetrainParams(StrictModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     eval: EvalOptions = Field(default_factory=EvalOptions)
     registry: RegistryParams = Field(default_factory=RegistryParams)
+    alerts: AlertParams = Field(default_factory=AlertParams)
     output_dir: str = Field("simpo-runs", description="folder that receives one sub-folder per flow run")
+    force: bool = Field(
+        False, description="train and register even when this exact training (same data, settings, model) is registered"
+    )
 
     @model_validator(mode="before")
     @classmethod

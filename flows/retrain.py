@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.alerts import alert_on_failure, check_alert_block
 from flows.params import RetrainParams, check_sources
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
@@ -14,11 +15,14 @@ from simpo_core.eval.settings import EvalSettings
 from simpo_core.promotion import GateSettings
 from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
 from tasks.evaluate import evaluate_holdout_task
+from tasks.identity import check_training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
 from tasks.promotion import promote_model_task
 from tasks.registry import register_model_task
 from tasks.tracking import resolve_tracking_uri
 from tasks.train import train_simpo_task
+
+TRAININGS_DIR = "trainings"  # under output_dir: one folder per training identity
 
 
 def retrain_run_name() -> str:
@@ -30,7 +34,17 @@ def retrain_run_name() -> str:
     return f"{data}-on-{model}-{str(flow_run.get_id())[:4]}"
 
 
-@flow(name="simpo-retrain", flow_run_name=retrain_run_name, log_prints=True)
+@flow(
+    name="simpo-retrain",
+    flow_run_name=retrain_run_name,
+    log_prints=True,
+    # 22 h: below the 24 h nightly period, with the step timeouts and retries inside it
+    # (the budget is in deployments/README.md).
+    timeout_seconds=22 * 3600,
+    on_running=[check_alert_block],
+    on_failure=[alert_on_failure],
+    on_crashed=[alert_on_failure],
+)
 def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     """Retrain a policy with SimPO on fresh preference data and promote it if it wins."""
     started = time.perf_counter()
@@ -62,6 +76,41 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
+    validated, audited, split = _data_steps(params, run_dir, tracking_uri, run_id)
+    data_settings = {
+        "validate": ValidateSettings.model_validate(params.data, from_attributes=True).model_dump(mode="json"),
+        "split": SplitSettings.model_validate(params.data, from_attributes=True).model_dump(mode="json"),
+        "audit": params.audit.model_dump(mode="json"),
+    }
+    name = params.registry.registered_model_name
+    training = training_config(params)
+    identity = check_training_identity_task(
+        validated.fingerprint,
+        data_settings,
+        training.model_dump(mode="json"),
+        params.model.source,
+        name,
+        tracking_uri,
+        params.force,
+    )
+    summary = {
+        "validation": validated.summary,
+        "audit": audited.report,
+        "registered_model_name": name,
+        "training_identity": identity["identity"],
+    }
+    if identity["existing_version"] is not None:
+        return {**summary, **_skipped(identity, name, tracking_uri)}
+    return {
+        **summary,
+        **_model_steps(
+            params, training, split, identity["identity"], tracking_uri, run_id, run_dir, validated, audited
+        ),
+    }
+
+
+def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> tuple[Any, Any, Any]:
+    """Check the source, validate it (streamed), audit length balance, split the held-out pairs."""
     data, model = params.data, params.model
     load_preferences_task(data.source)
     validated = validate_preferences_task(
@@ -83,30 +132,40 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         tracking_uri,
         run_id,
     )
+    return validated, audited, split
+
+
+def _model_steps(
+    params: RetrainParams,
+    training: Any,
+    split: Any,
+    identity: str,
+    tracking_uri: str,
+    run_id: str,
+    run_dir: Path,
+    validated: Any,
+    audited: Any,
+) -> dict[str, Any]:
+    """Train (in the identity's folder: resumable across flow runs), evaluate, register, promote."""
+    model, name = params.model, params.registry.registered_model_name
     trained = train_simpo_task(
         model.source,
-        training_config(params),
+        training,
         split,
-        run_dir / "train",
+        training_folder(params.output_dir, identity),
         tracking_uri,
         run_id,
         model.trust_remote_code,
         model.device,
+        params.force,
     )
     eval_settings = EvalSettings.for_training(
         params.eval, params.train, device=model.device, trust_remote_code=model.trust_remote_code
     )
     heldout = evaluate_holdout_task(
-        model.source,
-        trained["model_dir"],
-        split.heldout_path,
-        eval_settings,
-        run_dir / "eval",
-        tracking_uri,
-        run_id,
+        model.source, trained["model_dir"], split.heldout_path, eval_settings, run_dir / "eval", tracking_uri, run_id
     )
-    name = params.registry.registered_model_name
-    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, model.source)
+    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, model.source, identity)
     lineage = {
         "base_model": model.source,
         "data": validated.report(),
@@ -119,17 +178,43 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         name, version, heldout, split.heldout_path, eval_settings, gate, tracking_uri, lineage
     )
     return {
-        "validation": validated.summary,
-        "audit": audited.report,
         "heldout": heldout,
         "train_steps": trained["steps"],
         "model_dir": trained["model_dir"],
-        "registered_model_name": name,
+        "resumed_from_step": trained["resumed_from_step"],
+        "reused_training": trained["reused"],
         "model_version": version,
         "promoted": decision["promoted"],
         "promotion_reason": decision["reason"],
         "champion_version": decision["champion_version"],
+        "skipped": False,
     }
+
+
+def _skipped(identity: dict[str, Any], name: str, tracking_uri: str) -> dict[str, Any]:
+    """The summary of a run that ends early: this training is registered already."""
+    from tasks.champion import current_champion
+    from tasks.tracking import get_client
+
+    champion = current_champion(get_client(tracking_uri), name)
+    return {
+        "skipped": True,
+        "skip_reason": identity["reason"],
+        "heldout": None,
+        "train_steps": 0,
+        "model_dir": None,
+        "resumed_from_step": None,
+        "reused_training": False,
+        "model_version": identity["existing_version"],
+        "promoted": False,
+        "promotion_reason": identity["reason"],
+        "champion_version": str(champion.version) if champion else None,
+    }
+
+
+def training_folder(output_dir: str, identity: str) -> Path:
+    """Where a training with this identity keeps its checkpoints and model, across flow runs."""
+    return Path(output_dir).resolve() / TRAININGS_DIR / identity[:16]
 
 
 def run_folder(output_dir: str, name: str) -> Path:

@@ -6,6 +6,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.identity import IDENTITY_TAG
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
@@ -35,7 +36,13 @@ def find_version_of_run(client, name: str, run_id: str):
 
 @task(name="register-model", timeout_seconds=1800, **IO_TASK)
 def register_model_task(
-    model_dir: str, name: str, tracking_uri: str, run_id: str, heldout: dict[str, Any], base_model: str = ""
+    model_dir: str,
+    name: str,
+    tracking_uri: str,
+    run_id: str,
+    heldout: dict[str, Any],
+    base_model: str = "",
+    identity: str = "",
 ) -> str:
     """Log the model (pyfunc over the saved folder), register it, alias it `challenger`.
 
@@ -43,7 +50,7 @@ def register_model_task(
     registered from the same MLflow run instead of creating a second one.
     """
     with tracking_errors(tracking_uri, "registering the model"):
-        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model)
+        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model, identity)
     create_markdown_artifact(
         f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
         f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",
@@ -54,7 +61,13 @@ def register_model_task(
 
 
 def register_version(
-    model_dir: str, name: str, tracking_uri: str, run_id: str, trained: dict[str, Any], base_model: str
+    model_dir: str,
+    name: str,
+    tracking_uri: str,
+    run_id: str,
+    trained: dict[str, Any],
+    base_model: str,
+    identity: str = "",
 ) -> str:
     """Register (or find) this run's version, alias it `challenger`, tag its metrics and lineage."""
     logger = get_run_logger()
@@ -74,6 +87,8 @@ def register_version(
     client.set_registered_model_alias(name, CHALLENGER, version)
     tags = {f"heldout.{key}": "n/a" if trained.get(key) is None else f"{trained[key]:.4f}" for key in TAGGED_METRICS}
     tags.update(base_model=base_model, lora_adapter=str((Path(model_dir) / "adapter").exists()).lower())
+    if identity:
+        tags[IDENTITY_TAG] = identity  # lets a rerun of the same training skip (tasks.identity)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return version

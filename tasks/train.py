@@ -1,5 +1,6 @@
-"""The `train-simpo` task: SimPO training that a retry resumes from its checkpoint."""
+"""The `train-simpo` task: SimPO training that a retry, or a later run of the same training, resumes."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str,
     return numbers
 
 
-@task(name="train-simpo", timeout_seconds=12 * 3600, **COMPUTE_TASK)
+@task(name="train-simpo", timeout_seconds=10 * 3600, **COMPUTE_TASK)
 def train_simpo_task(
     model_source: str,
     config: SimPOConfig,
@@ -49,9 +50,16 @@ def train_simpo_task(
     run_id: str,
     trust_remote_code: bool = False,
     device: str = "auto",
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder."""
-    from simpo_core.train.worker import build_trainer, finish_training
+    """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder.
+
+    `out_dir` is named by the training identity, so the same training in a later flow run
+    (after a dead worker) finds its checkpoints and resumes, and a finished one is reused.
+    `fresh` (the flow's `force`) discards an earlier training in `out_dir` first.
+    """
+    from simpo_core.train.checkpoint import find_latest_checkpoint
+    from simpo_core.train.worker import clear_training, finished_training, training_lock
 
     job = TrainJob(
         model_source,
@@ -61,17 +69,29 @@ def train_simpo_task(
         trust_remote_code=trust_remote_code,
         device=device,
     )
-    resume = task_run.run_count > 1
-    if resume:
-        get_run_logger().info(
-            "retry %d of train-simpo: resuming from the newest complete checkpoint", task_run.run_count
-        )
-    if config.num_processes > 1:
-        return train_under_torchrun(job, resume, tracking_uri, run_id)
+    logger = get_run_logger()
+    with training_lock(out_dir):  # a concurrent run of the same training waits, then reuses it
+        if fresh and task_run.run_count == 1:
+            clear_training(out_dir)
+        done = finished_training(out_dir)
+        if done is not None:
+            logger.info("reusing the finished training in %s (%d steps)", out_dir, done.steps)
+            return training_result(dataclasses.replace(done, reused=True))
+        resume = find_latest_checkpoint(out_dir) is not None
+        if resume:
+            logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
+        if config.num_processes > 1:
+            return train_under_torchrun(job, resume, tracking_uri, run_id)
+        return training_result(train_in_process(job, resume, tracking_uri, run_id))
+
+
+def train_in_process(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> TrainResult:
+    from simpo_core.train.worker import build_trainer, finish_training
+
     trainer = build_trainer(job)
     trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
     history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
-    return training_result(finish_training(trainer, job, history))
+    return finish_training(trainer, job, history)
 
 
 def training_result(result: TrainResult) -> dict[str, Any]:
@@ -80,7 +100,13 @@ def training_result(result: TrainResult) -> dict[str, Any]:
         _summary_markdown(result.history, result.model_dir), key="training-summary", description="SimPO training"
     )
     get_run_logger().info("trained %d steps; model saved to %s", result.steps, result.model_dir)
-    return {"model_dir": str(result.model_dir), "steps": result.steps, "final_metrics": result.final_metrics}
+    return {
+        "model_dir": str(result.model_dir),
+        "steps": result.steps,
+        "final_metrics": result.final_metrics,
+        "resumed_from_step": result.resumed_from_step,
+        "reused": result.reused,
+    }
 
 
 def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> dict[str, Any]:
@@ -91,7 +117,7 @@ def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id:
     import subprocess
 
     from simpo_core.train.distributed import torchrun_command
-    from simpo_core.train.worker import FINAL_DIR, read_history
+    from simpo_core.train.worker import finished_training
 
     out_dir = Path(job.config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,12 +128,11 @@ def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id:
     completed = subprocess.run(command)
     if completed.returncode != 0:
         raise RuntimeError(f"torchrun training exited with {completed.returncode}; see its output above")
-    history = read_history(out_dir)
+    result = finished_training(out_dir)  # the main process wrote the history and the marker
     client = get_client(tracking_uri)
-    for entry in history:
+    for entry in result.history:
         log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)
-    steps = int(next((entry for entry in reversed(history) if "loss" in entry), {}).get("step", 0))
-    return training_result(TrainResult(out_dir / FINAL_DIR, steps, history))
+    return training_result(result)
 
 
 def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one parameter by dotted path, e.g. train.max_steps=50 (repeatable)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="retrain even when this exact training is already registered"
+    )
     add_json_flag(parser)
 
 
@@ -42,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
     from flows.params import check_sources, load_params
 
     overrides = [f"{param}={getattr(args, flag)}" for flag, param in FLAG_TO_PARAM.items() if getattr(args, flag)]
+    overrides += ["force=true"] if args.force else []
     params = load_params(args.config, overrides + args.overrides)
     check_sources(params)
     logger.info("starting simpo-retrain: data=%s model=%s", params.data.source, params.model.source)
@@ -56,24 +60,39 @@ def main(args: argparse.Namespace) -> int:
 
 def describe_run(summary: dict) -> str:
     """A short human report of a finished run (the full summary is `--json`)."""
-    validation, audit, heldout = summary["validation"], summary["audit"], summary["heldout"]
+    validation, audit = summary["validation"], summary["audit"]
     lines = [
         "",
         f"data      {validation['valid']} valid of {validation['total']} ({validation['quarantined']} quarantined: "
         f"{validation['quarantine_path']})",
-        f"audit     length-only accuracy {audit['length_only_accuracy']:.3f} (flagged: {audit['flagged']}, "
-        f"policy {audit['policy']}, removed {audit['removed']})",
-        f"trained   {summary['train_steps']} steps -> {summary['model_dir']}",
+        f"audit     length-only accuracy {audit['length_only_accuracy']:.3f}, {audit['bias_direction']} "
+        f"(flagged: {audit['flagged']}, policy {audit['policy']}, removed {audit['removed']})",
+    ]
+    if summary["skipped"]:
+        lines.append(f"skipped   {summary['skip_reason']}")
+    else:
+        lines += _training_lines(summary)
+        verdict = "PROMOTED to champion" if summary["promoted"] else "not promoted"
+        lines.append(
+            f"registry  {summary['registered_model_name']} v{summary['model_version']} {verdict}: "
+            f"{summary['promotion_reason']}"
+        )
+    lines.append(f"tracking  MLflow run {summary['mlflow_run_id']}, Prefect flow run {summary['flow_run_id']}")
+    return "\n".join(lines)
+
+
+def _training_lines(summary: dict) -> list[str]:
+    heldout = summary["heldout"]
+    how = "reused" if summary["reused_training"] else "trained"
+    if summary["resumed_from_step"] is not None:
+        how += f" (resumed from step {summary['resumed_from_step']})"
+    lines = [
+        f"{how:<9} {summary['train_steps']} steps -> {summary['model_dir']}",
         f"held-out  {heldout['pairs']} pairs        base     trained",
     ]
     for key in ("reward_accuracy", "length_controlled_accuracy", "reward_margin", "length_reward_correlation"):
         lines.append(f"  {key:<28} {_number(heldout['base'].get(key)):>8} {_number(heldout['trained'].get(key)):>10}")
-    verdict = "PROMOTED to champion" if summary["promoted"] else "not promoted"
-    lines += [
-        f"registry  {summary['registered_model_name']} v{summary['model_version']} {verdict}: {summary['promotion_reason']}",
-        f"tracking  MLflow run {summary['mlflow_run_id']}, Prefect flow run {summary['flow_run_id']}",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def _number(value) -> str:

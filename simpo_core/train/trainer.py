@@ -81,6 +81,7 @@ class SimPOTrainer:
         self.rank = distributed.rank()
         self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
         self.model, self.precision = prepare_model(model, self.config, device)
+        self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
         distributed.broadcast_parameters(self.model)
         self.train_pairs = self._encode(train_dataset)
@@ -359,6 +360,7 @@ class SimPOTrainer:
         if changed:
             logger.warning("resuming with changed settings %s: data order and schedule follow the new values", changed)
         self.global_step, self.history = state["step"], state["history"]
+        self.resumed_from_step = self.global_step
         self._window, self.last_metrics, self._epoch = state["window"], state["last_metrics"], state["epoch"]
         logger.info("resumed from %s (step %d)", path, self.global_step)
 

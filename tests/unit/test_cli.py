@@ -54,10 +54,19 @@ def test_run_report_shows_base_vs_trained_and_the_decision():
     }
     summary = {
         "validation": {"valid": 9, "total": 10, "quarantined": 1, "quarantine_path": "q.jsonl"},
-        "audit": {"length_only_accuracy": 0.5, "flagged": False, "policy": "warn", "removed": 0},
+        "audit": {
+            "length_only_accuracy": 0.5,
+            "bias_direction": "none",
+            "flagged": False,
+            "policy": "warn",
+            "removed": 0,
+        },
         "heldout": {"pairs": 4, "base": block, "trained": {**block, "reward_accuracy": 0.75}},
         "train_steps": 3,
         "model_dir": "m",
+        "skipped": False,
+        "resumed_from_step": 2,
+        "reused_training": False,
         "registered_model_name": "simpo-policy",
         "model_version": "2",
         "promoted": False,
@@ -69,6 +78,9 @@ def test_run_report_shows_base_vs_trained_and_the_decision():
     assert "reward_accuracy                 0.500      0.750" in report
     assert "length_controlled_accuracy        n/a        n/a" in report
     assert "simpo-policy v2 not promoted: no gain" in report
+    assert "trained (resumed from step 2) 3 steps -> m" in report
+    skipped = describe_run({**summary, "skipped": True, "skip_reason": "unchanged: simpo-policy v2 was trained..."})
+    assert "skipped   unchanged: simpo-policy v2" in skipped and "held-out" not in skipped
 
 
 def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsys):
