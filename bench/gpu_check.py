@@ -7,7 +7,8 @@ On one CUDA GPU, in order, each printing a line to stderr:
    synthetic data (byte tokenizer), `--steps` steps each: the loss must fall and stay finite.
 2. Held-out evaluation and generation of the trained model on the GPU (`evaluate_saved`
    with `device="cuda"`, the same call as `simpo evaluate`).
-3. Packed vs padded forward on the same pairs: equal log-probs, tokens/s of each.
+3. Packed vs padded forward on the same pairs: equal log-probs, tokens/s of each; packed through
+   FlexAttention (the CUDA default) and through the per-sequence loop, with the path that ran.
 4. Trainer benchmark on the Llama-3.2-1B shape from config (hidden 2048, 16 layers, vocab
    128,256, tied embeddings; bf16) with 512-1,024-token pairs of varied length: ours against
    TRL's `CPOTrainer(loss_type="simpo")` and, where Liger installs, `use_liger_kernel=True`.
@@ -125,38 +126,77 @@ def varied_pairs(n: int, vocab_size: int, seed: int = 0) -> list[dict[str, str]]
     return pairs
 
 
-def check_packing(vocab_size: int = 32000) -> dict:
-    """Packed and padded forwards of the same pairs give the same log-probs; tokens/s of each."""
+def time_logps(model, batch: dict, tokens: int) -> dict:
+    """Log-probs and forward tokens/s of one batch (5 timed no-grad forwards after a warm-up),
+    then the gradient of layer 0's query projection from one backward."""
     import torch
+
+    from simpo_core.train.logps import sequence_logps
+
+    with torch.no_grad():
+        sequence_logps(model, batch)  # warm-up (and compilation)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(5):
+            sums, _ = sequence_logps(model, batch)
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    sequence_logps(model, batch)[0].float().sum().backward()
+    grad = model.model.layers[0].self_attn.q_proj.weight.grad.float()
+    return {"logps": sums.float().cpu(), "tokens_per_s": 5 * tokens / seconds, "grad": grad}
+
+
+def check_packing(vocab_size: int = 32000) -> dict:
+    """Packed and padded forwards of the same pairs give the same log-probs; tokens/s of each.
+
+    The packed row runs through the CUDA default (compiled FlexAttention, one kernel per layer)
+    and through the per-sequence SDPA loop, reporting the path that actually ran (a failing
+    FlexAttention falls back to the loop with a warning); then the gradients of both paths,
+    and how many graphs torch.compile adds over three more row lengths (it should stay ≤ 1).
+    """
+    import torch
+    from torch._dynamo.utils import counters
     from trainer_workload import build_tokenizer
 
     from simpo_core.train.logps import packed_attention, sequence_logps
-    from simpo_core.train.packing import pack_pairs
+    from simpo_core.train.packing import last_packed_attention_path, pack_pairs, set_packed_attention_backend
     from simpo_core.train.tokenization import collate_pairs, encode_pairs
 
     tokenizer = build_tokenizer(vocab_size)
     model = small_llama(vocab_size).to("cuda", torch.bfloat16).eval()
     pairs = encode_pairs(tokenizer, varied_pairs(8, vocab_size), 1024, 512)
     tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) + 2 * len(p.prompt_ids) for p in pairs)
-    results = {}
-    with torch.no_grad(), packed_attention(model):
-        for name, batch in (("padded", collate_pairs(pairs, 0)), ("packed", pack_pairs(pairs))):
-            batch = {k: v.cuda() for k, v in batch.items()}
-            sequence_logps(model, batch)  # warm-up
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(5):
-                sums, _ = sequence_logps(model, batch)
-            torch.cuda.synchronize()
-            results[name] = {"logps": sums.float().cpu(), "tokens_per_s": 5 * tokens / (time.perf_counter() - start)}
-    gap = (results["packed"]["logps"] - results["padded"]["logps"]).abs().max().item()
+    runs = (("padded", "auto", collate_pairs(pairs, 0)), ("packed", "auto", pack_pairs(pairs)))
+    results, paths = {}, {"padded": "sdpa"}
+    with packed_attention(model):
+        for name, backend, batch in runs + (("packed_loop", "loop", pack_pairs(pairs)),):
+            set_packed_attention_backend(backend)
+            results[name] = time_logps(model, {k: v.cuda() for k, v in batch.items()}, tokens)
+            paths[name] = paths.get(name) or last_packed_attention_path()
+        set_packed_attention_backend("auto")
+        graphs_before = counters["stats"]["unique_graphs"]
+        with torch.no_grad():
+            for n in (3, 5, 7):
+                sequence_logps(model, {k: v.cuda() for k, v in pack_pairs(pairs[:n]).items()})
+        new_graphs = counters["stats"]["unique_graphs"] - graphs_before
     scale = results["padded"]["logps"].abs().max().item()
-    if gap > 1e-2 * scale:
-        raise SystemExit(f"packed and padded log-probs differ by {gap:.4f} (scale {scale:.1f})")
-    log(
-        f"packing: max |Δ logp| {gap:.4g}; tokens/s padded {results['padded']['tokens_per_s']:.0f}, packed {results['packed']['tokens_per_s']:.0f}"
-    )
-    return {"max_abs_diff": gap, **{f"{k}_tokens_per_s": v["tokens_per_s"] for k, v in results.items()}}
+    gaps = {k: (results[k]["logps"] - results["padded"]["logps"]).abs().max().item() for k in ("packed", "packed_loop")}
+    flex_grad, loop_grad = results["packed"]["grad"], results["packed_loop"]["grad"]
+    grad_gap = ((flex_grad - loop_grad).norm() / loop_grad.norm()).item()
+    if max(gaps.values()) > 1e-2 * scale or grad_gap > 5e-2:
+        raise SystemExit(f"packed and padded differ: log-prob gaps {gaps} (scale {scale:.1f}), grad gap {grad_gap:.3g}")
+    speeds = {k: round(v["tokens_per_s"]) for k, v in results.items()}
+    log(f"packing: paths {paths}; max |Δ logp| {gaps}; relative grad gap {grad_gap:.3g}; tokens/s {speeds}")
+    log(f"packing: {new_graphs} new compiled graphs over 3 more packed row lengths")
+    return {
+        "paths": paths,
+        "max_abs_diff": gaps["packed"],
+        "max_abs_diff_loop": gaps["packed_loop"],
+        "relative_grad_gap": grad_gap,
+        "new_graphs_over_3_lengths": new_graphs,
+        **{f"{k}_tokens_per_s": v for k, v in speeds.items()},
+    }
 
 
 def llama_1b(vocab_size: int):

@@ -35,6 +35,7 @@ PACKED_ATTENTION_BACKENDS = ("auto", "flex", "loop")
 _backend = "auto"
 _logged_paths: set[str] = set()
 _flex_failed = False
+_last_path = "none yet"
 
 # Model families whose decoders take per-token `position_ids` and route attention through
 # the transformers attention interface; others use padded batches (always correct).
@@ -72,8 +73,8 @@ def set_packed_attention_backend(backend: str) -> str:
 
     Args:
         backend: `"auto"` (FlexAttention on CUDA, the per-sequence loop elsewhere), `"flex"`
-            (FlexAttention on any device; eager, so it materialises the scores, off CUDA) or
-            `"loop"` (one causal SDPA call per sequence).
+            (FlexAttention on any device; off CUDA eager, materialising the scores, and
+            forward only: torch has no CPU backward for it) or `"loop"` (causal SDPA per sequence).
 
     Raises:
         ValueError: an unknown backend.
@@ -163,23 +164,35 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
 
 
 def _use_flex(query: torch.Tensor, dropout: float) -> bool:
-    """Which path a packed call takes; logs each path the first time it is taken."""
+    """Whether a packed call takes FlexAttention; logs each path the first time it is taken."""
     use_flex = _backend != "loop" and dropout == 0.0 and not _flex_failed and _flex_available()
     if _backend == "auto":
         use_flex = use_flex and query.is_cuda
     elif _backend == "flex" and not use_flex:
         raise RuntimeError("packed attention backend 'flex' needs torch >= 2.5 (FlexAttention) and dropout 0")
-    path = f"FlexAttention ({'compiled' if query.is_cuda else 'eager'}, {query.device.type})" if use_flex else "loop"
+    kind = "compiled" if query.is_cuda else "eager"
+    _record_path(f"FlexAttention ({kind}, {query.device.type})" if use_flex else "loop")
+    return use_flex
+
+
+def _record_path(path: str) -> None:
+    global _last_path
+    _last_path = path
     if path not in _logged_paths:
         _logged_paths.add(path)
         logger.info("packed attention runs through %s", path)
-    return use_flex
+
+
+def last_packed_attention_path() -> str:
+    """How the latest packed call ran attention: "FlexAttention (compiled, cuda)", "loop", ..."""
+    return _last_path
 
 
 def _disable_flex() -> None:
     global _flex_failed
     _flex_failed = True
     logger.warning("FlexAttention failed; packed attention falls back to the per-sequence loop", exc_info=True)
+    _record_path("loop (FlexAttention failed)")
 
 
 def _flex_packed(
@@ -189,14 +202,8 @@ def _flex_packed(
     from torch.nn.attention.flex_attention import flex_attention
 
     attend = _compiled_flex() if query.is_cuda else flex_attention
-    output = attend(
-        query,
-        key,
-        value,
-        block_mask=row.block_mask(query.shape[2]),
-        scale=scaling,
-        enable_gqa=key.shape[1] != query.shape[1],
-    )
+    mask = row.block_mask(query.shape[2])
+    output = attend(query, key, value, block_mask=mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
     return output.transpose(1, 2).contiguous()
 
 

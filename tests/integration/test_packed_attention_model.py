@@ -95,6 +95,7 @@ def test_flex_packed_forward_equals_padded_and_loop(backend, monkeypatch, build)
             lambda *args, **kwargs: built.append(args[3]) or create_block_mask(*args, **kwargs),
         )
         flex = sequence_logps(model, pack_pairs(PAIRS))[0]
+    assert packing.last_packed_attention_path() == "FlexAttention (eager, cpu)"
     assert built == [39]  # one mask for both layers, over L = 7 + 4 + 10 + 5 + 7 + 6 tokens
     assert_close(loop, padded, rtol=1e-5, atol=1e-5)
     assert_close(flex, padded, rtol=1e-5, atol=1e-5)
@@ -109,4 +110,5 @@ def test_auto_runs_the_loop_on_cpu(backend, monkeypatch):
     sums, lengths = sequence_logps(model, pack_pairs(PAIRS))
     sums.sum().backward()
     assert lengths.tolist() == [4, 2, 6, 2, 5, 2]
+    assert packing.last_packed_attention_path() == "loop"
     assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
