@@ -164,10 +164,14 @@ def check_sources(params: RetrainParams) -> None:
     Raises:
         ConfigError: missing model folder, hub id not cached while offline, or a missing
             reward-model folder.
+        DataError: a local data source that does not exist or has an unsupported type.
     """
+    from simpo_core.data.loading import check_source, is_local_source
     from simpo_core.models import check_model_source
 
     check_model_source(params.model.source)
+    if is_local_source(params.data.source):  # a hub dataset is opened (and cached) by load-preferences
+        check_source(params.data.source)
     if params.eval.judge == "reward-model" and not Path(str(params.eval.reward_model_path)).exists():
         raise ConfigError(
             f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder"

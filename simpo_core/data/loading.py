@@ -97,6 +97,17 @@ def load_preferences(
     return _load_hf_dataset(source, format, builder)
 
 
+def is_local_source(source: str) -> bool:
+    """True for generated data and for anything that names a local path (existing or not)."""
+    if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
+        return True
+    return (
+        Path(source).expanduser().exists()
+        or source.lower().endswith(_PATH_LIKE_SUFFIXES)
+        or source.startswith((".", "/", "~"))
+    )
+
+
 def check_source(source: str) -> str:
     """Refuse a source that cannot be read, before any work starts; return its kind.
 

@@ -87,3 +87,21 @@ def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch, capsy
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["serve"]) == 1
     assert "prefect server start --host 127.0.0.1" in capsys.readouterr().err
+
+
+def test_run_refuses_a_bad_local_data_source_before_any_server_starts(tmp_path, capsys, monkeypatch):
+    import time
+
+    from flows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    for source, message in (
+        ("nonexistent.json", "data file nonexistent.json does not exist"),
+        (str(tmp_path / "passwd"), "unsupported file type '(none)'"),
+    ):
+        started = time.monotonic()
+        assert main(["run", "--data", source]) == 1
+        assert time.monotonic() - started < 5  # no Prefect server, no MLflow store
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / ".simpo" / "mlflow.db").exists()
