@@ -18,8 +18,9 @@ import pandas as pd
 
 from simpo_core.audit.metrics import length_report, rebalance_drops
 from simpo_core.audit.settings import AuditSettings
+from simpo_core.data.readers import CHUNK_ROWS
 from simpo_core.data.tokens import count_tokens
-from simpo_core.data.validation import ValidationResult, append_quarantine, write_valid
+from simpo_core.data.validation import ValidationResult, append_quarantine
 from simpo_core.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -29,21 +30,24 @@ REBALANCE_REASON = "length_rebalance"
 
 @dataclass
 class AuditResult:
-    """The audit report (the `simpo audit` JSON fields and more), the rows kept, the rows dropped and the
-    report files written (`json`, `markdown`, `png`) when an output folder was given."""
+    """The audit report (the `simpo audit` JSON fields and more) and the report files written
+    (`json`, `markdown`, `png`) when an output folder was given. `frame` (rows kept) and
+    `removed` (rows dropped) are set by the in-memory `audit_length_balance`; the streamed
+    `audit` step moves the dropped rows between its files instead and leaves both None."""
 
     report: dict[str, Any]
-    frame: pd.DataFrame
-    removed: pd.DataFrame
+    frame: pd.DataFrame | None
+    removed: pd.DataFrame | None
     paths: dict[str, Path] = field(default_factory=dict)
 
 
 def audit(
     validated: ValidationResult, tokenizer: Any, settings: AuditSettings | None = None, out_dir: Path | None = None
 ) -> AuditResult:
-    """The audit step on validated data: audit `valid.parquet`; a rebalance moves its dropped
-    rows to `quarantine.jsonl` (reason `length_rebalance`) and rewrites `valid.parquet`, so
-    every input row stays in exactly one of the two files.
+    """The audit step on validated data, in memory bounded by a chunk of rows: audit
+    `valid.parquet`; a rebalance moves its dropped rows to `quarantine.jsonl` (reason
+    `length_rebalance`) and rewrites `valid.parquet`, so every input row stays in exactly
+    one of the two files. Per row only its two token counts and a hash key are kept.
 
     `simpo audit` and the flow's `audit-length-balance` task both call this.
 
@@ -56,55 +60,68 @@ def audit(
     Raises:
         DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
     """
-    frame = validated.valid if validated.valid is not None else pd.read_parquet(validated.valid_path)
-    result = audit_length_balance(frame, tokenizer, settings, out_dir)
-    if len(result.removed):
-        append_quarantine(validated.quarantine_path, result.removed, REBALANCE_REASON)
-        write_valid(result.frame, validated.valid_path)
-        logger.info("rebalanced: %d pairs moved to %s", len(result.removed), validated.quarantine_path)
-    return result
+    settings = settings or AuditSettings()
+    chosen, rejected, order = _stream_lengths(validated.valid_path, tokenizer, settings.seed)
+    report, drops, paths = _assess(chosen, rejected, order, settings, out_dir)
+    if len(drops):
+        _move_to_quarantine(validated, drops)
+        logger.info("rebalanced: %d pairs moved to %s", len(drops), validated.quarantine_path)
+    return AuditResult(report, None, None, paths)
 
 
 def audit_length_balance(
     frame: pd.DataFrame, tokenizer: Any, settings: AuditSettings | None = None, out_dir: Path | None = None
 ) -> AuditResult:
-    """Measure the length bias of `frame` (canonical rows) and apply the policy.
+    """Measure the length bias of `frame` (canonical rows, in memory) and apply the policy.
 
     Args:
         frame: valid canonical rows (`chosen`, `rejected` strings).
         tokenizer: the model's tokenizer; lengths are response tokens, no special tokens.
-        settings: `flagged` when `length_only_accuracy` exceeds `threshold`; `policy` warn,
+        settings: `flagged` when `length_bias_strength` exceeds `threshold`; `policy` warn,
             fail or rebalance; rebalance to a chosen-longer fraction within 0.5 ± `tolerance`;
             `seed` picks which pairs rebalancing drops (same seed and data, same drops, in
             any row order).
         out_dir: write `length_audit.json`, `.md` and `.png` there.
 
     Returns:
-        An `AuditResult`; `report["removed"]` counts the dropped rows.
+        An `AuditResult` with the rows kept and dropped; `report["removed"]` counts the latter.
 
     Raises:
         DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
     """
     settings = settings or AuditSettings()
-    threshold, policy, tolerance, seed = settings.threshold, settings.policy, settings.tolerance, settings.seed
     frame = frame.reset_index(drop=True)
     chosen = count_tokens(frame["chosen"], tokenizer)
     rejected = count_tokens(frame["rejected"], tokenizer)
-    report = length_report(chosen, rejected)
-    flagged = report["length_bias_strength"] > threshold  # either direction: longer or shorter wins
-    report.update(
-        {"threshold": threshold, "flagged": bool(flagged), "policy": policy, "tolerance": tolerance, "removed": 0}
-    )
-    drops = (
-        _rebalance(frame, chosen, rejected, tolerance, seed) if policy == "rebalance" else np.array([], dtype=np.int64)
-    )
+    report, drops, paths = _assess(chosen, rejected, pair_order(frame, settings.seed), settings, out_dir)
     kept_mask = np.ones(len(frame), dtype=bool)
     kept_mask[drops] = False
     removed = frame.iloc[drops].assign(reason=REBALANCE_REASON).reset_index(drop=True)
-    kept = frame[kept_mask].reset_index(drop=True)
-    if policy == "rebalance":
-        after = length_report(chosen[kept_mask], rejected[kept_mask])
-        report["removed"] = len(removed)
+    return AuditResult(report, frame[kept_mask].reset_index(drop=True), removed, paths)
+
+
+def _assess(
+    chosen: np.ndarray, rejected: np.ndarray, order: np.ndarray, settings: AuditSettings, out_dir: Path | None
+) -> tuple[dict[str, Any], np.ndarray, dict[str, Path]]:
+    """The report, the positions a rebalance drops (sorted) and the report files; applies the policy."""
+    report = length_report(chosen, rejected)
+    flagged = report["length_bias_strength"] > settings.threshold  # either direction: longer or shorter wins
+    report.update(
+        {
+            "threshold": settings.threshold,
+            "flagged": bool(flagged),
+            "policy": settings.policy,
+            "tolerance": settings.tolerance,
+            "removed": 0,
+        }
+    )
+    drops = np.array([], dtype=np.int64)
+    if settings.policy == "rebalance":
+        drops = _rebalance(chosen, rejected, order, settings.tolerance)
+        kept = np.ones(len(chosen), dtype=bool)
+        kept[drops] = False
+        after = length_report(chosen[kept], rejected[kept])
+        report["removed"] = len(drops)
         report["after"] = {
             key: after[key]
             for key in (
@@ -117,14 +134,48 @@ def audit_length_balance(
         }
     paths = _write_reports(report, chosen, rejected, out_dir) if out_dir is not None else {}
     _apply_policy(report)
-    return AuditResult(report, kept, removed, paths)
+    return report, drops, paths
 
 
-def _rebalance(
-    frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray, tolerance: float, seed: int
-) -> np.ndarray:
+def _stream_lengths(valid_path: Path, tokenizer: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token counts of chosen and rejected, and the seeded pair keys, read chunk by chunk."""
+    import pyarrow.parquet as pq
+
+    chosen, rejected, order = [], [], []
+    for batch in pq.ParquetFile(valid_path).iter_batches(batch_size=CHUNK_ROWS, columns=["chosen", "rejected"]):
+        pairs = batch.to_pandas()
+        chosen.append(count_tokens(pairs["chosen"], tokenizer))
+        rejected.append(count_tokens(pairs["rejected"], tokenizer))
+        order.append(pair_order(pairs, seed))
+    if not chosen:
+        return np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.uint64)
+    return np.concatenate(chosen), np.concatenate(rejected), np.concatenate(order)
+
+
+def _move_to_quarantine(validated: ValidationResult, drops: np.ndarray) -> None:
+    """Rewrite `valid.parquet` without the rows at `drops`, appending those to the quarantine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(validated.valid_path)
+    dropped = np.zeros(source.metadata.num_rows, dtype=bool)
+    dropped[drops] = True
+    partial = validated.valid_path.with_name(validated.valid_path.name + ".partial")
+    with pq.ParquetWriter(partial, source.schema_arrow) as writer:
+        start = 0
+        for batch in source.iter_batches(batch_size=CHUNK_ROWS):
+            mask = dropped[start : start + batch.num_rows]
+            start += batch.num_rows
+            writer.write_batch(batch.filter(pa.array(~mask)))
+            if mask.any():
+                append_quarantine(validated.quarantine_path, batch.filter(pa.array(mask)).to_pandas(), REBALANCE_REASON)
+    source.close()
+    partial.replace(validated.valid_path)  # atomic: the valid file is never half-written
+
+
+def _rebalance(chosen: np.ndarray, rejected: np.ndarray, order: np.ndarray, tolerance: float) -> np.ndarray:
     try:
-        return rebalance_drops(chosen, rejected, pair_order(frame, seed), tolerance)
+        return rebalance_drops(chosen, rejected, order, tolerance)
     except ValueError as error:
         raise DataError(f"cannot rebalance lengths: {error}; use policy warn or fail, or fix the data") from error
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simpo_core.data.frames import canonical_prompt_json
+from simpo_core.data.readers import CHUNK_ROWS
 from simpo_core.data.settings import SplitSettings
 from simpo_core.errors import ConfigError, DataError
 
@@ -85,16 +86,33 @@ class SplitResult:
 
 
 def write_split(valid_path: Path, out_dir: Path, settings: SplitSettings | None = None) -> SplitResult:
-    """The split step: read `valid_path`, write `train.parquet` and `heldout.parquet` in `out_dir`.
+    """The split step: stream `valid_path` into `train.parquet` and `heldout.parquet` in
+    `out_dir`, a chunk of rows at a time (the same rows, in order, as `split_holdout`).
 
     Raises:
+        ConfigError: a held-out fraction outside (0, 1).
         DataError: either side would be empty (see `split_holdout`).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     settings = settings or SplitSettings()
-    train, heldout = split_holdout(pd.read_parquet(valid_path), settings.heldout_fraction, settings.split_salt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = SplitResult(out_dir / TRAIN_FILE, out_dir / HELDOUT_FILE, len(train), len(heldout))
-    train.to_parquet(result.train_path, index=False)
-    heldout.to_parquet(result.heldout_path, index=False)
-    return result
+    source = pq.ParquetFile(valid_path)
+    paths = (out_dir / TRAIN_FILE, out_dir / HELDOUT_FILE)
+    counts = [0, 0]
+    with (
+        pq.ParquetWriter(paths[0], source.schema_arrow) as train,
+        pq.ParquetWriter(paths[1], source.schema_arrow) as held,
+    ):
+        for batch in source.iter_batches(batch_size=CHUNK_ROWS):
+            mask = heldout_mask(batch.select(["prompt"]).to_pandas(), settings.heldout_fraction, settings.split_salt)
+            train.write_batch(batch.filter(pa.array(~mask)))
+            held.write_batch(batch.filter(pa.array(mask)))
+            counts[0], counts[1] = counts[0] + int((~mask).sum()), counts[1] + int(mask.sum())
+    source.close()
+    if not all(counts):  # the in-memory split names the empty side and the distinct prompts
+        split_holdout(pd.read_parquet(valid_path, columns=["prompt"]), settings.heldout_fraction, settings.split_salt)
+    logger.info("split %d rows: %d train, %d held out", sum(counts), *counts)
+    return SplitResult(paths[0], paths[1], counts[0], counts[1])

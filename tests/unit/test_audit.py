@@ -142,9 +142,10 @@ def test_generic_tokenizer_path_is_batched():
     assert list(lengths) == [3, 1, 2] * 3 and WordTokenizer.calls == 3
 
 
-def test_the_audit_step_moves_rebalanced_rows_from_valid_to_quarantine(tokenizer, tmp_path):
+def test_the_audit_step_moves_rebalanced_rows_from_valid_to_quarantine(tokenizer, tmp_path, monkeypatch):
     """The step `simpo audit` and the flow share: a rebalance rewrites valid.parquet, and every
     row stays in exactly one of the two files (total = valid + quarantined)."""
+    import simpo_core.audit.balance as balance
     from simpo_core.audit.balance import audit
     from simpo_core.data.synthetic import generate_pairs, write_jsonl
     from simpo_core.data.validation_stream import validate_source
@@ -152,13 +153,17 @@ def test_the_audit_step_moves_rebalanced_rows_from_valid_to_quarantine(tokenizer
     source = tmp_path / "biased.jsonl"
     write_jsonl(generate_pairs(200, 0.8, seed=4), source)
     validated = validate_source(str(source), tmp_path / "data")
+    generated = pd.read_parquet(validated.valid_path)
+    monkeypatch.setattr(balance, "CHUNK_ROWS", 30)  # the step reads and rewrites in several chunks
     result = audit(validated, tokenizer, AuditSettings(policy="rebalance"), tmp_path / "audit")
     valid = pd.read_parquet(validated.valid_path)
     quarantined = [json.loads(line) for line in validated.quarantine_path.read_text().split("\n") if line]
-    assert len(result.removed) == result.report["removed"] > 0
+    assert len(quarantined) == result.report["removed"] > 0 and result.frame is None  # streamed: files only
     assert len(valid) + len(quarantined) == validated.summary["total"] == 200
     assert {line["reasons"][0] for line in quarantined} == {"length_rebalance"}
-    assert sorted(valid["source_row"]) == sorted(result.frame["source_row"])
+    assert sorted([*valid["source_row"], *(line["source_row"] for line in quarantined)]) == list(range(1, 201))
+    in_memory = audit_length_balance(generated, tokenizer, AuditSettings(policy="rebalance"))
+    assert sorted(in_memory.frame["source_row"]) == sorted(valid["source_row"])  # the same drops either way
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,17 @@ def test_fraction_out_of_range(fraction):
 def test_empty_side_is_a_clear_error():
     with pytest.raises(DataError, match="split is empty: 5 rows with 1 distinct prompts"):
         split_holdout(pairs(0, 1, repeats=5), 0.5)
+
+
+def test_the_streamed_split_step_writes_the_in_memory_split(tmp_path, monkeypatch):
+    import simpo_core.data.split as split_module
+    from simpo_core.data.settings import SplitSettings
+
+    monkeypatch.setattr(split_module, "CHUNK_ROWS", 7)  # several chunks
+    frame = pairs(0, 60, repeats=2)
+    frame.to_parquet(tmp_path / "valid.parquet", index=False)
+    result = split_module.write_split(tmp_path / "valid.parquet", tmp_path / "out", SplitSettings(heldout_fraction=0.2))
+    train, heldout = split_holdout(frame, 0.2, "simpo")
+    pd.testing.assert_frame_equal(pd.read_parquet(result.train_path), train)
+    pd.testing.assert_frame_equal(pd.read_parquet(result.heldout_path), heldout)
+    assert (result.train_pairs, result.heldout_pairs) == (len(train), len(heldout))
