@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from simpo_core.audit.settings import AuditSettings
+from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
@@ -27,6 +28,31 @@ class StrictModel(StepSettings):
 
 class DataSource(StepSettings):
     source: str = Field("synthetic", description="file, folder, hub id, or 'synthetic' (generated demo data)")
+    sources: list[SourceSpec] | None = Field(
+        None,
+        min_length=1,
+        description="several sources mixed by prompt hash instead of `source`: a list of {source, name, weight "
+        "or fraction} (docs/data.md, Several sources)",
+    )
+    replay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of the champion's training sources (read from its MLflow run) mixed in again, "
+        "when still readable; 0: none",
+    )
+
+    @model_validator(mode="after")
+    def one_way_to_name_the_data(self) -> "DataSource":
+        default = type(self).model_fields["source"].default
+        if self.sources is not None and "source" in self.model_fields_set and self.source != default:
+            raise ValueError(
+                f"data.source ({self.source!r}) and data.sources are both set: drop data.source, or list it "
+                "as one entry of data.sources"
+            )
+        if self.sources is not None:
+            check_unique_names(self.sources)
+        return self
 
 
 class DataParams(ValidateSettings, SplitSettings, DataSource):

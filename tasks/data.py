@@ -22,7 +22,7 @@ from tasks.retry import IO_TASK, ONE_SHOT_TASK
 from tasks.tracking import get_client, log_metrics
 
 
-@task(name="load-preferences", timeout_seconds=3600, **IO_TASK)
+@task(name="load-preferences", timeout_seconds=1800, **IO_TASK)
 def load_preferences_task(source: str) -> str:
     """Check that the source can be read (a hub dataset is opened, filling the cache); retried on I/O errors."""
     kind = check_source(source)

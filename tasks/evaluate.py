@@ -11,7 +11,7 @@ from tasks.retry import COMPUTE_TASK
 from tasks.tracking import get_client, log_metrics, numeric_metrics
 
 
-@task(name="evaluate-holdout", timeout_seconds=6 * 3600, **COMPUTE_TASK)
+@task(name="evaluate-holdout", timeout_seconds=3 * 3600, **COMPUTE_TASK)
 def evaluate_holdout_task(
     base_source: str,
     trained_dir: str,

@@ -17,7 +17,7 @@ from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
 
-@task(name="promote-model", timeout_seconds=6 * 3600, **IO_TASK)
+@task(name="promote-model", timeout_seconds=3 * 3600, **IO_TASK)
 def promote_model_task(
     name: str,
     version: str,

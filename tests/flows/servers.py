@@ -1,6 +1,7 @@
 """Start real `prefect server` and `mlflow server` processes on 127.0.0.1 for tests."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -50,9 +52,39 @@ def server(command: list[str], health_url: str, log: Path, env: dict[str, str]):
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class BasicAuth:
+    """The admin account of an MLflow server started with `--app-name basic-auth`."""
+
+    username: str
+    password: str  # MLflow requires at least 12 characters
+
+
+def basic_auth_env(folder: Path, auth: BasicAuth) -> dict[str, str]:
+    """Environment of a basic-auth MLflow server: its own config, user store and admin account."""
+    config = folder / "basic_auth.ini"
+    # NO_PERMISSIONS: an account other than the admin sees nothing until it is granted access.
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": auth.username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": auth.password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+
+
 @contextmanager
-def mlflow_server(folder: Path, port: int | None = None):
-    """An MLflow tracking server with a sqlite backend; yields its URL."""
+def mlflow_server(folder: Path, port: int | None = None, auth: BasicAuth | None = None):
+    """An MLflow tracking server with a sqlite backend; yields its URL.
+
+    With `auth`, the server runs MLflow's basic-auth app: every request but /health needs the
+    admin's (or another user's) credentials.
+    """
     port = port or free_port()
     command = [
         str(BIN / "mlflow"),
@@ -68,16 +100,26 @@ def mlflow_server(folder: Path, port: int | None = None):
         "--artifacts-destination",
         str(folder / "artifacts"),
     ]
-    with server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", dict(os.environ)) as process:
+    env = dict(os.environ)
+    if auth is not None:
+        command += ["--app-name", "basic-auth"]
+        env.update(basic_auth_env(folder, auth))
+    with server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env) as process:
         yield f"http://127.0.0.1:{port}", process
 
 
 @contextmanager
-def prefect_server(folder: Path):
-    """A Prefect API server with its own PREFECT_HOME; yields its API URL."""
+def prefect_server(folder: Path, auth_string: str | None = None):
+    """A Prefect API server with its own PREFECT_HOME; yields its API URL.
+
+    With `auth_string`, the server refuses every API request (but the health check) that does
+    not carry it; clients send it from PREFECT_API_AUTH_STRING.
+    """
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(folder / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    if auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
     with server(command, f"http://127.0.0.1:{port}/api/health", folder / "prefect-server.log", env):
         yield f"http://127.0.0.1:{port}/api"

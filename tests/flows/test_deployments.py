@@ -28,3 +28,21 @@ def test_entrypoint_resolves_to_the_flow():
     root = PREFECT_FILE.parents[1]
     flow = load_flow_from_entrypoint(str(root / "flows/retrain.py") + ":simpo_retrain")
     assert flow.name == "simpo-retrain"
+
+
+def test_every_deployment_runs_one_at_a_time():
+    """nightly skips a run due while one is active (CANCEL_NEW); smoke queues manual runs."""
+    strategies = {d["name"]: d["concurrency_limit"] for d in DEPLOYMENTS}
+    assert strategies["nightly"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert strategies["smoke"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+
+
+def test_step_timeouts_fit_inside_the_flow_timeout_and_the_nightly_period():
+    """One attempt of every step fits the flow's timeout, which ends before the next nightly run."""
+    import flows.retrain as retrain
+    from prefect.tasks import Task
+
+    steps = {value.name: value.timeout_seconds for value in vars(retrain).values() if isinstance(value, Task)}
+    assert "train-simpo" in steps and all(steps.values()), steps
+    flow_timeout = retrain.simpo_retrain.timeout_seconds
+    assert sum(steps.values()) < flow_timeout < 24 * 3600, (sum(steps.values()) / 3600, flow_timeout / 3600)

@@ -84,6 +84,8 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
         assert nightly.work_pool_name == smoke.work_pool_name == "simpo-process"
         assert nightly.schedules[0].schedule.cron == "0 3 * * *"
         assert smoke.parameters["params"]["train"]["max_steps"] == 20
+        assert_one_at_a_time(nightly, "CANCEL_NEW")
+        assert_one_at_a_time(smoke, "ENQUEUE")
 
         served = subprocess.Popen(
             [sys.executable, "-m", "flows.cli", "serve", "--cron", "0 4 * * *"],
@@ -98,6 +100,14 @@ def test_concurrent_runs_on_shared_servers(tmp_path):
             served.terminate()
             served.wait(timeout=60)
         assert deployment.schedules[0].schedule.cron == "0 4 * * *"
+        assert_one_at_a_time(deployment, "CANCEL_NEW")
+
+
+def assert_one_at_a_time(deployment, strategy):
+    """The server holds the deployment's concurrency limit of 1 and its collision strategy."""
+    assert deployment.global_concurrency_limit is not None, deployment.name
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy.value == strategy
 
 
 def wait_for_deployment(api_url, name, timeout=120.0):
