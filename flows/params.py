@@ -196,8 +196,10 @@ def check_sources(params: RetrainParams) -> None:
     from simpo_core.models import check_model_source
 
     check_model_source(params.model.source)
-    if is_local_source(params.data.source):  # a hub dataset is opened (and cached) by load-preferences
-        check_source(params.data.source)
+    sources = [spec.source for spec in params.data.sources] if params.data.sources else [params.data.source]
+    for source in sources:
+        if is_local_source(source):  # a hub dataset is opened (and cached) by load-preferences
+            check_source(source)
     if params.eval.judge == "reward-model" and not Path(str(params.eval.reward_model_path)).exists():
         raise ConfigError(
             f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder"

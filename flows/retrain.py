@@ -9,11 +9,22 @@ from prefect.runtime import flow_run
 
 from flows.alerts import alert_on_failure, check_alert_block
 from flows.params import RetrainParams, check_sources
+from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.promotion import GateSettings
-from tasks.data import audit_length_balance_task, load_preferences_task, split_holdout_task, validate_preferences_task
+from tasks.data import (
+    audit_length_balance_task,
+    audit_mix_task,
+    audit_named_source_task,
+    load_preferences_task,
+    mix_sources_task,
+    replay_sources_task,
+    split_holdout_task,
+    validate_named_source_task,
+    validate_preferences_task,
+)
 from tasks.evaluate import evaluate_holdout_task
 from tasks.identity import check_training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
@@ -29,7 +40,10 @@ def retrain_run_name() -> str:
     """Flow run name that says the data and the model, e.g. `synthetic-on-tiny-0f3a`."""
     raw = flow_run.get_parameters().get("params") or {}
     params = raw if isinstance(raw, dict) else raw.model_dump()
-    data = Path(str(params.get("data", {}).get("source", "synthetic"))).name.split(":")[0]
+    data_params = params.get("data", {})
+    data = Path(str(data_params.get("source", "synthetic"))).name.split(":")[0]
+    if data_params.get("sources"):
+        data = "mix"
     model = Path(str(params.get("model", {}).get("source", "tiny"))).name
     return f"{data}-on-{model}-{str(flow_run.get_id())[:4]}"
 
@@ -110,21 +124,33 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
 
 
 def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> tuple[Any, Any, Any]:
-    """Check the source, validate it (streamed), audit length balance, split the held-out pairs."""
+    """Check the source, validate it (streamed), audit length balance, split the held-out pairs.
+
+    With `data.sources` (or `data.replay` and a champion to replay) each source is validated
+    and audited on its own and the mix of them is split."""
     data, model = params.data, params.model
-    load_preferences_task(data.source)
-    validated = validate_preferences_task(
-        data.source,
-        ValidateSettings.model_validate(data, from_attributes=True),
-        model.source,
-        run_dir / "data",
-        tracking_uri,
-        run_id,
-        model.trust_remote_code,
-    )
-    audited = audit_length_balance_task(
-        validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
-    )
+    sources = data.sources or [SourceSpec(source=data.source, fraction=1.0)]
+    if data.replay > 0:
+        sources = [
+            *sources,
+            *replay_sources_task(params.registry.registered_model_name, tracking_uri, data.replay, sources),
+        ]
+    if len(sources) > 1 or data.sources is not None:
+        validated, audited = _mixed_data_steps(params, sources, run_dir, tracking_uri, run_id)
+    else:
+        load_preferences_task(data.source)
+        validated = validate_preferences_task(
+            data.source,
+            ValidateSettings.model_validate(data, from_attributes=True),
+            model.source,
+            run_dir / "data",
+            tracking_uri,
+            run_id,
+            model.trust_remote_code,
+        )
+        audited = audit_length_balance_task(
+            validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
+        )
     split = split_holdout_task(
         validated.valid_path,
         SplitSettings.model_validate(data, from_attributes=True),
@@ -133,6 +159,46 @@ def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id:
         run_id,
     )
     return validated, audited, split
+
+
+def _mixed_data_steps(
+    params: RetrainParams, sources: list[SourceSpec], run_dir: Path, tracking_uri: str, run_id: str
+) -> tuple[Any, Any]:
+    """Validate and audit each source in its own folder (`data/sources/NAME`), then mix them."""
+    data, model = params.data, params.model
+    try:
+        check_unique_names(sources)
+    except ValueError as error:
+        raise ConfigError(f"data.sources: {error}") from None
+    settings = ValidateSettings.model_validate(data, from_attributes=True)
+    parts, reports = [], {}
+    for spec in sources:
+        load_preferences_task(spec.source)
+        validated = validate_named_source_task(
+            spec,
+            settings,
+            model.source,
+            run_dir / "data" / "sources" / spec.name,
+            tracking_uri,
+            run_id,
+            model.trust_remote_code,
+        )
+        reports[spec.name] = audit_named_source_task(
+            spec.name,
+            validated,
+            model.source,
+            params.audit,
+            run_dir / "audit" / "sources" / spec.name,
+            tracking_uri,
+            run_id,
+            model.trust_remote_code,
+        )
+        parts.append((spec, validated))
+    mixed = mix_sources_task(parts, run_dir / "data", tracking_uri, run_id)
+    audited = audit_mix_task(
+        mixed, reports, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
+    )
+    return mixed, audited
 
 
 def _model_steps(

@@ -4,6 +4,7 @@ Each task calls the step's `simpo_core` function (the one the CLI calls too) and
 presentation: MLflow metrics and artifacts, Prefect artifacts and log lines.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from simpo_core.audit.balance import AuditResult, audit
 from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.loading import check_source
+from simpo_core.data.mix import SourceSpec, combine_audits, default_name, mix_validated
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.data.split import SplitResult, write_split
 from simpo_core.data.validation import ValidationResult
@@ -111,8 +113,9 @@ def split_holdout_task(
 PREVIEW_ROWS = 1000  # rows of valid.parquet shown with the dataset in MLflow
 
 
-def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: str) -> None:
-    """Record the source and its fingerprint as an MLflow dataset input of the run."""
+def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: str, name: str | None = None) -> None:
+    """Record the source and its fingerprint as an MLflow dataset input of the run (named
+    `name`, or after the source)."""
     import mlflow
     import pyarrow.parquet as pq
     from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -127,7 +130,7 @@ def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: st
     dataset = mlflow.data.from_pandas(
         preview,
         source=CodeDatasetSource(tags=tags),
-        name=Path(result.source).name or result.source,
+        name=name or Path(result.source).name or result.source,
         digest=result.fingerprint[:36],
     )
     mlflow.set_tracking_uri(tracking_uri)
@@ -144,3 +147,155 @@ def _empty_preview() -> Any:
     import pandas as pd
 
     return pd.DataFrame({"chosen": pd.Series(dtype=str), "rejected": pd.Series(dtype=str)})
+
+
+# Several sources (`data.sources`): each is validated and audited on its own, then mixed.
+
+SOURCES_TAG = "data.sources"  # JSON list of the mixed sources: what `data.replay` reads back
+MAX_TAG_CHARS = 8000
+
+
+@task(name="validate-source", timeout_seconds=3600, **ONE_SHOT_TASK)
+def validate_named_source_task(
+    spec: SourceSpec,
+    settings: ValidateSettings,
+    tokenizer_source: str,
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
+) -> ValidationResult:
+    """Validate one source of a mix into its own folder; its dataset input is named after it."""
+    limits = settings.max_prompt_tokens or settings.max_response_tokens
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code) if limits else None
+    result = validate_source(spec.source, out_dir, settings, tokenizer=tokenizer)
+    summary = result.summary
+    client = get_client(tracking_uri)
+    log_metrics(client, run_id, {f"data/{spec.name}/{k}": summary[k] for k in ("total", "valid", "quarantined")})
+    client.log_artifact(run_id, str(result.quarantine_path), f"data/sources/{spec.name}")
+    _log_dataset_lineage(result, run_id, tracking_uri, name=spec.name)
+    get_run_logger().info(
+        "%s: valid %d, quarantined %d of %d", spec.name, summary["valid"], summary["quarantined"], summary["total"]
+    )
+    return result
+
+
+@task(name="audit-source", timeout_seconds=3600, **ONE_SHOT_TASK)
+def audit_named_source_task(
+    name: str,
+    validated: ValidationResult,
+    tokenizer_source: str,
+    settings: AuditSettings,
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
+) -> dict[str, Any]:
+    """Audit one source of a mix on its own (a rebalance drops its rows before the mix); returns the report."""
+    result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
+    client = get_client(tracking_uri)
+    numbers = {k: v for k, v in result.report.items() if isinstance(v, (int, float))}
+    log_metrics(client, run_id, {f"audit/{name}/{k}": v for k, v in numbers.items()})
+    for path in result.paths.values():
+        client.log_artifact(run_id, str(path), f"audit/sources/{name}")
+    return result.report
+
+
+@task(name="mix-sources", timeout_seconds=1800, **ONE_SHOT_TASK)
+def mix_sources_task(
+    parts: list[tuple[SourceSpec, ValidationResult]], out_dir: Path, tracking_uri: str, run_id: str
+) -> ValidationResult:
+    """Mix the validated sources by prompt hash into one valid.parquet; record what each gave."""
+    validated, mix = mix_validated(parts, out_dir)
+    client = get_client(tracking_uri)
+    client.set_tag(run_id, "data.fingerprint", validated.fingerprint)
+    client.set_tag(run_id, "data.format", validated.format)
+    described = json.dumps(
+        [{**spec.model_dump(mode="json"), "fingerprint": result.fingerprint} for spec, result in parts]
+    )
+    if len(described) <= MAX_TAG_CHARS:
+        client.set_tag(run_id, SOURCES_TAG, described)
+    else:
+        get_run_logger().warning("the sources list is too long for the %s tag; data.replay cannot read it", SOURCES_TAG)
+    summary = validated.summary
+    counts = {f"data/{k}": summary[k] for k in ("total", "valid", "quarantined")}
+    counts.update({f"data/{name}/used": c["used"] for name, c in mix.sources.items()})
+    counts["data/mixed"] = mix.rows
+    log_metrics(client, run_id, counts)
+    client.log_artifact(run_id, str(validated.quarantine_path), "data")
+    rows = [{"name": name, **{k: v for k, v in c.items() if k != "replay"}} for name, c in mix.sources.items()]
+    create_table_artifact(rows, key="data-mix", description=f"{mix.rows} mixed rows (prompt-hash salt {mix.salt!r})")
+    get_run_logger().info("mixed %d rows: %s", mix.rows, ", ".join(f"{r['name']} {r['used']}" for r in rows))
+    return validated
+
+
+@task(name="audit-mix", timeout_seconds=3600, **ONE_SHOT_TASK)
+def audit_mix_task(
+    mixed: ValidationResult,
+    per_source: dict[str, dict[str, Any]],
+    tokenizer_source: str,
+    settings: AuditSettings,
+    out_dir: Path,
+    tracking_uri: str,
+    run_id: str,
+    trust_remote_code: bool = False,
+) -> AuditResult:
+    """Measure the mixed rows (each source already had its policy applied) and combine the reports."""
+    # Policy warn: measuring the mix drops nothing and fails nothing (the sources had their policy).
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code)
+    measured = audit(mixed, tokenizer, settings.model_copy(update={"policy": "warn"}), out_dir)
+    measured.report = combine_audits(measured.report, per_source, settings.policy)
+    client = get_client(tracking_uri)
+    numbers = {k: v for k, v in measured.report.items() if isinstance(v, (int, float))}
+    log_metrics(client, run_id, {f"audit/{k}": v for k, v in numbers.items()})
+    for path in measured.paths.values():
+        client.log_artifact(run_id, str(path), "audit")
+    markdown_path = measured.paths.get("markdown")
+    create_markdown_artifact(
+        Path(markdown_path).read_text() if markdown_path else str(measured.report),
+        key="length-audit",
+        description="chosen/rejected length balance of the mixed rows",
+    )
+    return measured
+
+
+@task(name="replay-sources", timeout_seconds=300, **IO_TASK)
+def replay_sources_task(name: str, tracking_uri: str, fraction: float, current: list[SourceSpec]) -> list[SourceSpec]:
+    """The champion's training sources, each to mix in at `fraction`; none when there is no
+    champion. A source already in `current`, or no longer readable, is left out (with a log line)."""
+    from simpo_core.errors import SimpoError
+    from tasks.champion import current_champion
+
+    logger = get_run_logger()
+    client = get_client(tracking_uri)
+    champion = current_champion(client, name)
+    if champion is None or not champion.run_id:
+        logger.info("data.replay: %r has no champion (with a run) yet; nothing to replay", name)
+        return []
+    entries = champion_sources(client.get_run(champion.run_id).data)
+    taken = {spec.source for spec in current}
+    replayed = []
+    for entry in entries:
+        if entry["source"] in taken:
+            logger.info("data.replay: %s is already a source of this run; not replayed", entry["source"])
+            continue
+        try:
+            check_source(entry["source"])
+        except SimpoError as error:
+            logger.warning("data.replay: the champion's source %s is not readable, skipped: %s", entry["source"], error)
+            continue
+        replay_name = f"replay-{entry.get('name') or default_name(entry['source'])}"[:64]
+        replayed.append(SourceSpec(source=entry["source"], name=replay_name, fraction=fraction, replay=True))
+        taken.add(entry["source"])
+    logger.info("data.replay: %d source(s) of champion v%s at fraction %g", len(replayed), champion.version, fraction)
+    return replayed
+
+
+def champion_sources(run_data: Any) -> list[dict[str, Any]]:
+    """The sources a run trained on (its own, not the ones it replayed): the `data.sources`
+    tag, or the `data.source` parameter of a single-source run."""
+    raw = run_data.tags.get(SOURCES_TAG)
+    if raw:
+        return [entry for entry in json.loads(raw) if not entry.get("replay")]
+    source = run_data.params.get("data.source")
+    return [{"source": source}] if source else []

@@ -7,6 +7,7 @@
 - `validation_schema`, `validation`, `validation_stream`: the pandera schema and the
   quarantine; `validate_source` is the validation step (streamed, bounded memory).
 - `split`: the deterministic held-out split by prompt hash.
+- `mix`: several validated sources mixed by prompt hash, with weights or fractions.
 - `synthetic`: the embedded demo data with a learnable preference and a set length bias.
 - `dataset`: `PreferenceDataset`, the notebook-friendly view of a source.
 """
