@@ -16,6 +16,8 @@ from tasks.champion import current_champion, move_champion
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
+LOCK_WAIT_SECONDS = 2 * 3600  # under the task's 3 h timeout
+
 
 @task(name="promote-model", timeout_seconds=3 * 3600, **IO_TASK)
 def promote_model_task(
@@ -124,6 +126,8 @@ def evaluate_champion(champion, heldout_path: Path, eval_settings: EvalSettings,
     from simpo_core.models import load_model_and_tokenizer
     from tasks.registry import BASE_MODEL_ARTIFACT
 
+    # A `models:/` source resolves through the process-wide registry URI, not `tracking_uri`.
+    mlflow.set_registry_uri(tracking_uri)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=tracking_uri))
     base = local / "artifacts" / BASE_MODEL_ARTIFACT
     model, tokenizer = load_model_and_tokenizer(
@@ -166,5 +170,7 @@ def promotion_lock(name: str) -> Iterator[None]:
     limit = f"simpo-promote-{name}"
     with prefect_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(limit, 1)
-    with concurrency(limit, occupy=1, timeout_seconds=6 * 3600, strict=True):
+    # Wait for the slot less long than the task may run (its timeout_seconds), so a stuck
+    # holder surfaces as this wait's clear error, not as the task's timeout.
+    with concurrency(limit, occupy=1, timeout_seconds=LOCK_WAIT_SECONDS, strict=True):
         yield

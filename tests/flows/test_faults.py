@@ -66,7 +66,10 @@ def test_tracking_outage_during_registration(prefect_harness, tmp_path, tiny_mod
 @pytest.mark.slow
 def test_secrets_never_reach_params_tags_logs_or_artifacts(run_flow, tmp_path, monkeypatch, caplog):
     hub_token, password = "hf_" + "Zq7" * 12, "pw-" + "x9" * 10
+    env_password = "env-pw-" + "k4" * 10  # credentials from the environment, as for a secured server
     monkeypatch.setenv("HF_TOKEN", hub_token)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", env_password)
     (tmp_path / "mlflow").mkdir()
     with mlflow_server(tmp_path / "mlflow") as (uri, _):
         secret_uri = uri.replace("http://", f"http://alice:{password}@")
@@ -80,6 +83,7 @@ def test_secrets_never_reach_params_tags_logs_or_artifacts(run_flow, tmp_path, m
             json.dumps(version.tags),
             caplog.text,
             json.dumps(summary),
+            *prefect_logs_and_artifacts(summary["flow_run_id"]),
         ]
         artifacts = tmp_path / "downloaded"
         import mlflow
@@ -91,5 +95,24 @@ def test_secrets_never_reach_params_tags_logs_or_artifacts(run_flow, tmp_path, m
             if path.is_file() and path.stat().st_size < 5_000_000
         ]
     for text in exposed:
-        assert password not in text and hub_token not in text
+        assert password not in text and hub_token not in text and env_password not in text
     assert "alice:***@" in run.data.params["registry.tracking_uri"]
+
+
+def prefect_logs_and_artifacts(flow_run_id: str) -> list[str]:
+    """The flow run's log lines and artifacts as the Prefect API returns them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs, page = [], None
+        while page != []:  # the API answers at most 200 lines a request
+            page = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=len(logs)
+            )
+            logs += page
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    assert logs and artifacts
+    return [log.message for log in logs] + [json.dumps(artifact.data) for artifact in artifacts]
