@@ -92,8 +92,8 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
     validated, audited, split = _data_steps(params, run_dir, tracking_uri, run_id)
     data_settings = {
-        "validate": ValidateSettings.model_validate(params.data, from_attributes=True).model_dump(mode="json"),
-        "split": SplitSettings.model_validate(params.data, from_attributes=True).model_dump(mode="json"),
+        "validate": ValidateSettings.fields_of(params.data).model_dump(mode="json"),
+        "split": SplitSettings.fields_of(params.data).model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"),
     }
     name = params.registry.registered_model_name
@@ -141,7 +141,7 @@ def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id:
         load_preferences_task(data.source)
         validated = validate_preferences_task(
             data.source,
-            ValidateSettings.model_validate(data, from_attributes=True),
+            ValidateSettings.fields_of(data),
             model.source,
             run_dir / "data",
             tracking_uri,
@@ -153,7 +153,7 @@ def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id:
         )
     split = split_holdout_task(
         validated.valid_path,
-        SplitSettings.model_validate(data, from_attributes=True),
+        SplitSettings.fields_of(data),
         run_dir / "data",
         tracking_uri,
         run_id,
@@ -170,7 +170,7 @@ def _mixed_data_steps(
         check_unique_names(sources)
     except ValueError as error:
         raise ConfigError(f"data.sources: {error}") from None
-    settings = ValidateSettings.model_validate(data, from_attributes=True)
+    settings = ValidateSettings.fields_of(data)
     parts, reports = [], {}
     for spec in sources:
         load_preferences_task(spec.source)
@@ -239,7 +239,7 @@ def _model_steps(
         "training": params.train.model_dump(mode="json"),
         "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id},
     }
-    gate = GateSettings.model_validate(params.registry, from_attributes=True)
+    gate = GateSettings.fields_of(params.registry)
     decision = promote_model_task(
         name, version, heldout, split.heldout_path, eval_settings, gate, tracking_uri, lineage
     )

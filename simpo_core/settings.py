@@ -18,6 +18,12 @@ class StepSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     @classmethod
+    def fields_of(cls, group: BaseModel) -> Any:
+        """This model's fields taken from `group`, a parameter group that composes several
+        settings models (a plain `model_validate` would hand back `group` itself)."""
+        return cls.model_validate(group.model_dump(include=set(cls.model_fields)))
+
+    @classmethod
     def from_values(cls, values: dict[str, Any], source: str = "settings") -> Any:
         """Validate `values`, leaving out the ones that are None (their default applies).
 
