@@ -25,7 +25,20 @@ class TrainingProgress:
         self.artifact_id = create_progress_artifact(0.0, key="training-progress", description="SimPO training steps")
         self.logger = get_run_logger()
 
-    def __call__(self, event: str, step: int, metrics: dict[str, float]) -> None:
+    def __call__(self, event: str, step: int, metrics: dict[str, Any]) -> None:
+        if event == "warning":  # the margin monitor (simpo_core.train.monitor)
+            self.logger.warning("step %d: %s", step, metrics["message"])
+            self.client.set_tag(self.run_id, f"train.warning.{metrics['kind']}", f"step {step}: {metrics['message']}")
+            create_markdown_artifact(
+                f"# Training warning: {metrics['kind']}\n\nAt step {step}/{self.total_steps}: {metrics['message']}",
+                key=f"training-warning-{metrics['kind'].replace('_', '-')}",
+                description="SimPO margin monitor",
+            )
+            return
+        if event == "early_stop":
+            self.logger.info(metrics["message"])
+            self.client.set_tag(self.run_id, "train.early_stopped_at", str(metrics["stopped_early_at_step"]))
+            return
         numbers = log_training_metrics(self.client, self.run_id, step, metrics)
         if self.artifact_id is not None:
             update_progress_artifact(self.artifact_id, min(100.0, 100.0 * step / self.total_steps))

@@ -38,6 +38,31 @@ class LoraSettings(BaseModel):
     )
 
 
+# Held-out metrics early stopping can watch (the trainer's eval_-prefixed TRL names).
+EvalMetric = Literal[
+    "eval_loss",
+    "eval_rewards/chosen",
+    "eval_rewards/rejected",
+    "eval_rewards/margins",
+    "eval_rewards/accuracies",
+    "eval_logps/chosen",
+    "eval_logps/rejected",
+]
+
+
+class EarlyStopping(BaseModel):
+    """Stop training when a held-out metric has not improved for `patience` evaluations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: EvalMetric = Field("eval_rewards/accuracies", description="Held-out metric to watch (eval_-prefixed).")
+    mode: Literal["max", "min"] = Field("max", description="max: larger is better (accuracy); min: smaller (loss).")
+    patience: int = Field(3, ge=1, description="Evaluations without improvement before training stops.")
+    min_delta: float = Field(
+        0.0, ge=0, description="An evaluation improves only when it beats the best value so far by more than this."
+    )
+
+
 class SimPOConfig(BaseModel):
     """Hyperparameters of a SimPO run. Defaults are the paper's for 7-8B models."""
 
@@ -57,6 +82,11 @@ class SimPOConfig(BaseModel):
     )
     sft_weight: float = Field(
         0.0, ge=0, description="Weight of an added SFT term: token-mean NLL of the chosen responses."
+    )
+    length_normalize: bool = Field(
+        True,
+        description="Reward = β × mean token log-prob (SimPO). False uses the summed log-prob (the paper's "
+        "'w/o LN' ablation); the SFT term and the metric names stay the same.",
     )
 
     # --- optimisation --------------------------------------------------------------------
@@ -102,6 +132,15 @@ class SimPOConfig(BaseModel):
         0, ge=0, description="Evaluate on eval_dataset every this many steps; 0 evaluates at the end only."
     )
     eval_batch_size: int = Field(16, ge=1, description="Pairs per batch when evaluating.")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="Stop when a held-out metric plateaus (needs eval_steps > 0); null trains every step."
+    )
+    monitor_window: int | None = Field(
+        3,
+        ge=2,
+        description="Evaluations the margin monitor looks back over: it warns when chosen and rejected log-probs "
+        "both fall while the margin grows (likelihood displacement), or when the margin stalls; null turns it off.",
+    )
 
     # --- model handling ------------------------------------------------------------------
     lora: LoraSettings | None = Field(None, description="LoRA adapters; null fine-tunes every weight.")
@@ -132,6 +171,8 @@ class SimPOConfig(BaseModel):
                 f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length "
                 f"({self.max_length}) so that every response keeps at least one token"
             )
+        if self.early_stopping is not None and self.eval_steps == 0:
+            raise ValueError("early_stopping watches periodic evaluations; set eval_steps > 0 or early_stopping: null")
         if self.loss_type == "hinge" and self.label_smoothing:
             raise ValueError("label_smoothing applies to the sigmoid loss only; set it to 0 or use loss_type: sigmoid")
         if self.gamma_beta_ratio is not None:

@@ -82,7 +82,8 @@ def simpo_loss(
     """Per-pair SimPO loss and the implicit rewards.
 
     Args:
-        chosen_avg_logps: `(B,)` length-normalised log-probs of the chosen responses.
+        chosen_avg_logps: `(B,)` length-normalised log-probs of the chosen responses (summed
+            ones for the "w/o LN" ablation, `SimPOLoss(length_normalize=False)`).
         rejected_avg_logps: `(B,)` the same for the rejected responses.
         beta: reward scale β (> 0).
         gamma: target reward margin γ, absolute (not divided by β).
@@ -158,6 +159,8 @@ class SimPOLoss(torch.nn.Module):
         loss_type: "sigmoid" (the paper's) or "hinge".
         label_smoothing: ε in [0, 0.5), sigmoid only.
         sft_weight: weight (≥ 0) of the token-mean NLL of the chosen responses added by `step_loss`.
+        length_normalize: reward = β × mean token log-prob when True (SimPO); β × summed log-prob
+            when False (the paper's "w/o LN" ablation). The SFT term is a token mean either way.
 
     Raises:
         ValueError: a value out of range, an unknown loss type, or label smoothing with hinge.
@@ -170,6 +173,7 @@ class SimPOLoss(torch.nn.Module):
         loss_type: LossType = "sigmoid",
         label_smoothing: float = 0.0,
         sft_weight: float = 0.0,
+        length_normalize: bool = True,
     ) -> None:
         super().__init__()
         if beta <= 0 or gamma < 0 or sft_weight < 0:
@@ -180,11 +184,19 @@ class SimPOLoss(torch.nn.Module):
             raise ValueError(f"label_smoothing must be in [0, 0.5), and 0 for hinge; got {label_smoothing}")
         self.beta, self.gamma, self.loss_type = beta, gamma, loss_type
         self.label_smoothing, self.sft_weight = label_smoothing, sft_weight
+        self.length_normalize = length_normalize
 
     @classmethod
     def from_config(cls, config: "SimPOConfig") -> "SimPOLoss":
         """The loss a `SimPOConfig` describes (its `gamma` already reflects `gamma_beta_ratio`)."""
-        return cls(config.beta, config.gamma, config.loss_type, config.label_smoothing, config.sft_weight)
+        return cls(
+            config.beta,
+            config.gamma,
+            config.loss_type,
+            config.label_smoothing,
+            config.sft_weight,
+            config.length_normalize,
+        )
 
     def forward(self, logps: PairLogps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-pair SimPO losses and rewards of a batch.
@@ -194,10 +206,10 @@ class SimPOLoss(torch.nn.Module):
 
         Returns:
             `(losses, chosen_rewards, rejected_rewards)`, each `(B,)`; the rewards (β × mean
-            token log-prob) are detached.
+            token log-prob, or β × summed log-prob without length normalisation) are detached.
         """
-        chosen_avg, rejected_avg = logps.averages()
-        return simpo_loss(chosen_avg, rejected_avg, self.beta, self.gamma, self.label_smoothing, self.loss_type)
+        chosen, rejected = logps.averages() if self.length_normalize else (logps.chosen, logps.rejected)
+        return simpo_loss(chosen, rejected, self.beta, self.gamma, self.label_smoothing, self.loss_type)
 
     def step_loss(
         self, losses: torch.Tensor, logps: PairLogps, n_pairs: int, n_chosen_tokens: int | torch.Tensor

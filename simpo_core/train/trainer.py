@@ -26,12 +26,13 @@ from simpo_core.train import checkpoint, distributed, precision
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import collate_for, model_device, pair_logps
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
+from simpo_core.train.monitor import EvalMonitor, StepWindow
 from simpo_core.train.setup import build_optimizer, prepare_model
 from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[str, int, dict[str, float]], None]
+Callback = Callable[[str, int, dict[str, Any]], None]
 
 
 class TrainingDivergedError(SimpoError):
@@ -47,7 +48,9 @@ class SimPOTrainer:
         tokenizer: the model's tokenizer (pad token required).
         train_dataset, eval_dataset: list of dicts, pandas DataFrame or datasets.Dataset in
             the canonical or flat layout.
-        callbacks: `callback(event, step, metrics)` with event in log, eval, checkpoint, end.
+        callbacks: `callback(event, step, metrics)` with event in log, eval, checkpoint, end,
+            warning (`kind`, `message`: the margin monitor) and early_stop (`message`,
+            `stopped_early_at_step`); see `simpo_core.train.monitor`.
         device: where to train (`auto`, `cpu`, `cuda`, `cuda:N`); None keeps a GPU model where
             it is and moves a CPU model to the GPU when there is one.
 
@@ -91,7 +94,9 @@ class SimPOTrainer:
         self.global_step = 0
         self.history: list[dict[str, float]] = []
         self.last_metrics: dict[str, float] = {}
-        self._window: dict[str, float] = {}
+        self._window = StepWindow()  # step metrics since the last log
+        self.monitor = EvalMonitor(self.config.early_stopping, self.config.monitor_window)
+        self.stopped_early_at_step: int | None = None
         self._order: tuple[int, list[int]] = (-1, [])
         self._epoch = 0.0
 
@@ -233,7 +238,9 @@ class SimPOTrainer:
             raise ConfigError("train_dataset is empty; give SimPOTrainer at least one pair or set max_steps: 0")
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config, max(total, 1))
         torch.manual_seed(self.config.seed)
-        self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], {}
+        self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], StepWindow()
+        self.monitor = EvalMonitor(self.config.early_stopping, self.config.monitor_window)
+        self.stopped_early_at_step = None
         if resume:
             self._resume()
         logger.info(
@@ -244,37 +251,27 @@ class SimPOTrainer:
             self.config.lr,
         )
         self.model.train()
-        while self.global_step < total:
+        while self.global_step < total and self.stopped_early_at_step is None:
             pairs, epoch = self._step_pairs(self.global_step)
             metrics = self._optimizer_step(pairs)
             self.global_step, self._epoch = self.global_step + 1, round(epoch, 4)
-            self._add_to_window(metrics)
+            self._window.add(metrics)
             if self.global_step % self.config.logging_steps == 0 or self.global_step == total:
                 self._log_window()
             if self.config.eval_steps and self.global_step % self.config.eval_steps == 0 and self.eval_pairs:
-                self._record_eval()
+                self._record_eval(watch=True)
             if self.config.save_steps and self.global_step % self.config.save_steps == 0:
                 self.save_checkpoint()
-        if self.eval_pairs and not (self.config.eval_steps and total and total % self.config.eval_steps == 0):
+        periodic_eval_at_end = self.config.eval_steps and total and total % self.config.eval_steps == 0
+        if self.eval_pairs and self.stopped_early_at_step is None and not periodic_eval_at_end:
             self._record_eval()
         self._notify("end", {**self.last_metrics, **self._last_eval()})
         return self.history
 
-    def _add_to_window(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            self._window[key] = self._window.get(key, 0.0) + value
-        self._window["_steps"] = self._window.get("_steps", 0.0) + 1
-
     def _log_window(self) -> None:
-        steps = self._window.pop("_steps")
-        lr = self._window.pop("lr") / steps
-        entry = {
-            "step": self.global_step,
-            "epoch": self._epoch,
-            "lr": lr,
-            **{k: v / steps for k, v in self._window.items()},
-        }
-        self._window = {}
+        means = self._window.pop_means()
+        lr = means.pop("lr")
+        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **means}
         self.history.append(entry)
         self.last_metrics = entry
         logger.info(
@@ -288,7 +285,8 @@ class SimPOTrainer:
         )
         self._notify("log", entry)
 
-    def _record_eval(self) -> None:
+    def _record_eval(self, watch: bool = False) -> None:
+        """Evaluate and report; a periodic evaluation (`watch`) also feeds the monitor, which may stop training."""
         lr = self.scheduler.get_last_lr()[0] if self.scheduler else self.config.lr
         entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **self.evaluate()}
         self.history.append(entry)
@@ -299,6 +297,27 @@ class SimPOTrainer:
             entry["eval_rewards/accuracies"],
         )
         self._notify("eval", entry)
+        if not watch:
+            return
+        warnings, stop_reason = self.monitor.observe(entry)
+        for warning in warnings:
+            if self.rank == 0:
+                logger.warning("step %d: %s", self.global_step, warning.message)
+            self._notify("warning", {"kind": warning.kind, "message": warning.message})
+        if stop_reason is not None and self.global_step < self.total_steps():  # the last step is no early stop
+            self._stop_early(stop_reason)
+
+    def _stop_early(self, reason: str) -> None:
+        """End training at this step: report the unlogged steps, then mark the history and tell the callbacks."""
+        if self._window.sums:
+            self._log_window()
+        step = self.stopped_early_at_step = self.global_step
+        self._last_eval()["stopped_early_at_step"] = step
+        self.last_metrics = {**self.last_metrics, "stopped_early_at_step": step}
+        message = f"stopping early at step {step}/{self.total_steps()}: {reason}"
+        if self.rank == 0:
+            logger.info(message)
+        self._notify("early_stop", {"message": message, "stopped_early_at_step": step})
 
     def _last_eval(self) -> dict[str, float]:
         return next((e for e in reversed(self.history) if "eval_loss" in e and e["step"] == self.global_step), {})
@@ -331,9 +350,11 @@ class SimPOTrainer:
     def save_checkpoint(self) -> None:
         state = {
             "history": self.history,
-            "window": self._window,
+            "window": self._window.sums,
             "last_metrics": self.last_metrics,
             "epoch": self._epoch,
+            "monitor": self.monitor.state_dict(),
+            "stopped_early_at_step": self.stopped_early_at_step,  # a resumed run that stopped stays stopped
             "config": self.config.model_dump(mode="json"),
         }
         if self.rank == 0:  # processes hold identical weights and optimizer states
@@ -361,7 +382,13 @@ class SimPOTrainer:
             logger.warning("resuming with changed settings %s: data order and schedule follow the new values", changed)
         self.global_step, self.history = state["step"], state["history"]
         self.resumed_from_step = self.global_step
-        self._window, self.last_metrics, self._epoch = state["window"], state["last_metrics"], state["epoch"]
+        self._window, self.last_metrics, self._epoch = (
+            StepWindow(state["window"]),
+            state["last_metrics"],
+            state["epoch"],
+        )
+        self.monitor.load_state_dict(state.get("monitor"))
+        self.stopped_early_at_step = state.get("stopped_early_at_step")
         logger.info("resumed from %s (step %d)", path, self.global_step)
 
     def save_model(self, path: str | None = None) -> str:
