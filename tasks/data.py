@@ -76,18 +76,27 @@ def audit_length_balance_task(
 ) -> AuditResult:
     """Measure how well length alone predicts the label; warn, fail or rebalance."""
     result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
+    publish_audit(result, tracking_uri, run_id, "chosen/rejected length balance")
+    return result
+
+
+def publish_audit(result: AuditResult, tracking_uri: str, run_id: str, description: str, name: str = "") -> None:
+    """Log an audit's figures and files to MLflow (under `audit/<name>/` for one source of a
+    mix) and, for the audit the run trains on, its Markdown report as a Prefect artifact."""
     client = get_client(tracking_uri)
+    prefix = f"audit/{name}/" if name else "audit/"
     numbers = {k: v for k, v in result.report.items() if isinstance(v, (int, float))}
-    log_metrics(client, run_id, {f"audit/{k}": v for k, v in numbers.items()})
+    log_metrics(client, run_id, {f"{prefix}{k}": v for k, v in numbers.items()})
     for path in result.paths.values():
-        client.log_artifact(run_id, str(path), "audit")
+        client.log_artifact(run_id, str(path), f"audit/sources/{name}" if name else "audit")
+    if name:
+        return
     markdown_path = result.paths.get("markdown")
     create_markdown_artifact(
         Path(markdown_path).read_text() if markdown_path else str(result.report),
         key="length-audit",
-        description="chosen/rejected length balance",
+        description=description,
     )
-    return result
 
 
 @task(name="split-holdout", timeout_seconds=600, **ONE_SHOT_TASK)
@@ -193,11 +202,7 @@ def audit_named_source_task(
 ) -> dict[str, Any]:
     """Audit one source of a mix on its own (a rebalance drops its rows before the mix); returns the report."""
     result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
-    client = get_client(tracking_uri)
-    numbers = {k: v for k, v in result.report.items() if isinstance(v, (int, float))}
-    log_metrics(client, run_id, {f"audit/{name}/{k}": v for k, v in numbers.items()})
-    for path in result.paths.values():
-        client.log_artifact(run_id, str(path), f"audit/sources/{name}")
+    publish_audit(result, tracking_uri, run_id, "", name)
     return result.report
 
 
@@ -245,17 +250,7 @@ def audit_mix_task(
     tokenizer = load_tokenizer(tokenizer_source, trust_remote_code)
     measured = audit(mixed, tokenizer, settings.model_copy(update={"policy": "warn"}), out_dir)
     measured.report = combine_audits(measured.report, per_source, settings.policy)
-    client = get_client(tracking_uri)
-    numbers = {k: v for k, v in measured.report.items() if isinstance(v, (int, float))}
-    log_metrics(client, run_id, {f"audit/{k}": v for k, v in numbers.items()})
-    for path in measured.paths.values():
-        client.log_artifact(run_id, str(path), "audit")
-    markdown_path = measured.paths.get("markdown")
-    create_markdown_artifact(
-        Path(markdown_path).read_text() if markdown_path else str(measured.report),
-        key="length-audit",
-        description="chosen/rejected length balance of the mixed rows",
-    )
+    publish_audit(measured, tracking_uri, run_id, "chosen/rejected length balance of the mixed rows")
     return measured
 
 
