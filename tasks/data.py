@@ -44,16 +44,12 @@ def validate_preferences_task(
     trust_remote_code: bool = False,
 ) -> ValidationResult:
     """Stream the source through the schema; bad rows go to quarantine.jsonl with their reasons."""
-    limits = settings.max_prompt_tokens or settings.max_response_tokens
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code) if limits else None
+    tokenizer = limit_tokenizer(settings, tokenizer_source, trust_remote_code)
     result = validate_source(source, out_dir, settings, tokenizer=tokenizer)
     summary = result.summary
-    client = get_client(tracking_uri)
+    client = publish_validation(result, tracking_uri, run_id)
     client.set_tag(run_id, "data.fingerprint", result.fingerprint)
     client.set_tag(run_id, "data.format", result.format)
-    log_metrics(client, run_id, {f"data/{k}": summary[k] for k in ("total", "valid", "quarantined")})
-    client.log_artifact(run_id, str(result.quarantine_path), "data")
-    _log_dataset_lineage(result, run_id, tracking_uri)
     reasons = [{"reason": reason, "rows": count} for reason, count in summary["reasons"].items()]
     create_table_artifact(
         reasons or [{"reason": "none", "rows": 0}],
@@ -62,6 +58,24 @@ def validate_preferences_task(
     )
     get_run_logger().info("valid %d, quarantined %d of %d", summary["valid"], summary["quarantined"], summary["total"])
     return result
+
+
+def limit_tokenizer(settings: ValidateSettings, tokenizer_source: str, trust_remote_code: bool) -> Any:
+    """The tokenizer that counts tokens for the validation limits; None when no limit is set."""
+    if not (settings.max_prompt_tokens or settings.max_response_tokens):
+        return None
+    return load_tokenizer(tokenizer_source, trust_remote_code)
+
+
+def publish_validation(result: ValidationResult, tracking_uri: str, run_id: str, name: str = "") -> Any:
+    """Log a validation's counts, quarantine file and dataset input to MLflow (under
+    `data/<name>/` for one source of a mix); returns the MLflow client."""
+    client = get_client(tracking_uri)
+    prefix = f"data/{name}/" if name else "data/"
+    log_metrics(client, run_id, {f"{prefix}{k}": result.summary[k] for k in ("total", "valid", "quarantined")})
+    client.log_artifact(run_id, str(result.quarantine_path), f"data/sources/{name}" if name else "data")
+    _log_dataset_lineage(result, run_id, tracking_uri, name=name or None)
+    return client
 
 
 @task(name="audit-length-balance", timeout_seconds=3600, **ONE_SHOT_TASK)
@@ -175,14 +189,10 @@ def validate_named_source_task(
     trust_remote_code: bool = False,
 ) -> ValidationResult:
     """Validate one source of a mix into its own folder; its dataset input is named after it."""
-    limits = settings.max_prompt_tokens or settings.max_response_tokens
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code) if limits else None
+    tokenizer = limit_tokenizer(settings, tokenizer_source, trust_remote_code)
     result = validate_source(spec.source, out_dir, settings, tokenizer=tokenizer)
     summary = result.summary
-    client = get_client(tracking_uri)
-    log_metrics(client, run_id, {f"data/{spec.name}/{k}": summary[k] for k in ("total", "valid", "quarantined")})
-    client.log_artifact(run_id, str(result.quarantine_path), f"data/sources/{spec.name}")
-    _log_dataset_lineage(result, run_id, tracking_uri, name=spec.name)
+    publish_validation(result, tracking_uri, run_id, spec.name)
     get_run_logger().info(
         "%s: valid %d, quarantined %d of %d", spec.name, summary["valid"], summary["quarantined"], summary["total"]
     )
