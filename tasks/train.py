@@ -72,6 +72,7 @@ def train_simpo_task(
     `fresh` (the flow's `force`) discards an earlier training in `out_dir` first.
     """
     from simpo_core.train.checkpoint import find_latest_checkpoint
+    from simpo_core.train.launch import needs_launch
     from simpo_core.train.worker import clear_training, finished_training, training_lock
 
     job = TrainJob(
@@ -93,7 +94,7 @@ def train_simpo_task(
         resume = find_latest_checkpoint(out_dir) is not None
         if resume:
             logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
-        if config.num_processes > 1:
+        if needs_launch(job):
             return train_under_torchrun(job, resume, tracking_uri, run_id)
         return training_result(train_in_process(job, resume, tracking_uri, run_id))
 
@@ -123,25 +124,14 @@ def training_result(result: TrainResult) -> dict[str, Any]:
 
 
 def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> dict[str, Any]:
-    """Run the training worker in `num_processes` processes under torchrun (same effective batch).
+    """Run the training worker in `num_processes` processes (on `nnodes` machines) under torchrun.
 
     Metrics reach MLflow when the processes finish (from the history the main process writes).
+    A process's data or configuration error arrives as that error, which is not retried.
     """
-    import subprocess
+    from simpo_core.train.launch import launch
 
-    from simpo_core.train.distributed import torchrun_command
-    from simpo_core.train.worker import finished_training
-
-    out_dir = Path(job.config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    job_file = job.write(out_dir / "train-job.yaml")
-    worker = ["-m", "simpo_core.train.worker", "--config", str(job_file), *(["--resume"] if resume else [])]
-    command = torchrun_command(worker, job.config.num_processes)
-    get_run_logger().info("training in %d processes: %s", job.config.num_processes, " ".join(command))
-    completed = subprocess.run(command)
-    if completed.returncode != 0:
-        raise RuntimeError(f"torchrun training exited with {completed.returncode}; see its output above")
-    result = finished_training(out_dir)  # the main process wrote the history and the marker
+    result = launch(job, resume)
     client = get_client(tracking_uri)
     for entry in result.history:
         log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)

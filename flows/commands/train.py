@@ -1,7 +1,8 @@
 """`simpo train`: SimPO training only, from a YAML job (see `simpo_core.train.worker`).
 
 The same step runs as `python -m simpo_core.train.worker`, which is what every process
-runs under torchrun; the final model goes to `<output_dir>/final`.
+runs under torchrun; with `num_processes` or `nnodes` above 1 it starts torchrun itself.
+The final model goes to `<output_dir>/final`.
 """
 
 import argparse
@@ -16,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.train.worker import read_job, run_training
+    from simpo_core.train.worker import main as worker_main
 
-    run_training(read_job(args.config), resume=args.resume)
-    return 0
+    return worker_main([f"--config={args.config}", *(["--resume"] if args.resume else [])])

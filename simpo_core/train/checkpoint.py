@@ -8,6 +8,9 @@ A checkpoint is a folder `checkpoint-<step>` under the output folder holding:
     rng.pt                  Python, NumPy, torch CPU and CUDA generator states
     trainer_state.json      step, data position, metrics history (written last)
 
+Under `strategy: fsdp` the weights and optimizer state are sharded instead
+(`sharded_checkpoint`); both kinds resume through `find_latest_checkpoint`.
+
 It is written into `.tmp-checkpoint-<step>` and renamed when complete, so a crash (even a
 SIGKILL) leaves either a complete checkpoint or a temporary folder that resuming ignores.
 """
@@ -87,11 +90,11 @@ def save_checkpoint(
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(capture_rng_state(), tmp / "rng.pt")
-    _write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
+    write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
     if final.exists():  # a re-run of the same step replaces the older copy
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(output_dir)
+    fsync_dir(output_dir)
     prune_checkpoints(output_dir, save_total_limit)
     logger.info("saved checkpoint %s", final)
     return final
@@ -111,8 +114,11 @@ def find_latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def is_complete(path: Path) -> bool:
-    names = {WEIGHTS_FILE, "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE}
-    return all((path / name).is_file() for name in names)
+    """Every file of a whole or a sharded (`sharded_checkpoint`) checkpoint is there."""
+    from simpo_core.train.sharded_checkpoint import is_sharded
+
+    weights = is_sharded(path) or all((path / name).is_file() for name in (WEIGHTS_FILE, "optimizer.pt"))
+    return weights and all((path / name).is_file() for name in ("scheduler.pt", "rng.pt", STATE_FILE))
 
 
 def load_checkpoint(
@@ -161,14 +167,14 @@ def _step_of(path: Path) -> int:
     return int(CHECKPOINT_PATTERN.match(path.name).group(1))
 
 
-def _write_json_synced(path: Path, data: dict[str, Any]) -> None:
+def write_json_synced(path: Path, data: dict[str, Any]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -17,6 +17,7 @@ from simpo_core.errors import ConfigError
 # Training precision policies and saved-model dtypes (see `simpo_core.train.precision`).
 Precision = Literal["auto", "fp32", "bf16-mixed", "bf16-pure"]
 SaveDtype = Literal["checkpoint", "float32", "bfloat16", "float16"]
+Strategy = Literal["ddp", "fsdp"]
 
 
 class LoraSettings(BaseModel):
@@ -162,6 +163,26 @@ class SimPOConfig(BaseModel):
         ge=1,
         description="Processes to train with (torchrun --nproc_per_node); batch_size × gradient_accumulation_steps "
         "stays the pairs per step, split across them. The trainer itself follows the torchrun environment.",
+    )
+    nnodes: int = Field(
+        1,
+        ge=1,
+        description="Machines to train on (torchrun --nnodes), each running num_processes processes. Above 1, set "
+        "PET_RDZV_ENDPOINT=host:port (a reachable port on the first machine) on every machine and start the same "
+        "command on each; output_dir must be storage they all share.",
+    )
+    strategy: Strategy = Field(
+        "ddp",
+        description="How several processes split the work. ddp: every process holds the whole model; "
+        "DistributedDataParallel reduces gradients in buckets during the backward. fsdp: FSDP2 shards parameters, "
+        "gradients and AdamW state across the processes (per decoder layer), for models that do not fit one "
+        "device; checkpoints are sharded (torch.distributed.checkpoint) and resume on any process count. "
+        "One process trains the same either way.",
+    )
+    fsdp_cpu_offload: bool = Field(
+        False,
+        description="Under fsdp on GPUs: keep the sharded parameters, gradients and optimizer state in CPU memory "
+        "(slower; for models whose shards do not fit GPU memory).",
     )
 
     @model_validator(mode="after")

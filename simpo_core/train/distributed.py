@@ -1,15 +1,11 @@
-"""Data-parallel training across processes started by `torchrun` (gloo on CPU, nccl on GPU).
+"""The process group of a run started by `torchrun` (gloo on CPU, nccl on GPU).
 
 The effective batch does not change with the number of processes: optimizer step s still
 consumes the same `batch_size × gradient_accumulation_steps` pairs, and each of the N
 processes takes a contiguous 1/N of them (in micro-batches of at most `batch_size`). Every
-micro-batch divides by the counts of the whole step, so summing gradients and metrics over
-the processes (one all-reduce each) gives exactly the one-process step: same loss, same
-gradients, same weights, up to float summation order.
-
-Gradients are reduced after the last micro-batch rather than overlapped with the backward
-(as DDP does): the log-probs come from the decoder and the output head called separately,
-which a DDP wrapper would not see, and on CPU the reduction is a small part of a step.
+micro-batch divides by the counts of the whole step, so summing gradients (DDP or FSDP2,
+`parallel`) and metrics (`sum_metrics`) over the processes gives exactly the one-process
+step: same loss, same gradients, same weights, up to float summation order.
 """
 
 import logging
@@ -73,19 +69,6 @@ def broadcast_parameters(model: torch.nn.Module) -> None:
             torch.distributed.broadcast(tensor.data, src=0)
 
 
-def sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
-    """All-reduce (sum) the gradients of `parameters` in place. A process that saw no pair
-    contributes zeros."""
-    if world_size() <= 1:
-        return
-    for param in parameters:
-        if param.grad is None:
-            param.grad = torch.zeros_like(param)
-    handles = [torch.distributed.all_reduce(p.grad, async_op=True) for p in parameters]
-    for handle in handles:
-        handle.wait()
-
-
 def sum_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
     """Sum each metric over the processes (the shares already divide by the step's totals)."""
     if world_size() <= 1:
@@ -94,6 +77,12 @@ def sum_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, fl
     values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(values)
     return dict(zip(keys, values.tolist()))
+
+
+def close() -> None:
+    """Leave the process group (no-op when there is none)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def barrier() -> None:

@@ -144,7 +144,11 @@ def pair_logps(model: Any, batch: dict[str, torch.Tensor]) -> PairLogps:
     Returns:
         `PairLogps` of `(B,)` summed log-probs (float32, differentiable) and token counts.
     """
-    sums, lengths = sequence_logps(model, batch)
+    return split_pairs(*sequence_logps(model, batch))
+
+
+def split_pairs(sums: torch.Tensor, lengths: torch.Tensor) -> PairLogps:
+    """`(2B,)` per-sequence sums and counts, chosen first, as B pairs."""
     half = sums.shape[0] // 2
     return PairLogps(chosen=sums[:half], rejected=sums[half:], chosen_len=lengths[:half], rejected_len=lengths[half:])
 

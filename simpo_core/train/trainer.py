@@ -5,7 +5,7 @@ loss built once from the config), the objective, one optimizer step, the trainin
 evaluation, saving.
 
 Under torchrun each process takes a contiguous share of every step's pairs, and gradients and
-metrics are summed across processes: the same steps as one process (`distributed`).
+metrics are summed across processes (DDP or FSDP2, `parallel`): the same steps as one process.
 
 Data order is a pure function of (seed, epoch): micro-batch m of the stream is slice
 m % per_epoch of the permutation for epoch m // per_epoch. Optimizer step s consumes
@@ -22,17 +22,22 @@ from typing import Any
 import torch
 
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed, precision
+from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.logps import collate_for, model_device, pair_logps
+from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
 from simpo_core.train.monitor import EvalMonitor, StepWindow
+from simpo_core.train.parallel import Parallel
 from simpo_core.train.setup import build_optimizer, prepare_model
 from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str, int, dict[str, Any]], None]
+
+
+# Settings that change where and how the work runs, never the steps it computes.
+_LAYOUT_ONLY = frozenset({"output_dir", "num_processes", "nnodes", "strategy", "fsdp_cpu_offload"})
 
 
 class TrainingDivergedError(SimpoError):
@@ -86,7 +91,7 @@ class SimPOTrainer:
         self.model, self.precision = prepare_model(model, self.config, device)
         self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
-        distributed.broadcast_parameters(self.model)
+        self.parallel = Parallel(self.model, self.config.strategy, self.precision, self.config.fsdp_cpu_offload)
         self.train_pairs = self._encode(train_dataset)
         self.eval_pairs = self._encode(eval_dataset)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -155,22 +160,22 @@ class SimPOTrainer:
         # Divisors of the whole step, the same on every process.
         n_pairs, n_tokens = len(pairs), sum(len(p.chosen_ids) for p in pairs)
         totals = dict.fromkeys(METRIC_NAMES, 0.0)
-        mine = distributed.shard(pairs, self.rank, self.world_size)
-        for start in range(0, len(mine), size):
-            batch = collate_for(self.model, mine[start : start + size], self.tokenizer.pad_token_id)
-            with self._autocast(), nullcontext() if backward else torch.no_grad():
-                logps = pair_logps(self.model, {k: v.to(self.device) for k, v in batch.items()})
-            losses, chosen_rewards, rejected_rewards = self.loss_fn(logps)
-            loss = self.loss_fn.step_loss(losses, logps, n_pairs, n_tokens)
-            shares = step_metrics(loss, logps, chosen_rewards, rejected_rewards, n_pairs)
-            if self.world_size == 1 and not math.isfinite(shares["loss"]):
-                self._diverged(f"the loss is {shares['loss']}")
-            if backward:
-                loss.backward()
-            for key, value in shares.items():
-                totals[key] += value
-        if backward:
-            distributed.sum_gradients(list(checkpoint.trainable_parameters(self.model).values()))
+        micro_batches = self.parallel.micro_batches(pairs, size)
+        for index, (micro_pairs, counts) in enumerate(micro_batches):
+            batch = collate_for(self.model, micro_pairs, self.tokenizer.pad_token_id)
+            last = index == len(micro_batches) - 1
+            with self._autocast(), nullcontext() if backward else torch.no_grad(), self.parallel.gradient_sync(last):
+                logps = self.parallel.pair_logps({k: v.to(self.device) for k, v in batch.items()})
+                losses, chosen_rewards, rejected_rewards = self.loss_fn(logps)
+                loss = self.loss_fn.step_loss(losses, logps, n_pairs, n_tokens) * (1.0 if counts else 0.0)
+                shares = step_metrics(loss, logps, chosen_rewards, rejected_rewards, n_pairs)
+                if self.world_size == 1 and not math.isfinite(shares["loss"]):
+                    self._diverged(f"the loss is {shares['loss']}")
+                if backward:
+                    loss.backward()
+            if counts:
+                for key, value in shares.items():
+                    totals[key] += value
         totals = distributed.sum_metrics(totals, self.device)
         if not math.isfinite(totals["loss"]):  # every process sees the same sum and stops together
             self._diverged(f"the loss is {totals['loss']}")
@@ -181,7 +186,7 @@ class SimPOTrainer:
         metrics = self._accumulate(pairs, backward=True)
         params = list(checkpoint.trainable_parameters(self.model).values())
         max_norm = self.config.max_grad_norm or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        grad_norm = self.parallel.clip_gradients(params, max_norm)
         if not math.isfinite(grad_norm):
             self._diverged(f"the gradient norm is {grad_norm}")
         self.optimizer.step()
@@ -357,16 +362,11 @@ class SimPOTrainer:
             "stopped_early_at_step": self.stopped_early_at_step,  # a resumed run that stopped stays stopped
             "config": self.config.model_dump(mode="json"),
         }
-        if self.rank == 0:  # processes hold identical weights and optimizer states
-            checkpoint.save_checkpoint(
-                self.config.output_dir,
-                self.global_step,
-                self.model,
-                self.optimizer,
-                self.scheduler,
-                state,
-                self.config.save_total_limit,
-            )
+        where = (self.config.output_dir, self.global_step, self.model, self.optimizer, self.scheduler, state)
+        if self.config.strategy == "fsdp":  # every process writes its shards; resumable on any process count
+            sharded_checkpoint.save_checkpoint(*where, self.config.save_total_limit)
+        elif self.rank == 0:  # processes hold identical weights and optimizer states
+            checkpoint.save_checkpoint(*where, self.config.save_total_limit)
         distributed.barrier()
         self._notify("checkpoint", self.last_metrics)
 
@@ -375,9 +375,17 @@ class SimPOTrainer:
         if path is None:
             logger.warning("no complete checkpoint in %s; starting from step 0", self.config.output_dir)
             return
-        state = checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        if sharded_checkpoint.is_sharded(path):
+            state = sharded_checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        elif self.parallel.sharded:
+            raise ConfigError(
+                f"{path} holds whole (unsharded) weights; resume it with strategy: ddp or one process, "
+                "or start a new output_dir"
+            )
+        else:
+            state = checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
         now = self.config.model_dump(mode="json")
-        changed = sorted(k for k, v in state.get("config", {}).items() if k != "output_dir" and now.get(k) != v)
+        changed = sorted(k for k, v in state.get("config", {}).items() if k not in _LAYOUT_ONLY and now.get(k) != v)
         if changed:
             logger.warning("resuming with changed settings %s: data order and schedule follow the new values", changed)
         self.global_step, self.history = state["step"], state["history"]
@@ -400,6 +408,7 @@ class SimPOTrainer:
         """
         target = path or self.config.output_dir / "final"
         merge = self.config.lora is not None and self.config.lora.merge_on_save
+        self.parallel.gather_full_model()  # under fsdp: the whole model, in the main process only
         if self.rank == 0:
             dtype = precision.save_dtype(self.config.save_dtype, self.checkpoint_dtype)
             checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge, dtype=dtype)

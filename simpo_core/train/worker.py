@@ -2,7 +2,8 @@
 
     python -m simpo_core.train.worker --config train.yaml [--resume]
 
-is what `simpo train` runs and what each process runs under torchrun. The job file:
+is what `simpo train` runs and what each process runs under torchrun. With `num_processes`
+or `nnodes` above 1 and no torchrun around it, it starts torchrun itself (`launch`). The job file:
 
     model: tiny                  # 'tiny', a saved model folder, or a hub id
     trust_remote_code: false     # optional: run code shipped with a hub model (off for safety)
@@ -22,6 +23,7 @@ The final model goes to `<output_dir>/final`, the metric history to
 import argparse
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -267,18 +269,40 @@ def main(argv: list[str] | None = None) -> int:
 
     from simpo_core.env import apply_process_defaults
     from simpo_core.errors import SimpoError
+    from simpo_core.train.launch import launch, needs_launch
 
     parser = argparse.ArgumentParser(prog="python -m simpo_core.train.worker", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     apply_process_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.environ.get("RANK", "0") != "0":  # every process would print the same progress: only the main one does
+        logging.getLogger().setLevel(logging.WARNING)
     try:
-        run_training(read_job(args.config), resume=args.resume)
+        job = read_job(args.config)
+        if needs_launch(job):
+            launch(job, resume=args.resume)
+        else:
+            _train_here(job, args.resume)
     except SimpoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train_here(job: TrainJob, resume: bool) -> None:
+    """Train in this process; under torchrun, record a failure for the launcher before exiting."""
+    from simpo_core.train import distributed
+    from simpo_core.train.launch import record_failure, under_torchrun
+
+    try:
+        run_training(job, resume=resume)
+    except BaseException as error:
+        if under_torchrun():
+            record_failure(Path(job.config.output_dir), distributed.rank(), error)
+        raise
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":
