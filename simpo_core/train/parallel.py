@@ -82,12 +82,7 @@ class Parallel:
     def micro_batches(self, pairs: Sequence[EncodedPair], size: int) -> list[MicroBatch]:
         """This process's share of a step's `pairs`, in micro-batches of at most `size`; as
         many on every process, the missing ones padding (`counts` False)."""
-        mine = distributed.shard(pairs, self.rank, self.world_size)
-        batches = [(list(mine[start : start + size]), True) for start in range(0, len(mine), size)]
-        if self.world_size > 1 and pairs:
-            most = math.ceil(math.ceil(len(pairs) / self.world_size) / size)
-            batches += [([pairs[0]], False)] * (most - len(batches))
-        return batches
+        return plan_micro_batches(pairs, size, self.rank, self.world_size)
 
     def pair_logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
         """Log-probs of one micro-batch, through the wrapped module when there is one."""
@@ -128,6 +123,17 @@ class Parallel:
         full = get_model_state_dict(self.model, options=options)  # filled on rank 0 only
         if self.rank == 0:
             _replace_parameters(self.model, full)
+
+
+def plan_micro_batches(pairs: Sequence[EncodedPair], size: int, rank: int, world_size: int) -> list[MicroBatch]:
+    """Process `rank`'s contiguous share of `pairs` in micro-batches of at most `size`,
+    padded to the count of the largest share with zero-weighted copies of the first pair."""
+    mine = distributed.shard(pairs, rank, world_size)
+    batches = [(list(mine[start : start + size]), True) for start in range(0, len(mine), size)]
+    if world_size > 1 and pairs:
+        most = math.ceil(math.ceil(len(pairs) / world_size) / size)
+        batches += [([pairs[0]], False)] * (most - len(batches))
+    return batches
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:

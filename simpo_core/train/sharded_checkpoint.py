@@ -18,6 +18,9 @@ import json
 import logging
 import os
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,8 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     distributed.barrier()
-    dcp.save(_training_state(model, optimizer), checkpoint_id=tmp / SHARDED_DIR)
+    with _single_process_is_intended():
+        dcp.save(_training_state(model, optimizer), checkpoint_id=tmp / SHARDED_DIR, no_dist=_alone())
     if distributed.rank() == 0:
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(capture_rng_state(), tmp / "rng.pt")
@@ -93,7 +97,8 @@ def load_checkpoint(
     path = Path(path)
     state = _training_state(model, optimizer)
     try:
-        dcp.load(state, checkpoint_id=path / SHARDED_DIR)
+        with _single_process_is_intended():
+            dcp.load(state, checkpoint_id=path / SHARDED_DIR, no_dist=_alone())
     except (RuntimeError, KeyError) as error:
         raise ValueError(
             f"checkpoint {path} does not match this model ({str(error).splitlines()[0][:300]}); "
@@ -124,3 +129,16 @@ def _options():
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(ignore_frozen_params=True)  # a LoRA run stores its adapter, not the base
+
+
+def _alone() -> bool:
+    """No process group: one process reads or writes every shard itself."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
+@contextmanager
+def _single_process_is_intended() -> Iterator[None]:
+    """One process reading or writing every shard is a supported case, not a mistake to warn of."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield

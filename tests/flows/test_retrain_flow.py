@@ -99,14 +99,25 @@ def test_register_model_is_idempotent(run_flow):
     assert len(versions) == 1
 
 
-def test_training_task_runs_under_torchrun_when_asked(run_flow, monkeypatch):
-    """train.num_processes=2: the task launches two processes and logs their history."""
+def test_training_task_runs_sharded_under_torchrun_when_asked(run_flow, monkeypatch):
+    """train.num_processes=2, train.strategy=fsdp: the task launches two FSDP2 processes, which
+    write sharded checkpoints and one ordinary model folder that the later steps load."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    summary = run_flow("train.max_steps=10", "train.num_processes=2", "train.logging_steps=5", "train.save_steps=0")
+    summary = run_flow(
+        "train.max_steps=10",
+        "train.num_processes=2",
+        "train.strategy=fsdp",
+        "train.logging_steps=5",
+        "train.save_steps=5",
+    )
     assert summary["train_steps"] == 10
     client = client_for(run_flow.tracking_uri)
     history = client.get_metric_history(summary["mlflow_run_id"], "train/loss")
     assert [metric.step for metric in history] == [5, 10]
+    assert client.get_run(summary["mlflow_run_id"]).data.params["train.strategy"] == "fsdp"
+    training = Path(summary["model_dir"]).parent
+    assert (training / "checkpoint-5" / "sharded" / ".metadata").is_file()
+    assert (training / "final" / "model.safetensors").is_file() and summary["heldout"]["trained"]["pairs"] > 0
 
 
 def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
