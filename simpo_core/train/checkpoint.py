@@ -188,13 +188,20 @@ def fsync_dir(path: Path) -> None:
 
 
 def save_model_atomic(
-    model: torch.nn.Module, tokenizer: Any, path: Path, merge_lora: bool = False, dtype: torch.dtype | None = None
+    model: torch.nn.Module,
+    tokenizer: Any,
+    path: Path,
+    merge_lora: bool = False,
+    dtype: torch.dtype | None = None,
+    in_place: bool = False,
 ) -> Path:
     """Save weights (safetensors) and tokenizer into `path`, replacing it only when complete.
 
     A peft model saves its adapter; with `merge_lora` the folder instead holds the merged
     full model (loadable without peft) and the adapter goes to `path/adapter`. Full weights
-    are written in `dtype` (their own when None); adapter weights keep theirs.
+    are written in `dtype` (their own when None); adapter weights keep theirs. The adapter is
+    merged into a copy, or, with `in_place` (a model that will not train again, such as one
+    gathered from FSDP shards, which cannot be copied), into the model itself.
     """
     import copy
 
@@ -205,9 +212,9 @@ def save_model_atomic(
     tmp.mkdir(parents=True)
     is_peft = hasattr(model, "peft_config")
     if is_peft and merge_lora:
-        merged = copy.deepcopy(model).merge_and_unload()  # the training model keeps its adapter
-        _save_full_weights(merged, tmp, dtype)
         model.save_pretrained(tmp / "adapter")
+        merged = (model if in_place else copy.deepcopy(model)).merge_and_unload()  # a copy: training goes on
+        _save_full_weights(merged, tmp, dtype)
     elif is_peft:
         model.save_pretrained(tmp)
     else:

@@ -36,13 +36,19 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def in_group() -> bool:
+    """This process belongs to an initialised process group (it runs under torchrun)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def init_distributed() -> int:
     """Join the process group torchrun describes in the environment; return the world size.
 
-    On CUDA each process uses GPU `LOCAL_RANK` with nccl; on CPU gloo. A no-op for one
-    process or when the group already exists.
+    On CUDA each process uses GPU `LOCAL_RANK` with nccl; on CPU gloo. A no-op when the
+    group already exists, and for a single process that torchrun did not start.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+    started_by_torchrun = "TORCHELASTIC_RUN_ID" in os.environ and "MASTER_ADDR" in os.environ
+    if in_group() or not (started_by_torchrun or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         return world_size()
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -64,9 +64,10 @@ class Parallel:
     def __init__(self, model: Any, strategy: str, precision: str, cpu_offload: bool = False) -> None:
         self.model = model
         self.world_size, self.rank = distributed.world_size(), distributed.rank()
-        self.strategy = strategy if self.world_size > 1 else "single"
+        # Under torchrun the engine wraps even one process (what a one-GPU check of the engine runs).
+        self.strategy = strategy if distributed.in_group() else "single"
         self.module: torch.nn.Module | None = None
-        if self.world_size > 1:
+        if self.strategy != "single":
             distributed.broadcast_parameters(model)  # a model built from random weights starts alike everywhere
             if self.strategy == "fsdp":
                 self.module = _fully_shard(model, precision, cpu_offload)

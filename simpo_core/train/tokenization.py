@@ -78,6 +78,12 @@ def encode_pair(
         pair = to_canonical(row)
     except (KeyError, TypeError) as error:
         raise DataError(f"row {index}: not a preference pair ({error}); it needs prompt, chosen and rejected") from None
+    for name in ("chosen", "rejected"):
+        if not isinstance(row[name], str):  # a missing value read from a table is NaN, whose str() is "nan"
+            raise DataError(
+                f"row {index}: {name} must be text, got {row[name]!r}; fill it in or drop the row "
+                "(`simpo validate` quarantines such rows with their reasons)"
+            )
     prompt = render_prompt_ids(tokenizer, pair["prompt"])
     if not prompt:
         raise DataError(

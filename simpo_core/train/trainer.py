@@ -411,6 +411,8 @@ class SimPOTrainer:
         self.parallel.gather_full_model()  # under fsdp: the whole model, in the main process only
         if self.rank == 0:
             dtype = precision.save_dtype(self.config.save_dtype, self.checkpoint_dtype)
-            checkpoint.save_model_atomic(self.model, self.tokenizer, target, merge_lora=merge, dtype=dtype)
+            checkpoint.save_model_atomic(
+                self.model, self.tokenizer, target, merge_lora=merge, dtype=dtype, in_place=self.parallel.sharded
+            )
         distributed.barrier()
         return str(target)

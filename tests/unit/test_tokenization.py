@@ -122,6 +122,12 @@ def test_non_pair_row_names_the_row():
         encode_pairs(LetterTokenizer(), [{"prompt": "ab", "chosen": "c"}], 16, 8)
 
 
+def test_a_missing_response_read_from_a_table_is_refused_not_trained_as_nan():
+    rows = [{"prompt": "ab", "chosen": "c", "rejected": "d"}, {"prompt": "ab", "chosen": "c", "rejected": float("nan")}]
+    with pytest.raises(DataError, match="row 1: rejected must be text, got nan"):
+        encode_pairs(LetterTokenizer(), rows, 16, 8)
+
+
 def test_collate_chosen_first_then_rejected_right_padded():
     pairs = [EncodedPair([1, 5], [6, 2], [7, 8, 2]), EncodedPair([1], [9, 2], [2])]
     batch = collate_pairs(pairs, pad_token_id=0)
