@@ -53,6 +53,12 @@ BENCH_SIZES ?= 10000,100000,1000000
 bench-data: setup
 	$(BIN)/python bench/bench_data.py --sizes $(BENCH_SIZES)
 
+# Parameter, gradient and optimizer-state memory per process under ddp and fsdp (CPU, gloo),
+# and the per-GPU projection for a full fine-tune of an 8B Llama on 8 GPUs.
+.PHONY: bench-memory
+bench-memory: setup
+	$(BIN)/python bench/bench_memory.py $(BENCH_MEMORY_ARGS)
+
 # Trainer throughput, peak memory and MFU against TRL (not a test): installs the `bench`
 # extra into .venv when missing. BENCH_ARGS="--vocabs 32000 --steps 6" for a quick run.
 BENCH_ARGS ?=

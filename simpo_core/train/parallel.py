@@ -18,6 +18,7 @@ in each forward; DDP reduces once per step): a process with fewer pairs pads its
 with a zero-weighted micro-batch.
 """
 
+import inspect
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -147,10 +148,11 @@ def _data_parallel(model: Any) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device = model_device(model)
+    # No buffer changes in training: a broadcast per forward would be wasted (the option's name changed in torch 2.12).
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
     wrapped = DistributedDataParallel(
-        PairForward(model),
-        device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,  # no buffer changes in training; a broadcast per forward would be wasted
+        PairForward(model), device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync
     )
     wrapped.register_comm_hook(None, _sum_buckets)
     return wrapped
