@@ -5,6 +5,8 @@ Usage: python bench/gpu_check.py [--steps 300] [--bench-steps 10] [--skip-trl]  
 On one CUDA GPU, in order, each printing a line to stderr:
 1. bf16-mixed full fine-tune and LoRA of a ~100M-parameter Llama built from config on the
    synthetic data (byte tokenizer), `--steps` steps each: the loss must fall and stay finite.
+   Then the same model under torchrun in one process with `strategy: ddp` and `strategy: fsdp`
+   (bf16-mixed, sharded checkpoints), against the job run without torchrun.
 2. Held-out evaluation and generation of the trained model on the GPU (`evaluate_saved`
    with `device="cuda"`, the same call as `simpo evaluate`).
 3. Packed vs padded forward on the same pairs: equal log-probs, tokens/s of each; packed through
@@ -87,6 +89,53 @@ def check_training(steps: int, lora: bool, out: Path) -> dict:
         "seconds": time.perf_counter() - start,
         "dir": folder,
     }
+
+
+def check_engines(steps: int, out: Path) -> dict:
+    """The ~100M Llama under torchrun with one process, `ddp` and `fsdp` (FSDP2 with a bf16
+    MixedPrecisionPolicy), bf16-mixed, sharded checkpoints included: each must learn, and its
+    weights are compared with the same job trained without torchrun (the one-process fast path)."""
+    import os
+    import subprocess
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from simpo_core.data.synthetic import generate_pairs
+    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.train.distributed import torchrun_command
+    from simpo_core.train.worker import read_history
+
+    tokenizer, model_dir, data = build_tiny_tokenizer(), out / "start", out / "pairs.jsonl"
+    small_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data.write_text("".join(json.dumps(row) + "\n" for row in generate_pairs(2000, seed=1)))
+    results, weights = {}, {}
+    for name in ("single", "ddp", "fsdp"):
+        simpo = {"preset": "tiny", "lr": 3e-4, "max_steps": steps, "save_steps": max(steps // 2, 1), "eval_steps": 0}
+        simpo.update(precision="bf16-mixed", strategy="fsdp" if name == "single" else name, output_dir=str(out / name))
+        job = out / f"{name}.yaml"
+        job.write_text(yaml.safe_dump({"model": str(model_dir), "train_data": str(data), "simpo": simpo}))
+        worker = ["-m", "simpo_core.train.worker", "--config", str(job)]
+        command = [sys.executable, *worker] if name == "single" else torchrun_command(worker, 1)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        seconds = time.perf_counter() - start
+        losses = [entry["loss"] for entry in read_history(out / name) if "loss" in entry]
+        if not all(math.isfinite(x) for x in losses) or not losses[-1] < losses[0]:
+            raise SystemExit(f"{name} training did not learn: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        weights[name] = load_file(str(out / name / "final" / "model.safetensors"))
+        drift = max((weights[name][k].float() - weights["single"][k].float()).abs().max().item() for k in weights[name])
+        results[name] = {
+            "seconds": seconds,
+            "loss_first": losses[0],
+            "loss_last": losses[-1],
+            "max_abs_vs_single": drift,
+        }
+        log(
+            f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, {seconds:.0f} s with start-up, max |w - single| {drift:.2e}"
+        )
+    return results
 
 
 def check_evaluation(model_dir: str) -> dict:
@@ -320,6 +369,7 @@ def main() -> int:
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     report["full"] = check_training(args.steps, lora=False, out=out / "full")
     report["lora"] = check_training(args.steps, lora=True, out=out / "lora")
+    report["engines"] = check_engines(args.steps // 3, out / "engines")
     report["evaluation"] = check_evaluation(report["full"]["dir"])
     report["packing"] = check_packing()
     report["benchmark"] = benchmark(args.bench_steps, args.skip_trl)

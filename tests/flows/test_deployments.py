@@ -6,14 +6,24 @@ import yaml
 from flows.params import RetrainParams, validate_params
 
 PREFECT_FILE = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
+GPU_FILE = PREFECT_FILE.with_name("prefect-gpu.yaml")  # the example for a GPU work pool
 DEPLOYMENTS = yaml.safe_load(PREFECT_FILE.read_text())["deployments"]
+EVERY_DEPLOYMENT = DEPLOYMENTS + yaml.safe_load(GPU_FILE.read_text())["deployments"]
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
+@pytest.mark.parametrize("deployment", EVERY_DEPLOYMENT, ids=[d["name"] for d in EVERY_DEPLOYMENT])
 def test_deployment_parameters_validate(deployment):
     params = validate_params(deployment["parameters"]["params"])
     assert isinstance(params, RetrainParams)
     assert deployment["entrypoint"] == "flows/retrain.py:simpo_retrain"
+
+
+def test_the_gpu_deployment_trains_sharded_on_as_many_processes_as_the_pod_has_gpus():
+    gpu = next(d for d in EVERY_DEPLOYMENT if d["name"] == "nightly-gpu")
+    train = validate_params(gpu["parameters"]["params"]).train
+    limits = gpu["work_pool"]["job_variables"]["resources"]["limits"]
+    assert train.strategy == "fsdp" and train.num_processes == limits["nvidia.com/gpu"]
+    assert train.effective_batch_size == 128 and train.precision == "bf16-mixed"
 
 
 def test_nightly_runs_on_a_cron_schedule_in_a_process_pool():
