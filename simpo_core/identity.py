@@ -13,8 +13,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Settings that change neither the weights nor the data a training sees.
-IGNORED_TRAINING_FIELDS = ("output_dir", "logging_steps", "eval_steps", "save_steps", "save_total_limit")
+# Settings that change neither the weights nor the data a training sees. The process count
+# is one of them (N processes compute the one-process step, and a training's checkpoints resume
+# on another count); the strategy is not: a whole-weights checkpoint does not resume sharded.
+IGNORED_TRAINING_FIELDS = (
+    "output_dir",
+    "logging_steps",
+    "eval_steps",
+    "save_steps",
+    "save_total_limit",
+    "num_processes",
+    "nnodes",
+    "fsdp_cpu_offload",
+)
 WHOLE_FILE_BYTES = 64 * 2**20  # files up to this size are hashed whole
 EDGE_BYTES = 2**20  # larger ones: size, modification time and their first and last MiB
 
