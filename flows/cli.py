@@ -26,6 +26,7 @@ COMMANDS = {
     "registry": "registry",
     "serve": "serve",
     "deploy": "deploy",
+    "sweep": "sweep",
 }
 
 

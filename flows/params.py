@@ -154,6 +154,15 @@ def load_params(config_file: Path | None = None, overrides: list[str] | None = N
     Raises:
         ConfigError: unreadable file, unknown key or invalid value (names the dotted path).
     """
+    return validate_params(raw_params(config_file, overrides))
+
+
+def raw_params(config_file: Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The parameter mapping of a YAML file with `key=value` overrides applied, not yet validated.
+
+    Raises:
+        ConfigError: unreadable file, a file that is not a mapping, or a malformed override.
+    """
     raw: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -164,7 +173,7 @@ def load_params(config_file: Path | None = None, overrides: list[str] | None = N
             raise ConfigError(f"config {config_file} must be a mapping of groups (data, model, train, ...)")
     for text in overrides or []:
         set_dotted(raw, *parse_override(text))
-    return validate_params(raw)
+    return raw
 
 
 def validate_params(raw: dict[str, Any]) -> RetrainParams:

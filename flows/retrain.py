@@ -90,17 +90,12 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
-    validated, audited, split = _data_steps(params, run_dir, tracking_uri, run_id)
-    data_settings = {
-        "validate": ValidateSettings.fields_of(params.data).model_dump(mode="json"),
-        "split": SplitSettings.fields_of(params.data).model_dump(mode="json"),
-        "audit": params.audit.model_dump(mode="json"),
-    }
+    validated, audited, split = data_steps(params, run_dir, tracking_uri, run_id)
     name = params.registry.registered_model_name
     training = training_config(params)
     identity = check_training_identity_task(
         validated.fingerprint,
-        data_settings,
+        data_settings(params),
         training.model_dump(mode="json"),
         params.model.source,
         name,
@@ -123,7 +118,16 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
     }
 
 
-def _data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> tuple[Any, Any, Any]:
+def data_settings(params: RetrainParams) -> dict[str, Any]:
+    """The data-step settings that are part of a training's identity."""
+    return {
+        "validate": ValidateSettings.fields_of(params.data).model_dump(mode="json"),
+        "split": SplitSettings.fields_of(params.data).model_dump(mode="json"),
+        "audit": params.audit.model_dump(mode="json"),
+    }
+
+
+def data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> tuple[Any, Any, Any]:
     """Check the source, validate it (streamed), audit length balance, split the held-out pairs.
 
     With `data.sources` (or `data.replay` and a champion to replay) each source is validated

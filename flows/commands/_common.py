@@ -3,9 +3,49 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from simpo_core.errors import SimpoError
+
+# CLI flag -> dotted flow parameter it sets (`simpo run`, `simpo sweep`)
+FLAG_TO_PARAM = {
+    "data": "data.source",
+    "model": "model.source",
+    "output_dir": "output_dir",
+    "tracking_uri": "registry.tracking_uri",
+}
+
+
+def add_set_flag(parser: argparse.ArgumentParser, example: str = "train.max_steps=50") -> None:
+    """`--set KEY=VALUE` (repeatable): one flow parameter by dotted path."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one parameter by dotted path, e.g. {example} (repeatable)",
+    )
+
+
+def add_flow_arguments(parser: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """The options of a command that runs a flow: the config file, the source shortcuts, --set, --force."""
+    parser.add_argument("--config", type=Path, help=config_help)
+    parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
+    parser.add_argument("--model", help="starting model: folder, hub id or 'tiny' (default)")
+    parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
+    add_set_flag(parser, set_example)
+    parser.add_argument(
+        "--force", action="store_true", help="retrain even when this exact training is already registered"
+    )
+
+
+def flow_overrides(args: argparse.Namespace, flags: dict[str, str] = FLAG_TO_PARAM) -> list[str]:
+    """`key=value` overrides from the shortcut flags the user gave, then --force, then --set."""
+    overrides = [f"{param}={getattr(args, flag)}" for flag, param in flags.items() if getattr(args, flag) is not None]
+    return overrides + (["force=true"] if args.force else []) + args.overrides
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -3,40 +3,18 @@
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-from flows.commands._common import add_json_flag, emit_summary
+from flows.commands._common import add_flow_arguments, add_json_flag, emit_summary, flow_overrides
 
 HELP = "run the whole retraining flow (load, validate, audit, split, train, evaluate, register, promote)"
 logger = logging.getLogger(__name__)
 
-# CLI flag -> dotted parameter path it sets
-FLAG_TO_PARAM = {
-    "data": "data.source",
-    "model": "model.source",
-    "output_dir": "output_dir",
-    "tracking_uri": "registry.tracking_uri",
-}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=Path, help="YAML file with flow parameters (groups data, model, train, audit, eval, registry)"
-    )
-    parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
-    parser.add_argument("--model", help="starting model: folder, hub id or 'tiny' (default)")
-    parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one parameter by dotted path, e.g. train.max_steps=50 (repeatable)",
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="retrain even when this exact training is already registered"
+    add_flow_arguments(
+        parser,
+        "YAML file with flow parameters (groups data, model, train, audit, eval, registry)",
+        "train.max_steps=50",
     )
     add_json_flag(parser)
 
@@ -44,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from flows.params import check_sources, load_params
 
-    overrides = [f"{param}={getattr(args, flag)}" for flag, param in FLAG_TO_PARAM.items() if getattr(args, flag)]
-    overrides += ["force=true"] if args.force else []
-    params = load_params(args.config, overrides + args.overrides)
+    params = load_params(args.config, flow_overrides(args))
     check_sources(params)
     logger.info("starting simpo-retrain: data=%s model=%s", params.data.source, params.model.source)
     from flows.retrain import simpo_retrain

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from flows.commands._common import add_set_flag
+
 HELP = "serve scheduled retraining from this process (flow.serve with a cron; no work pool needed)"
 COLLISION_STRATEGIES = ("CANCEL_NEW", "ENQUEUE")
 
@@ -24,14 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads newer data anyway) or ENQUEUE (wait for a free slot)",
     )
     parser.add_argument("--config", type=Path, help="YAML file with flow parameters")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one parameter by dotted path (repeatable)",
-    )
+    add_set_flag(parser)
 
 
 def main(args: argparse.Namespace) -> int:

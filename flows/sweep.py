@@ -1,0 +1,308 @@
+"""The `simpo-sweep` flow: prepare the data once, train and evaluate one trial per setting on a
+task runner, pick the winner on the held-out pairs, register it and let the gate decide.
+
+    validate → audit → split                       (once, as in `simpo-retrain`)
+    for each stage: trials → train-trial-<settings> → evaluate-trial-<settings>   (concurrently)
+    winner → register-model → promote-model        (as in `simpo-retrain`)
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+
+from flows.alerts import alert_on_failure, check_alert_block
+from flows.params import RetrainParams, check_sources
+from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder, training_config, training_folder
+from simpo_core.eval.settings import EvalSettings
+from simpo_core.identity import model_identity, training_identity
+from simpo_core.promotion import GateSettings
+from simpo_core.sweep import (
+    Stage,
+    SweepSettings,
+    Trial,
+    TrialOutcome,
+    planned_stages,
+    results_table,
+    select_winner,
+    stage_trials,
+    trial_summary,
+)
+from tasks.evaluate import evaluate_holdout_task
+from tasks.identity import check_training_identity_task
+from tasks.mlflow_run import end_tracking_run, start_tracking_run
+from tasks.promotion import promote_model_task
+from tasks.registry import register_model_task
+from tasks.sweep import log_sweep_results_task, start_trial_runs_task
+from tasks.tracking import resolve_tracking_uri
+from tasks.train import train_simpo_task
+
+
+@dataclass
+class SweepContext:
+    """What every trial shares: the parameters, the one split, where things are logged and written."""
+
+    params: RetrainParams
+    split: Any
+    tracking_uri: str
+    run_dir: Path
+    data_fingerprint: str
+    data_settings: dict[str, Any]
+    model_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.model_id = model_identity(self.params.model.source)
+
+    def identity(self, trial: Trial) -> str:
+        """The trial's training identity: it names its training folder (resumable, reusable)."""
+        training = trial.config.model_dump(mode="json")
+        return training_identity(self.data_fingerprint, self.data_settings, training, self.model_id)
+
+
+def sweep_run_name() -> str:
+    """Flow run name, e.g. `sweep-synthetic-on-tiny-0f3a`."""
+    return f"sweep-{retrain_run_name()}"
+
+
+@flow(
+    name="simpo-sweep",
+    flow_run_name=sweep_run_name,
+    log_prints=True,
+    timeout_seconds=7 * 24 * 3600,  # many trainings; each keeps its own task timeout
+    on_running=[check_alert_block],
+    on_failure=[alert_on_failure],
+    on_crashed=[alert_on_failure],
+)
+def simpo_sweep(params: RetrainParams = RetrainParams(), sweep: SweepSettings = SweepSettings()) -> dict[str, Any]:
+    """Try training settings on the same data, register the best trial as the challenger."""
+    started = time.perf_counter()
+    check_sources(params)
+    stages = planned_stages(sweep, training_config(params))  # a bad value fails before any work
+    run_id_of_flow = str(flow_run.get_id() or "local")
+    run_dir = run_folder(params.output_dir, run_id_of_flow)
+    tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
+    resolved = {**params.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json")}
+    parent = start_tracking_run(
+        tracking_uri, params.registry.experiment_name, flow_run.get_name() or "simpo-sweep", run_id_of_flow, resolved
+    )
+    try:
+        summary = _sweep_steps(params, sweep, stages, run_dir, tracking_uri, parent)
+    except BaseException:
+        end_tracking_run(tracking_uri, parent, "FAILED")
+        raise
+    end_tracking_run(tracking_uri, parent, "FINISHED")
+    summary.update(
+        mlflow_run_id=parent,
+        flow_run_id=run_id_of_flow,
+        run_dir=str(run_dir),
+        wall_seconds=round(time.perf_counter() - started, 1),
+    )
+    get_run_logger().info("sweep done in %.1f s: %s", summary["wall_seconds"], summary["winner_reason"])
+    return summary
+
+
+def _sweep_steps(
+    params: RetrainParams, sweep: SweepSettings, stages: list[Stage], run_dir: Path, tracking_uri: str, parent: str
+) -> dict[str, Any]:
+    validated, audited, split = data_steps(params, run_dir, tracking_uri, parent)
+    settings = data_settings(params)
+    context = SweepContext(params, split, tracking_uri, run_dir, validated.fingerprint, settings)
+    outcomes, stages_run = _run_stages(sweep, stages, training_config(params), parent, context)
+    selection = select_winner(outcomes, sweep)
+    rows = results_table(outcomes, selection)
+    swept = list(dict.fromkeys(name for outcome in outcomes for name in outcome.trial.settings))
+    runs = {outcome.trial.name: outcome.extra["mlflow_run_id"] for outcome in outcomes}
+    failed = [outcome.trial.name for outcome in outcomes if outcome.error]
+    files = log_sweep_results_task(tracking_uri, parent, rows, runs, failed, swept, sweep.metric, run_dir / "sweep")
+    winner = next((outcome for outcome in outcomes if outcome.trial.name == selection.winner), None)
+    registry = _register_winner(params, winner, split, validated, audited, settings, tracking_uri, parent)
+    return {
+        "validation": validated.summary,
+        "audit": audited.report,
+        "metric": sweep.metric,
+        "stages": stages_run,
+        "trials": [trial_summary(outcome, selection) for outcome in outcomes],
+        "winner": trial_summary(winner, selection) if winner else None,
+        "winner_reason": selection.reason,
+        "registry": registry,
+        "registered_model_name": registry["registered_model_name"],
+        "model_version": registry["model_version"],
+        "promoted": registry["promoted"],
+        "promotion_reason": registry["promotion_reason"],
+        **files,
+    }
+
+
+def _run_stages(
+    sweep: SweepSettings, stages: list[Stage], base: Any, parent: str, context: SweepContext
+) -> tuple[list[TrialOutcome], list[dict[str, Any]]]:
+    """Run the stages in order on one task runner; each stage starts from the best trial so far."""
+    params, tracking_uri = context.params, context.tracking_uri
+    outcomes: list[TrialOutcome] = []
+    stages_run, best = [], {}
+    with task_runner(sweep) as runner:
+        for stage in stages:
+            trials = stage_trials(stage, best, base, [outcome.trial for outcome in outcomes])
+            stages_run.append({"name": stage.name, "trials": [trial.name for trial in trials]})
+            if not trials:  # every combination was trained by an earlier stage
+                continue
+            described = [
+                {"name": t.name, "stage": t.stage, "settings": t.settings, "training": t.config.model_dump(mode="json")}
+                for t in trials
+            ]
+            run_ids = start_trial_runs_task(tracking_uri, params.registry.experiment_name, parent, described)
+            outcomes += run_trials(runner, trials, run_ids, sweep.max_concurrency, context)
+            selection = select_winner(outcomes, sweep)
+            if selection.winner is None:
+                get_run_logger().warning("stopping after stage %r: %s", stage.name, selection.reason)
+                break
+            best = next(o.trial.settings for o in outcomes if o.trial.name == selection.winner)
+    return outcomes, stages_run
+
+
+def task_runner(sweep: SweepSettings) -> Any:
+    """`local`: a thread pool of `max_concurrency` workers; `dask`: prefect-dask's runner on the
+    scheduler at `dask_address`, or on a local cluster of `max_concurrency` one-thread workers."""
+    if sweep.runner == "local":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=sweep.max_concurrency)
+    from prefect_dask import DaskTaskRunner  # imported only here: the local path does not pay for it
+
+    if sweep.dask_address:
+        return DaskTaskRunner(address=sweep.dask_address)
+    # One thread per worker: one trial per worker at a time. Scheduler on loopback, no dashboard.
+    cluster = {"n_workers": sweep.max_concurrency, "threads_per_worker": 1, "host": "127.0.0.1"}
+    return DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": None})
+
+
+def run_trials(
+    runner: Any, trials: list[Trial], run_ids: dict[str, str], limit: int, context: SweepContext
+) -> list[TrialOutcome]:
+    """Train then evaluate each trial, at most `limit` trials in flight; a failed trial is
+    recorded with its error and the others go on."""
+    queue, in_flight, done = list(trials), {}, {}
+    while queue or in_flight:
+        while queue and len(in_flight) < limit:
+            trial = queue.pop(0)
+            in_flight[_submit_training(runner, trial, run_ids[trial.name], context)] = (trial, None)
+        future = next(as_completed(list(in_flight)))
+        trial, trained = in_flight.pop(future)
+        extra = {"mlflow_run_id": run_ids[trial.name], "identity": context.identity(trial)}
+        try:
+            value = future.result()
+        except Exception as error:  # recorded on the trial: the sweep goes on without it
+            get_run_logger().warning("trial %s failed: %s", trial.name, error)
+            done[trial.name] = TrialOutcome(trial, error=f"{type(error).__name__}: {error}"[:500], extra=extra)
+            continue
+        if trained is None:
+            in_flight[_submit_evaluation(runner, trial, value, run_ids[trial.name], context)] = (trial, value)
+        else:
+            extra.update(
+                model_dir=trained["model_dir"], steps=trained["steps"], reused=trained["reused"], heldout=value
+            )
+            done[trial.name] = TrialOutcome(trial, trained=value["trained"], extra=extra)
+    return [done[trial.name] for trial in trials]
+
+
+def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepContext) -> Any:
+    params = context.params
+    task = train_simpo_task.with_options(task_run_name=f"train-trial-{trial.name}")
+    arguments = {
+        "model_source": params.model.source,
+        "config": trial.config,
+        "split": context.split,
+        "out_dir": training_folder(params.output_dir, context.identity(trial)),
+        "tracking_uri": context.tracking_uri,
+        "run_id": run_id,
+        "trust_remote_code": params.model.trust_remote_code,
+        "device": params.model.device,
+        "fresh": params.force,
+    }
+    return runner.submit(task, arguments)
+
+
+def _submit_evaluation(runner: Any, trial: Trial, trained: dict[str, Any], run_id: str, context: SweepContext):
+    params = context.params
+    task = evaluate_holdout_task.with_options(task_run_name=f"evaluate-trial-{trial.name}")
+    arguments = {
+        "base_source": params.model.source,
+        "trained_dir": trained["model_dir"],
+        "heldout_path": context.split.heldout_path,
+        "settings": _eval_settings(params, trial.config),
+        "out_dir": context.run_dir / "eval" / trial.name,
+        "tracking_uri": context.tracking_uri,
+        "run_id": run_id,
+    }
+    return runner.submit(task, arguments)
+
+
+def _eval_settings(params: RetrainParams, config: Any) -> EvalSettings:
+    model = params.model
+    return EvalSettings.for_training(
+        params.eval, config, device=model.device, trust_remote_code=model.trust_remote_code
+    )
+
+
+def _register_winner(
+    params: RetrainParams,
+    winner: TrialOutcome | None,
+    split: Any,
+    validated: Any,
+    audited: Any,
+    data_settings: dict[str, Any],
+    tracking_uri: str,
+    parent: str,
+) -> dict[str, Any]:
+    """Register the winner and run the gate, with the retraining flow's tasks and arguments."""
+    name, model = params.registry.registered_model_name, params.model
+    decision = {"registered_model_name": name, "model_version": None, "registered": False, "promoted": False}
+    if winner is None:
+        return {**decision, "promotion_reason": "nothing registered: no trial qualifies", "champion_version": None}
+    config = winner.trial.config
+    identity = check_training_identity_task(
+        validated.fingerprint,
+        data_settings,
+        config.model_dump(mode="json"),
+        model.source,
+        name,
+        tracking_uri,
+        params.force,
+    )
+    if identity["existing_version"] is not None:  # this sweep ran before: its winner is registered already
+        from tasks.champion import current_champion
+        from tasks.tracking import get_client
+
+        champion = current_champion(get_client(tracking_uri), name)
+        return {
+            **decision,
+            "model_version": identity["existing_version"],
+            "promotion_reason": identity["reason"],
+            "champion_version": str(champion.version) if champion else None,
+        }
+    heldout, run_id = winner.extra["heldout"], winner.extra["mlflow_run_id"]
+    model_dir = winner.extra["model_dir"]
+    version = register_model_task(model_dir, name, tracking_uri, run_id, heldout, model.source, identity["identity"])
+    lineage = {
+        "base_model": model.source,
+        "data": validated.report(),
+        "audit": {key: value for key, value in audited.report.items() if key != "buckets"},
+        "training": config.model_dump(mode="json"),
+        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id, "sweep_mlflow_run": parent},
+    }
+    gate = GateSettings.fields_of(params.registry)
+    verdict = promote_model_task(
+        name, version, heldout, split.heldout_path, _eval_settings(params, config), gate, tracking_uri, lineage
+    )
+    return {
+        **decision,
+        "model_version": version,
+        "registered": True,
+        "promoted": verdict["promoted"],
+        "promotion_reason": verdict["reason"],
+        "champion_version": verdict["champion_version"],
+    }
