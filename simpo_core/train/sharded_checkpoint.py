@@ -109,7 +109,8 @@ def load_checkpoint(
         optimizer,
         model_state_dict=state["model"],
         optim_state_dict=state["optimizer"],
-        options=_options(),
+        # Frozen weights (a LoRA base) are not in the checkpoint; a missing trainable one already failed above.
+        options=_options(strict=False),
     )
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     restore_rng_state(torch.load(path / "rng.pt", weights_only=False))
@@ -125,10 +126,10 @@ def _training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
     return {"model": weights, "optimizer": optimizer_state}
 
 
-def _options():
+def _options(strict: bool = True):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(ignore_frozen_params=True)  # a LoRA run stores its adapter, not the base
+    return StateDictOptions(ignore_frozen_params=True, strict=strict)  # a LoRA run stores its adapter, not the base
 
 
 def _alone() -> bool:
