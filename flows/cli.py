@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "demo-data": "demo_data",
+    "sft": "sft",
     "rollback": "rollback",
     "registry": "registry",
     "serve": "serve",

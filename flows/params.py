@@ -16,7 +16,7 @@ from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
-from simpo_core.models import DEVICE_PATTERN
+from simpo_core.models import DEVICE_PATTERN, EMBEDDED_MODELS
 from simpo_core.promotion import GateSettings
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import LoraSettings, SimPOConfig
@@ -60,7 +60,9 @@ class DataParams(ValidateSettings, SplitSettings, DataSource):
 
 
 class ModelParams(StrictModel):
-    source: str = Field("tiny", description="starting model: 'tiny', a local folder, or a hub id")
+    source: str = Field(
+        "tiny", description="starting model: 'tiny' (an SFT model), 'tiny-scratch', a local folder, or a hub id"
+    )
     trust_remote_code: bool = Field(
         False, description="run code shipped with the model, in every step that loads it (off by default)"
     )
@@ -114,8 +116,9 @@ class RetrainParams(StrictModel):
     def train_defaults_follow_the_model(cls, values: Any) -> Any:
         """Fill unset training fields from the preset that suits the starting model.
 
-        The tiny model trains from scratch and wants a far larger learning rate than the
-        1e-6 that suits a 7B model; user-given fields always win.
+        The embedded models (`tiny`, SFT'd, and `tiny-scratch`) have presets of the same
+        name: a tiny model wants a far larger learning rate than the 1e-6 that suits a 7B
+        model. User-given fields always win.
         """
         if not isinstance(values, dict):
             return values
@@ -124,7 +127,7 @@ class RetrainParams(StrictModel):
         train = values.get("train")
         if train is not None and not isinstance(train, dict):
             return values
-        preset = SimPOConfig.for_tiny().model_dump(exclude_unset=True) if source == "tiny" else {}
+        preset = SimPOConfig.preset(source).model_dump(exclude_unset=True) if source in EMBEDDED_MODELS else {}
         return {**values, "train": {**preset, **(train or {})}}
 
 

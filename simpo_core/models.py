@@ -3,7 +3,9 @@
 The embedded default `tiny` is a seeded small Llama with an offline byte tokenizer: nothing
 is downloaded (ByT5's byte-level tokenizer needs no vocabulary file and gets a chat
 template; the model is built from a config with a fixed seed), and the pair is saved with
-`save_pretrained`, so every later step loads it like any hub model.
+`save_pretrained`, so every later step loads it like any hub model. As SimPO expects, `tiny`
+is an SFT model: the from-scratch build (`tiny-scratch`) after a few seconds of SFT that
+teach the answer format (`simpo_core.train.sft.build_tiny_sft`), built once and cached.
 
 Security defaults: `trust_remote_code` stays off unless the caller turns it on (and then
 it is logged), and weights load from safetensors only.
@@ -18,8 +20,11 @@ from simpo_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-TINY = "tiny"
+TINY = "tiny"  # the SFT'd tiny model, the default starting model
+TINY_SCRATCH = "tiny-scratch"  # the same model from random weights, before SFT
+EMBEDDED_MODELS = (TINY, TINY_SCRATCH)
 TINY_SEED = 1234
+TINY_SFT_MARKER = "tiny_sft.json"  # the recipe of a complete SFT build
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the `model.device` values every stage accepts
 
 
@@ -27,15 +32,20 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
     """Turn a model source into something `from_pretrained` accepts.
 
     Args:
-        source: `tiny` (the embedded default), a local folder (a full model, or an adapter
-            written with `lora.merge_on_save: false`), or a hub id.
-        cache_dir: where `tiny` is built; `.simpo/models` under the working directory.
+        source: `tiny` (the embedded default, SFT'd), `tiny-scratch` (the same model from
+            random weights), a local folder (a full model, or an adapter written with
+            `lora.merge_on_save: false`), or a hub id.
+        cache_dir: where the tiny builds are cached (`tiny` from scratch, `tiny-sft` after
+            SFT); `.simpo/models` under the working directory.
 
     Returns:
         A local folder path or the hub id unchanged.
     """
-    if source == TINY:
-        return str(save_tiny((cache_dir or state_dir() / "models") / "tiny"))
+    if source in EMBEDDED_MODELS:
+        models = cache_dir or state_dir() / "models"
+        if source == TINY_SCRATCH:
+            return str(save_tiny(models / "tiny"))
+        return str(save_tiny_sft(models / "tiny-sft", scratch=models / "tiny"))
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not is_adapter_folder(path):
@@ -110,7 +120,7 @@ def check_model_source(source: str) -> None:
     """
     import os
 
-    if source == TINY:
+    if source in EMBEDDED_MODELS:
         return
     resolved = resolve_model_source(source)
     if Path(resolved).exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
@@ -129,7 +139,8 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
     """Load a tokenizer and make sure it can pad (pad falls back to eos)."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_model_source(source)
+    # `tiny` shares the from-scratch build's tokenizer: counting tokens never waits for its SFT.
+    resolved = resolve_model_source(TINY_SCRATCH if source == TINY else source)
     _log_remote_code(resolved, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)
@@ -211,7 +222,11 @@ def write_provenance(model_dir: str | Path, base_model: str) -> Path:
 
     from simpo_core import __version__
 
-    base = base_model if base_model == TINY or not Path(base_model).exists() else str(Path(base_model).resolve())
+    base = (
+        base_model
+        if base_model in EMBEDDED_MODELS or not Path(base_model).exists()
+        else str(Path(base_model).resolve())
+    )
     path = Path(model_dir) / PROVENANCE_FILE
     path.write_text(json.dumps({"base_model": base, "trained_with": f"simpo-pipeline {__version__}"}, indent=1))
     return path
@@ -319,6 +334,55 @@ def save_tiny(target: Path, seed: int = TINY_SEED) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
     logger.info("built the tiny model (seed %d, %d parameters) in %s", seed, model.num_parameters(), target)
     return target
+
+
+def save_tiny_sft(target: Path, scratch: Path | None = None) -> Path:
+    """The SFT'd tiny model in `target`, trained once from the from-scratch build and cached.
+
+    Reuses a complete earlier build of the same recipe (`train.sft.tiny_sft_recipe`: data,
+    settings, seed). Builders take an exclusive lock (`fcntl.flock` on a file beside
+    `target`), so processes starting at once train it once and the others wait and reuse
+    it; the build is written into a private temporary folder and renamed, so an interrupted
+    build never leaves a half-saved model.
+
+    Args:
+        target: the cache folder of the SFT'd build.
+        scratch: the from-scratch build it starts from (built when missing); `tiny` beside
+            `target` by default.
+    """
+    import fcntl
+    import shutil
+    import tempfile
+
+    from simpo_core.train.sft import build_tiny_sft, tiny_sft_recipe
+
+    target, recipe = Path(target), tiny_sft_recipe()
+    if _has_recipe(target, recipe):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if _has_recipe(target, recipe):  # another process built it while this one waited
+            return target
+        start = save_tiny(scratch or target.parent / "tiny")
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        try:
+            build_tiny_sft(start, partial)
+            shutil.rmtree(target, ignore_errors=True)  # a build of an older recipe
+            partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _has_recipe(folder: Path, recipe: dict) -> bool:
+    import json
+
+    marker = folder / TINY_SFT_MARKER
+    try:
+        return json.loads(marker.read_text()).get("recipe") == recipe
+    except (OSError, ValueError):
+        return False
 
 
 def _is_complete(folder: Path, seed: int) -> bool:

@@ -33,7 +33,9 @@ def add_flow_arguments(parser: argparse.ArgumentParser, config_help: str, set_ex
     """The options of a command that runs a flow: the config file, the source shortcuts, --set, --force."""
     parser.add_argument("--config", type=Path, help=config_help)
     parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
-    parser.add_argument("--model", help="starting model: folder, hub id or 'tiny' (default)")
+    parser.add_argument(
+        "--model", help="starting model: folder, hub id, 'tiny' (the default, an SFT model) or 'tiny-scratch'"
+    )
     parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
     add_set_flag(parser, set_example)

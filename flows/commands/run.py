@@ -66,8 +66,15 @@ def _training_lines(summary: dict) -> list[str]:
         f"{how:<9} {summary['train_steps']} steps -> {summary['model_dir']}",
         f"held-out  {heldout['pairs']} pairs        base     trained",
     ]
-    for key in ("reward_accuracy", "length_controlled_accuracy", "reward_margin", "length_reward_correlation"):
-        lines.append(f"  {key:<28} {_number(heldout['base'].get(key)):>8} {_number(heldout['trained'].get(key)):>10}")
+    base = heldout["base"] or {}  # None when the evaluation skipped the starting model
+    keys = ("reward_accuracy", "length_controlled_accuracy", "reward_margin", "length_reward_correlation")
+    for key in (*keys, "greedy_repetition_rate"):
+        lines.append(f"  {key:<28} {_number(base.get(key)):>8} {_number(heldout['trained'].get(key)):>10}")
+    judge = heldout.get("judge") or {}  # what the answers say, not only how they rank
+    lines.append(
+        f"  {'judge_mean_score':<28} {_number(judge.get('mean_score_base')):>8} "
+        f"{_number(judge.get('mean_score_trained')):>10}"
+    )
     return lines
 
 

@@ -41,7 +41,9 @@ class EvaluationResult:
     """What `evaluate_heldout` returns.
 
     Attributes:
-        heldout: `{"pairs", "pairs_sha256", "beta", "gamma", "base", "trained", "delta", "judge"}`.
+        heldout: `{"pairs", "pairs_sha256", "beta", "gamma", "base", "trained", "delta", "judge"}`;
+            the judge block holds each model's mean score (`mean_score_base`,
+            `mean_score_trained`), each model block its `greedy_repetition_rate`.
         markdown: a Markdown report of the same numbers.
         paths: written files by kind (`json`, `markdown`, `margin_histogram`,
             `accuracy_by_length`); empty when no `out_dir` was given.
@@ -165,6 +167,8 @@ def _run_model(
     block, correct, margins = _score(model, tokenizer, rows, settings, scorer)
     greedy, sampled = _generate(model, tokenizer, prompts, settings, generator)
     block["generation"] = generation_block(greedy, sampled) if prompts else None
+    # Quoted at the top of the block for the run summary: do the greedy answers loop?
+    block["greedy_repetition_rate"] = block["generation"]["greedy"]["repetition_rate"] if prompts else None
     if prompts:
         block["generation"]["examples"] = [
             {"prompt": prompt[-1]["content"], "greedy": g.text, "sampled": s.text}

@@ -269,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from simpo_core.env import apply_process_defaults
     from simpo_core.errors import SimpoError
-    from simpo_core.train.launch import launch, needs_launch
 
     parser = argparse.ArgumentParser(prog="python -m simpo_core.train.worker", description=__doc__.split("\n")[0])
     add_arguments(parser)
@@ -279,22 +278,22 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") != "0":  # every process would print the same progress: only the main one does
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        job = read_job(args.config)
-        if needs_launch(job):
-            launch(job, resume=args.resume)
-        else:
-            _train_here(job, args.resume)
+        train_job(read_job(args.config), resume=args.resume)
     except SimpoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def _train_here(job: TrainJob, resume: bool) -> None:
-    """Train in this process; under torchrun, record a failure for the launcher before exiting."""
+def train_job(job: TrainJob, resume: bool = False) -> None:
+    """What `simpo train` and the worker do with a job: start torchrun when it asks for more
+    processes than this one, else train here (under torchrun, a failure is recorded for the launcher)."""
     from simpo_core.train import distributed
-    from simpo_core.train.launch import record_failure, under_torchrun
+    from simpo_core.train.launch import launch, needs_launch, record_failure, under_torchrun
 
+    if needs_launch(job):
+        launch(job, resume=resume)
+        return
     try:
         run_training(job, resume=resume)
     except BaseException as error:

@@ -24,8 +24,11 @@ def prefect_harness(tmp_path_factory):
 def run_flow(prefect_harness, tmp_path, monkeypatch, tiny_model_dir):
     """Run simpo-retrain in-process with small settings; returns the summary.
 
-    Runs in a temporary working directory so nothing lands in the checkout; the tiny
-    model built once per session is reused through the `tiny` cache folder.
+    Runs in a temporary working directory so nothing lands in the checkout. The flow
+    tests train `tiny-scratch` (the tiny model from random weights with its preset, SimPO
+    plus an SFT term), whose few-step gains their numbers were set for; the model built
+    once per session is reused through its cache folder. The SFT'd default `tiny` is
+    covered by tests/integration/test_sft.py.
     """
     import shutil
 
@@ -42,6 +45,7 @@ def run_flow(prefect_harness, tmp_path, monkeypatch, tiny_model_dir):
             None,
             [
                 "data.source=synthetic:n=400,bias=0.0,seed=1",
+                "model.source=tiny-scratch",
                 "train.max_steps=60",
                 "train.save_steps=20",
                 "eval.generation_samples=2",

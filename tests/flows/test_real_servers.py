@@ -22,6 +22,8 @@ def start_run(tmp_path, env, name, steps):
         str(tmp_path / name),
         "--data",
         "synthetic:n=400,seed=2",
+        "--model",
+        "tiny-scratch",
         "--set",
         f"train.max_steps={steps}",
         "--set",

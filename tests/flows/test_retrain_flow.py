@@ -141,5 +141,5 @@ def test_lora_run_registers_the_merged_model_with_its_adapter_and_base(run_flow)
     summary = run_flow("train.max_steps=3", "eval.generation_samples=0", "model.lora={r: 4, alpha: 8}")
     client = client_for(run_flow.tracking_uri)
     tags = client.get_model_version("simpo-policy", summary["model_version"]).tags
-    assert tags["lora_adapter"] == "true" and tags["base_model"] == "tiny"
+    assert tags["lora_adapter"] == "true" and tags["base_model"] == "tiny-scratch"
     assert (Path(summary["model_dir"]) / "adapter" / "adapter_config.json").exists()

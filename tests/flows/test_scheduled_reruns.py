@@ -40,6 +40,7 @@ def simpo_run(workdir: Path, output: str, *, wait: bool = True):
     command = [
         sys.executable, "-m", "flows.cli", "run", "--json", "--output-dir", str(workdir / output),
         "--tracking-uri", f"sqlite:///{workdir / (output + '.db')}", "--data", "synthetic:n=400,seed=3",
+        "--model", "tiny-scratch",
         "--set", "train.max_steps=150", "--set", "train.save_steps=10", "--set", "eval.generation_samples=2",
         "--set", "eval.max_new_tokens=8", "--set", "registry.min_generation_samples=2",
     ]  # fmt: skip

@@ -164,7 +164,7 @@ def test_cli_reward_model_judge_needs_a_path(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_path):
-    """The embedded default end to end: synthetic pairs, prompt-hash split, the tiny preset.
+    """The from-scratch tiny model end to end: synthetic pairs, prompt-hash split, its preset.
 
     Trained must beat base by more than either model's 95% interval is wide, with a paired
     interval on the gain above 0, without leaning on length, and win the synthetic judge.
@@ -178,7 +178,7 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
     train, heldout = split_holdout(load_preferences("synthetic").rows[["prompt", "chosen", "rejected"]], 0.1)
     base, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     trained, _ = load_model_and_tokenizer(str(tiny_model_dir))
-    config = SimPOConfig.for_tiny(output_dir=tmp_path / "out", save_steps=0, eval_steps=0)
+    config = SimPOConfig.preset("tiny-scratch", output_dir=tmp_path / "out", save_steps=0, eval_steps=0)
     SimPOTrainer(trained, config, tokenizer=tokenizer, train_dataset=train).train()
 
     result = evaluate_heldout(

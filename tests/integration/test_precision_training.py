@@ -31,8 +31,8 @@ def checkpoints(tiny_model_dir, tmp_path_factory):
 def _heldout_loss_change(source, tmp_path, **overrides):
     """Held-out SimPO loss after minus before 30 steps at the paper's lr (1e-6)."""
     model, tokenizer = load_model_and_tokenizer(str(source))
-    config = SimPOConfig.for_tiny(
-        lr=1e-6, max_steps=30, output_dir=tmp_path / "out", save_steps=0, eval_steps=0, **overrides
+    config = SimPOConfig.preset(
+        "tiny-scratch", lr=1e-6, max_steps=30, output_dir=tmp_path / "out", save_steps=0, eval_steps=0, **overrides
     )
     trainer = SimPOTrainer(
         model,
@@ -69,7 +69,9 @@ def test_bf16_pure_loses_most_small_updates(checkpoints, tmp_path):
 def test_saved_model_keeps_the_checkpoint_dtype_unless_told(checkpoints, tmp_path):
     bf16, _ = checkpoints
     model, tokenizer = load_model_and_tokenizer(str(bf16))
-    trainer = SimPOTrainer(model, SimPOConfig.for_tiny(output_dir=tmp_path, max_steps=1), tokenizer=tokenizer)
+    trainer = SimPOTrainer(
+        model, SimPOConfig.preset("tiny-scratch", output_dir=tmp_path, max_steps=1), tokenizer=tokenizer
+    )
     default = trainer.save_model(str(tmp_path / "default"))
     trainer.config.save_dtype = "float32"
     wide = trainer.save_model(str(tmp_path / "wide"))

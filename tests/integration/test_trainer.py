@@ -24,7 +24,9 @@ def tiny(tiny_model_dir):
 
 
 def _config(tmp_path, **overrides):
-    return SimPOConfig.for_tiny(**{"output_dir": tmp_path / "out", "save_steps": 0, "eval_steps": 0, **overrides})
+    # `tiny` here is the from-scratch build: its preset (batch 8, SFT term) is `tiny-scratch`.
+    values = {"output_dir": tmp_path / "out", "save_steps": 0, "eval_steps": 0, **overrides}
+    return SimPOConfig.preset("tiny-scratch", **values)
 
 
 def test_selected_positions_path_equals_full_logits(tiny):

@@ -94,7 +94,7 @@ def test_every_preset_validates(name):
 
 def test_paper_presets_keep_an_effective_batch_of_128():
     for name in PRESETS:
-        if name != "tiny":
+        if not name.startswith("tiny"):  # the embedded models' presets: `tiny` and `tiny-scratch`
             assert SimPOConfig.preset(name).effective_batch_size == 128
 
 

@@ -1,0 +1,328 @@
+"""Supervised fine-tuning (SFT): the stage a model goes through before SimPO.
+
+SimPO is applied to SFT models: the SFT stage teaches the answer format, the preference
+pairs then teach quality. `sft_train` is that stage in one loop: the token-mean negative
+log-likelihood of the response tokens (prompt tokens masked), AdamW with warmup and decay,
+gradient clipping. Prompts render exactly as in SimPO training and serving
+(`prompt_format.render_prompt_ids`), so the format carries over; batches are packed without
+padding where the model allows it (`packing`), and the output head runs in chunks on
+response positions only (`logps.sequence_logps`), as in SimPO training.
+
+`SFTSettings` holds every default; the embedded `tiny` model's SFT build uses them as they
+are (`models.save_tiny_sft`).
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from simpo_core.data.schema import prompt_to_messages
+from simpo_core.errors import ConfigError, DataError
+from simpo_core.settings import StepSettings
+from simpo_core.train.loss import IGNORE_INDEX
+from simpo_core.train.prompt_format import render_prompt_ids
+from simpo_core.train.tokenization import response_ids, truncate_pair
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class SFTSettings(StepSettings):
+    """Hyperparameters of the SFT stage. Defaults suit the embedded `tiny` model on CPU."""
+
+    lr: float = Field(3e-3, gt=0, description="Peak AdamW learning rate (3e-3 suits the tiny model; ~1e-5 a 7B one).")
+    max_steps: int = Field(300, ge=0, description="Optimizer steps; 0 trains nothing.")
+    batch_size: int = Field(8, ge=1, description="Prompt/response rows per optimizer step.")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Fraction of the steps with a linear warmup from 0.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="Decay after warmup.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null: no clipping.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices.")
+    seed: int = Field(0, ge=0, description="Seed of the data order.")
+    max_length: int = Field(256, ge=2, description="Prompt + response tokens kept; longer rows are truncated.")
+    max_prompt_length: int = Field(128, ge=1, description="Prompt tokens kept (the end) when a row is too long.")
+    logging_steps: int = Field(25, ge=1, description="Log the loss every this many steps.")
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "SFTSettings":
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length ({self.max_length}) "
+                "so that every answer keeps at least one token"
+            )
+        return self
+
+
+@dataclass
+class SFTResult:
+    """What `sft_train` returns: the trained model (trained in place) and its loss curve.
+
+    Attributes:
+        model: the same model object, trained, in eval mode.
+        history: one `{"step", "loss", "lr"}` per logged step (the loss averaged since the last log).
+        seconds: wall time of the loop.
+    """
+
+    model: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.history[-1]["loss"] if self.history else None
+
+
+def encode_rows(
+    tokenizer: Any, rows: Sequence[Mapping[str, Any]], max_length: int, max_prompt_length: int
+) -> list[tuple[list[int], list[int]]]:
+    """`(prompt ids, response ids + EOS)` per row, truncated as SimPO training truncates pairs.
+
+    Raises:
+        DataError: a row lacks `prompt`/`response`, or its answer has no token left.
+    """
+    encoded = []
+    for index, row in enumerate(rows):
+        try:
+            prompt = render_prompt_ids(tokenizer, prompt_to_messages(row["prompt"]))
+            response = response_ids(tokenizer, row["response"])
+        except (KeyError, TypeError) as error:
+            raise DataError(f"SFT row {index}: needs 'prompt' and 'response' ({error})") from None
+        prompt, response, _ = truncate_pair(
+            prompt, response, response, max_length, max_prompt_length, tokenizer.bos_token_id is not None
+        )
+        if not response:
+            raise DataError(
+                f"SFT row {index}: the answer is empty after truncation (max_length {max_length}, "
+                f"max_prompt_length {max_prompt_length}); lower max_prompt_length or raise max_length"
+            )
+        encoded.append((prompt, response))
+    return encoded
+
+
+def collate_rows(examples: Sequence[tuple[list[int], list[int]]], packed: bool, pad_token_id: int) -> dict:
+    """One batch of N rows: packed end to end `(1, L)` with `position_ids` and `cu_seq_lens`
+    (`packing.pack_pairs`' layout), or right-padded `(N, T)` with `attention_mask`.
+    `labels` are the response tokens, `IGNORE_INDEX` on prompt and padding."""
+    if packed:
+        ids, labels, positions, bounds = [], [], [], [0]
+        for prompt, response in examples:
+            ids += prompt + response
+            labels += [IGNORE_INDEX] * len(prompt) + response
+            positions += range(len(prompt) + len(response))
+            bounds.append(len(ids))
+        return {
+            "input_ids": torch.tensor([ids]),
+            "position_ids": torch.tensor([positions]),
+            "labels": torch.tensor([labels]),
+            "cu_seq_lens": torch.tensor(bounds, dtype=torch.int32),
+        }
+    width = max(len(prompt) + len(response) for prompt, response in examples)
+    batch = {
+        "input_ids": torch.full((len(examples), width), pad_token_id),
+        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+        "labels": torch.full((len(examples), width), IGNORE_INDEX),
+    }
+    for row, (prompt, response) in enumerate(examples):
+        batch["input_ids"][row, : len(prompt) + len(response)] = torch.tensor(prompt + response)
+        batch["attention_mask"][row, : len(prompt) + len(response)] = 1
+        batch["labels"][row, len(prompt) : len(prompt) + len(response)] = torch.tensor(response)
+    return batch
+
+
+def sft_train(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Mapping[str, Any]],
+    settings: SFTSettings | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> SFTResult:
+    """Fine-tune `model` on prompt/response rows (next-token NLL of the responses).
+
+    Args:
+        model: a transformers causal LM (all weights train), on any device.
+        tokenizer: its tokenizer, with a pad token.
+        rows: `{"prompt": str or messages, "response": str}` (see `data.sft_data`).
+        settings: hyperparameters; `SFTSettings()` when None.
+        callbacks: `callback(step, {"loss", "lr"})` at every logged step.
+
+    Returns:
+        `SFTResult` with the model trained in place (in eval mode) and the loss curve.
+
+    Raises:
+        DataError: no rows, or a row that cannot be encoded.
+        ConfigError: no pad token, or nothing trainable.
+        FloatingPointError: the loss became NaN or infinite (the step is named).
+    """
+    from simpo_core.train.logps import _has_linear_head, model_device, packed_attention, sequence_logps
+    from simpo_core.train.packing import is_packed_ready
+
+    settings = settings or SFTSettings()
+    if not rows:
+        raise DataError("no SFT rows to train on; give a file with prompt/response or preference rows")
+    if tokenizer.pad_token_id is None:
+        raise ConfigError("the tokenizer has no pad token; load it with load_model_and_tokenizer")
+    examples = encode_rows(tokenizer, rows, settings.max_length, settings.max_prompt_length)
+    optimizer, scheduler = _optimizer(model, settings)
+    order = torch.Generator().manual_seed(settings.seed)
+    queue: list[int] = []
+    result, window = SFTResult(model), []
+    started = time.monotonic()
+    model.train()
+    with packed_attention(model):
+        packed = is_packed_ready(model) and _has_linear_head(model)  # as `logps.collate_for` decides
+        for step in range(1, settings.max_steps + 1):
+            while len(queue) < settings.batch_size:  # epochs follow one another, each a fresh permutation
+                queue += torch.randperm(len(examples), generator=order).tolist()
+            batch_rows, queue = [examples[i] for i in queue[: settings.batch_size]], queue[settings.batch_size :]
+            batch = collate_rows(batch_rows, packed, tokenizer.pad_token_id)
+            batch = {name: tensor.to(model_device(model)) for name, tensor in batch.items()}
+            sums, lengths = sequence_logps(model, batch)
+            loss = -sums.sum() / lengths.sum().clamp(min=1)  # token-mean NLL over the batch
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"SFT loss is {loss.item()} at step {step}; lower lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            window.append(loss.item())
+            if step % settings.logging_steps == 0 or step == settings.max_steps:
+                entry = {"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0]}
+                result.history.append(entry)
+                window = []
+                logger.info("sft step %d/%d: loss %.4f", step, settings.max_steps, entry["loss"])
+                for callback in callbacks:
+                    callback(step, entry)
+    model.eval()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _optimizer(model: Any, settings: SFTSettings) -> tuple[Any, Any]:
+    """The SimPO trainer's AdamW and warmup + decay schedule, with the SFT settings."""
+    from simpo_core.train.checkpoint import trainable_parameters
+    from simpo_core.train.config import SimPOConfig
+    from simpo_core.train.setup import build_optimizer
+
+    if not trainable_parameters(model):
+        raise ConfigError("the model has no trainable parameters; unfreeze it before SFT")
+
+    schedule = SimPOConfig(
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        warmup_ratio=settings.warmup_ratio,
+        lr_scheduler=settings.lr_scheduler,
+    )
+    return build_optimizer(model, schedule, max(settings.max_steps, 1))
+
+
+class SFTJob(StepSettings):
+    """One SFT run from a file to a saved model: what `simpo sft` runs."""
+
+    data: str = Field(
+        min_length=1,
+        description="JSONL, JSON, Parquet or CSV file of prompt/response (or prompt/completion, or messages) "
+        "rows, or of preference pairs, whose chosen answers are then the targets",
+    )
+    output_dir: str = Field(min_length=1, description="folder that receives the SFT'd model (safetensors)")
+    model: str = Field("tiny-scratch", min_length=1, description="starting model: 'tiny-scratch', a folder or a hub id")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", description="auto, cpu, cuda or cuda:N")
+    trust_remote_code: bool = Field(False, description="run code shipped with the model (off by default)")
+    sft: SFTSettings = Field(default_factory=SFTSettings, description="SFT hyperparameters")
+
+
+def run_sft_job(job: SFTJob) -> dict[str, Any]:
+    """Read the rows, load the model (float32), fine-tune it, save it with its provenance.
+
+    The output folder loads like any hub model (`simpo run --set model.source=FOLDER`) and
+    names its starting model (`simpo_provenance.json`); `sft_run.json` records the job, the
+    data's SHA-256 and the loss curve.
+
+    Returns:
+        The summary: `output_dir`, `model`, `rows`, `steps`, `final_loss`, `seconds`, `data_sha256`.
+
+    Raises:
+        DataError, ConfigError: unreadable data or model (the message says what to fix).
+    """
+    import json
+
+    from simpo_core.data.sft_data import read_sft_file
+    from simpo_core.models import load_model_and_tokenizer, write_provenance
+    from simpo_core.train.checkpoint import save_model_atomic
+
+    rows, data_sha256 = read_sft_file(job.data)
+    model, tokenizer = load_model_and_tokenizer(
+        job.model, job.trust_remote_code, dtype=torch.float32, device=job.device
+    )
+    result = sft_train(model, tokenizer, rows, job.sft)
+    out = save_model_atomic(model, tokenizer, Path(job.output_dir))
+    write_provenance(out, job.model)
+    summary = {
+        "output_dir": str(out),
+        "model": job.model,
+        "rows": len(rows),
+        "steps": job.sft.max_steps,
+        "final_loss": result.final_loss,
+        "seconds": round(result.seconds, 2),
+        "data_sha256": data_sha256,
+    }
+    record = {**summary, "job": job.model_dump(mode="json"), "history": result.history}
+    (out / "sft_run.json").write_text(json.dumps(record, indent=1))
+    return summary
+
+
+# The embedded `tiny` model's SFT stage: rows of `data.sft_data.generate_format_rows`.
+TINY_SFT_ROWS = 2000
+TINY_SFT_DATA_SEED = 0
+TINY_SFT_SETTINGS = SFTSettings()  # the defaults: about 10 s on two CPU cores
+TINY_SFT_VERSION = 1  # raise when the build changes in a way the settings do not show
+
+
+def tiny_sft_recipe() -> dict[str, Any]:
+    """Everything the SFT'd `tiny` build depends on; a cached build with another recipe is rebuilt."""
+    from simpo_core.models import TINY_SEED
+
+    return {
+        "version": TINY_SFT_VERSION,
+        "scratch_seed": TINY_SEED,
+        "rows": TINY_SFT_ROWS,
+        "data_seed": TINY_SFT_DATA_SEED,
+        "settings": TINY_SFT_SETTINGS.model_dump(mode="json"),
+    }
+
+
+def build_tiny_sft(scratch_dir: str | Path, out_dir: str | Path) -> SFTResult:
+    """Train the from-scratch tiny model in `scratch_dir` on the format rows and save it to `out_dir`.
+
+    Writes the model and tokenizer (`save_pretrained`, safetensors), the provenance
+    (`tiny-scratch`) and `tiny_sft.json`: the recipe, the loss curve and the seconds.
+    """
+    import json
+
+    from simpo_core.data.sft_data import generate_format_rows
+    from simpo_core.models import TINY_SCRATCH, TINY_SFT_MARKER, load_model_and_tokenizer, write_provenance
+
+    model, tokenizer = load_model_and_tokenizer(str(scratch_dir))
+    rows = generate_format_rows(TINY_SFT_ROWS, seed=TINY_SFT_DATA_SEED)
+    settings = TINY_SFT_SETTINGS
+    result = sft_train(model, tokenizer, rows, settings)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    write_provenance(out_dir, TINY_SCRATCH)
+    record = {"recipe": tiny_sft_recipe(), "history": result.history, "seconds": round(result.seconds, 2)}
+    (out_dir / TINY_SFT_MARKER).write_text(json.dumps(record, indent=1))
+    logger.info(
+        "SFT of the tiny model: %d steps in %.1f s, final loss %.3f",
+        settings.max_steps,
+        result.seconds,
+        result.final_loss or float("nan"),
+    )
+    return result
