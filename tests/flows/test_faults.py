@@ -12,10 +12,10 @@ HELDOUT = {"trained": {"reward_accuracy": 0.9, "length_controlled_accuracy": 0.8
 
 
 def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
-    import simpo_core.train.trainer as trainer_module
+    import simpo_core.train.parallel as parallel_module
     from simpo_core.train.trainer import TrainingDivergedError
 
-    original = trainer_module.pair_logps
+    original = parallel_module.pair_logps
     calls = {"n": 0}
 
     def poisoned(model, batch):  # the forward of the fourth micro-batch turns NaN
@@ -23,7 +23,7 @@ def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
         calls["n"] += 1
         return dataclasses.replace(logps, chosen=logps.chosen * float("nan")) if calls["n"] > 3 else logps
 
-    monkeypatch.setattr(trainer_module, "pair_logps", poisoned)
+    monkeypatch.setattr(parallel_module, "pair_logps", poisoned)  # the one-process forward
     with pytest.raises(TrainingDivergedError, match="training diverged at step 4"):
         run_flow()
     assert calls["n"] == 4, "a divergence must not be retried"
