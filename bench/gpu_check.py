@@ -113,6 +113,7 @@ def check_engines(steps: int, out: Path) -> dict:
     results, weights = {}, {}
     for name in ("single", "ddp", "fsdp"):
         simpo = {"preset": "tiny", "lr": 3e-4, "max_steps": steps, "save_steps": max(steps // 2, 1), "eval_steps": 0}
+        simpo["logging_steps"] = max(steps // 10, 1)
         simpo.update(precision="bf16-mixed", strategy="fsdp" if name == "single" else name, output_dir=str(out / name))
         job = out / f"{name}.yaml"
         job.write_text(yaml.safe_dump({"model": str(model_dir), "train_data": str(data), "simpo": simpo}))
