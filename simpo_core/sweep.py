@@ -311,19 +311,28 @@ def trial_summary(outcome: TrialOutcome, selection: Selection) -> dict[str, Any]
 
 
 def results_table(outcomes: list[TrialOutcome], selection: Selection) -> list[dict[str, Any]]:
-    """One row per trial: name, stage, settings, metrics, whether it won and why not."""
+    """One row per trial: name, stage, settings, metrics, whether it won and why not. A swept
+    hyper-parameter the trial left alone shows the value it trained with (a later stage's plot
+    then places the trials of earlier stages too)."""
     names = list(dict.fromkeys(name for o in outcomes for name in o.trial.settings))
     return [
         {
             "trial": o.trial.name,
             "stage": o.trial.stage,
-            **{name: o.trial.settings.get(name) for name in names},
+            **{name: o.trial.settings.get(name, _trained_with(o.trial.config, name)) for name in names},
             **trial_metrics(o.trained),
             "winner": o.trial.name == selection.winner,
             "disqualified": selection.disqualified.get(o.trial.name, ""),
         }
         for o in outcomes
     ]
+
+
+def _trained_with(config: SimPOConfig, name: str) -> Any:
+    """The value of hyper-parameter `name` in a resolved training config (γ/β from γ and β)."""
+    if name == "gamma_beta_ratio":
+        return config.gamma / config.beta
+    return getattr(config, name)
 
 
 def plot_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, path: Path) -> Path:
