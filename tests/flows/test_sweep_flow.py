@@ -22,6 +22,7 @@ def test_sweep_registers_only_the_best_trial_and_a_rerun_reuses_every_training(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = [
         "data.source=synthetic:n=400,bias=0.0,seed=1",
+        "model.source=tiny-scratch",  # as the other flow tests: learns in a few steps, no SFT build
         "train.max_steps=30",
         "train.save_steps=1000",
         "eval.generation_samples=2",
