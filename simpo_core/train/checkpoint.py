@@ -88,6 +88,17 @@ def save_checkpoint(
     weights = {name: param.detach().cpu().contiguous() for name, param in trainable_parameters(model).items()}
     save_file(weights, str(tmp / WEIGHTS_FILE))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit)
+    logger.info("saved checkpoint %s", final)
+    return final
+
+
+def complete_checkpoint(
+    tmp: Path, step: int, scheduler: Any, trainer_state: dict[str, Any], save_total_limit: int | None
+) -> Path:
+    """Add the schedule, random and trainer states (the last file) to the weights in `tmp`,
+    rename it `checkpoint-<step>` and prune the oldest beyond `save_total_limit`."""
+    output_dir, final = tmp.parent, tmp.parent / f"checkpoint-{step}"
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(capture_rng_state(), tmp / "rng.pt")
     write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
@@ -96,7 +107,6 @@ def save_checkpoint(
     os.replace(tmp, final)
     fsync_dir(output_dir)
     prune_checkpoints(output_dir, save_total_limit)
-    logger.info("saved checkpoint %s", final)
     return final
 
 

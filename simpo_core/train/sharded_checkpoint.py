@@ -16,7 +16,6 @@ must be storage every process can reach.
 
 import json
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -27,14 +26,7 @@ from typing import Any
 import torch
 
 from simpo_core.train import distributed
-from simpo_core.train.checkpoint import (
-    STATE_FILE,
-    capture_rng_state,
-    fsync_dir,
-    prune_checkpoints,
-    restore_rng_state,
-    write_json_synced,
-)
+from simpo_core.train.checkpoint import STATE_FILE, complete_checkpoint, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +61,7 @@ def save_checkpoint(
     with _single_process_is_intended():
         dcp.save(_training_state(model, optimizer), checkpoint_id=tmp / SHARDED_DIR, no_dist=_alone())
     if distributed.rank() == 0:
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(capture_rng_state(), tmp / "rng.pt")
-        write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
-        if final.exists():  # a re-run of the same step replaces the older copy
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(output_dir)
-        prune_checkpoints(output_dir, save_total_limit)
+        complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit)
         logger.info("saved sharded checkpoint %s (%d processes)", final, distributed.world_size())
     distributed.barrier()
     return final
