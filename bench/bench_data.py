@@ -35,7 +35,7 @@ def measure(data: Path, out: Path, policy: str, path: str) -> dict:
     from simpo_core.data.split import write_split
     from simpo_core.data.validation import validate_preferences
     from simpo_core.data.validation_stream import validate_source
-    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.tiny_model import build_tiny_tokenizer
 
     if path == "cli":
         return _measure_cli(data, out)

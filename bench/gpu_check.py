@@ -52,7 +52,7 @@ def small_llama(vocab_size: int, **overrides):
 def check_training(steps: int, lora: bool, out: Path) -> dict:
     """Train on synthetic pairs; the mean loss of the last 10% of steps must be below the first 10%."""
     from simpo_core.data.synthetic import generate_pairs
-    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.tiny_model import build_tiny_tokenizer
     from simpo_core.train.config import LoraSettings, SimPOConfig
     from simpo_core.train.trainer import SimPOTrainer
 
@@ -102,7 +102,7 @@ def check_engines(steps: int, out: Path) -> dict:
     from safetensors.torch import load_file
 
     from simpo_core.data.synthetic import generate_pairs
-    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.tiny_model import build_tiny_tokenizer
     from simpo_core.train.distributed import torchrun_command
     from simpo_core.train.worker import read_history
 

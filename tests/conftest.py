@@ -30,7 +30,7 @@ def offline_and_local_state(monkeypatch, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The embedded tiny model saved once per test session."""
-    from simpo_core.models import save_tiny
+    from simpo_core.tiny_model import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny")
 

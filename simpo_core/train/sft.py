@@ -9,7 +9,7 @@ padding where the model allows it (`packing`), and the output head runs in chunk
 response positions only (`logps.sequence_logps`), as in SimPO training.
 
 `SFTSettings` holds every default; the embedded `tiny` model's SFT build uses them as they
-are (`models.save_tiny_sft`).
+are (`tiny_model.save_tiny_sft`).
 """
 
 import logging
@@ -287,7 +287,7 @@ TINY_SFT_VERSION = 1  # raise when the build changes in a way the settings do no
 
 def tiny_sft_recipe() -> dict[str, Any]:
     """Everything the SFT'd `tiny` build depends on; a cached build with another recipe is rebuilt."""
-    from simpo_core.models import TINY_SEED
+    from simpo_core.tiny_model import TINY_SEED
 
     return {
         "version": TINY_SFT_VERSION,
@@ -307,7 +307,8 @@ def build_tiny_sft(scratch_dir: str | Path, out_dir: str | Path) -> SFTResult:
     import json
 
     from simpo_core.data.sft_data import generate_format_rows
-    from simpo_core.models import TINY_SCRATCH, TINY_SFT_MARKER, load_model_and_tokenizer, write_provenance
+    from simpo_core.models import TINY_SCRATCH, load_model_and_tokenizer, write_provenance
+    from simpo_core.tiny_model import TINY_SFT_MARKER
 
     model, tokenizer = load_model_and_tokenizer(str(scratch_dir))
     rows = generate_format_rows(TINY_SFT_ROWS, seed=TINY_SFT_DATA_SEED)

@@ -10,6 +10,7 @@ import torch
 import simpo_core.models as models
 from simpo_core.data.synthetic import generate_pairs
 from simpo_core.eval.settings import EvalSettings
+from simpo_core.tiny_model import TINY_ARCHITECTURE
 from simpo_core.train.config import LoraSettings, SimPOConfig
 from simpo_core.train.trainer import SimPOTrainer
 
@@ -95,7 +96,7 @@ def test_reward_model_judge_runs_on_the_evaluation_device(tiny_model_dir, tmp_pa
     from simpo_core.eval.judges import build_judge
 
     tokenizer = _tokenizer(tiny_model_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), num_labels=1, pad_token_id=0, **models.TINY_ARCHITECTURE)
+    config = LlamaConfig(vocab_size=len(tokenizer), num_labels=1, pad_token_id=0, **TINY_ARCHITECTURE)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
     seen = []

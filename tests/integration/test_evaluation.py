@@ -30,7 +30,7 @@ def reward_model_dir(tmp_path_factory, tiny_model_dir):
     """A tiny randomly initialised Llama reward model (one logit), saved like a hub model."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from simpo_core.models import TINY_ARCHITECTURE
+    from simpo_core.tiny_model import TINY_ARCHITECTURE
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)

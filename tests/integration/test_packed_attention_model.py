@@ -53,7 +53,7 @@ def test_flex_and_loop_agree_with_grouped_heads_and_scaling(backend):
 
 
 def _tiny_model():
-    from simpo_core.models import build_tiny_model
+    from simpo_core.tiny_model import build_tiny_model
 
     return build_tiny_model(vocab_size=32)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from simpo_core.data.sft_data import generate_format_rows
-from simpo_core.models import TINY_SFT_MARKER, load_model_and_tokenizer, read_base_model
+from simpo_core.models import load_model_and_tokenizer, read_base_model
+from simpo_core.tiny_model import TINY_SFT_MARKER
 from simpo_core.train.logps import packed_attention, sequence_logps
 from simpo_core.train.sft import SFTSettings, collate_rows, encode_rows, sft_train
 
@@ -54,7 +55,7 @@ def test_tiny_sft_build_is_cached_and_built_once_by_concurrent_processes(tiny_mo
         "from simpo_core.train import sft\n"
         "sft.TINY_SFT_ROWS = 16\n"
         "sft.TINY_SFT_SETTINGS = sft.SFTSettings(max_steps=2, batch_size=2)\n"
-        "from simpo_core.models import save_tiny_sft\n"
+        "from simpo_core.tiny_model import save_tiny_sft\n"
         f"save_tiny_sft({str(target)!r}, scratch={str(tiny_model_dir)!r})\n"
     )
     processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]

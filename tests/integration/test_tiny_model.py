@@ -4,13 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo_core.models import (
-    TINY_CHAT_TEMPLATE,
-    build_tiny_model,
-    build_tiny_tokenizer,
-    load_model_and_tokenizer,
-    resolve_model_source,
-)
+from simpo_core.models import load_model_and_tokenizer, resolve_model_source
+from simpo_core.tiny_model import TINY_CHAT_TEMPLATE, build_tiny_model, build_tiny_tokenizer
 
 
 @pytest.fixture
@@ -84,7 +79,7 @@ def test_concurrent_builds_share_one_complete_folder(tmp_path):
     import sys
 
     target = tmp_path / "tiny"
-    code = f"from simpo_core.models import save_tiny; save_tiny({str(target)!r})"
+    code = f"from simpo_core.tiny_model import save_tiny; save_tiny({str(target)!r})"
     processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for process in processes:
         assert process.wait(timeout=120) == 0, process.stderr.read()

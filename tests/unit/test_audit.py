@@ -11,7 +11,7 @@ from simpo_core.audit.metrics import length_report, point_biserial, rebalance_dr
 from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.tokens import count_tokens
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.models import build_tiny_tokenizer
+from simpo_core.tiny_model import build_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

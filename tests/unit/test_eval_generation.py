@@ -90,7 +90,7 @@ def test_long_prompt_keeps_its_end_and_bos():
 
 
 def test_answer_is_cut_at_the_first_eos():
-    from simpo_core.models import build_tiny_tokenizer
+    from simpo_core.tiny_model import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()  # bytes are ids 3..258, eos 1, pad 0
     ids = tokenizer("ok", add_special_tokens=False)["input_ids"] + [1, 0, 0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from simpo_core.errors import DataError
-from simpo_core.models import build_tiny_tokenizer
+from simpo_core.tiny_model import build_tiny_tokenizer
 from simpo_core.train.tokenization import (
     EncodedPair,
     collate_pairs,

@@ -11,7 +11,7 @@ from simpo_core.data.loading import load_preferences, load_records
 from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import append_quarantine, validate_preferences
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.models import build_tiny_tokenizer
+from simpo_core.tiny_model import build_tiny_tokenizer
 
 ALL_ROWS = ValidateSettings(max_invalid_fraction=1.0)  # no limit: every test counts its own rows
 

@@ -11,7 +11,7 @@ from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import validate_preferences
 from simpo_core.data.validation_stream import PairDigests, validate_source
 from simpo_core.errors import DataError
-from simpo_core.models import build_tiny_tokenizer
+from simpo_core.tiny_model import build_tiny_tokenizer
 
 
 def good(i):
