@@ -23,12 +23,12 @@ from simpo_core.errors import ConfigError
 from simpo_core.identity import IGNORED_TRAINING_FIELDS
 from simpo_core.promotion import MIN_DISTINCT_RATE
 from simpo_core.settings import StepSettings
-from simpo_core.train.config import SimPOConfig
+from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 
 HyperValue = bool | int | float | str
 # SimPOConfig fields a trial may not set: where the training writes, nested groups, the process
 # layout, and what leaves the training identity unchanged (two trials would share one folder).
-NOT_SWEEPABLE = ("lora", "early_stopping", "num_processes", "nnodes", "strategy", "fsdp_cpu_offload")
+NOT_SWEEPABLE = ("lora", "early_stopping", *LAYOUT_FIELDS)
 NOT_SWEEPABLE += IGNORED_TRAINING_FIELDS
 SWEEPABLE = tuple(name for name in SimPOConfig.model_fields if name not in NOT_SWEEPABLE)
 # The authors' protocol (princeton-nlp/SimPO, "Hyperparameter tuning"): the learning rate matters

@@ -6,7 +6,6 @@ The final model goes to `<output_dir>/final`.
 """
 
 import argparse
-import logging
 
 HELP = "train with SimPO from a YAML config (what the train-simpo task runs)"
 
@@ -18,11 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
     from simpo_core.train.worker import read_job, train_job
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun every process would print the same progress
-        logging.getLogger().setLevel(logging.WARNING)
     train_job(read_job(args.config), resume=args.resume)
     return 0

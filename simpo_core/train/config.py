@@ -18,6 +18,8 @@ from simpo_core.errors import ConfigError
 Precision = Literal["auto", "fp32", "bf16-mixed", "bf16-pure"]
 SaveDtype = Literal["checkpoint", "float32", "bfloat16", "float16"]
 Strategy = Literal["ddp", "fsdp"]
+# Fields that decide where and on how many processes training runs, never what a step computes.
+LAYOUT_FIELDS = ("num_processes", "nnodes", "strategy", "fsdp_cpu_offload")
 
 
 class LoraSettings(BaseModel):

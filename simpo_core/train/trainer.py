@@ -23,7 +23,7 @@ import torch
 
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint
-from simpo_core.train.config import SimPOConfig
+from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
 from simpo_core.train.monitor import EvalMonitor, StepWindow
@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 Callback = Callable[[str, int, dict[str, Any]], None]
 
 
-# Settings that change where and how the work runs, never the steps it computes.
-_LAYOUT_ONLY = frozenset({"output_dir", "num_processes", "nnodes", "strategy", "fsdp_cpu_offload"})
+# Settings that change where the work runs and is written, never the steps it computes.
+_LAYOUT_ONLY = frozenset({"output_dir", *LAYOUT_FIELDS})
 
 
 class TrainingDivergedError(SimpoError):

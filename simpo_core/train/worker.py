@@ -23,7 +23,6 @@ The final model goes to `<output_dir>/final`, the metric history to
 import argparse
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -275,8 +274,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     apply_process_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.environ.get("RANK", "0") != "0":  # every process would print the same progress: only the main one does
-        logging.getLogger().setLevel(logging.WARNING)
     try:
         train_job(read_job(args.config), resume=args.resume)
     except SimpoError as error:
@@ -294,6 +291,8 @@ def train_job(job: TrainJob, resume: bool = False) -> None:
     if needs_launch(job):
         launch(job, resume=resume)
         return
+    if distributed.rank() != 0:  # every process would print the same progress: only the main one does
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         run_training(job, resume=resume)
     except BaseException as error:
