@@ -42,3 +42,29 @@ def dpo_en_demo_path() -> Path:
     if not path.exists():
         pytest.skip(f"shared sample data not found at {path} (only present beside the team checkout)")
     return path
+
+
+@pytest.fixture
+def grouped_query_llama():
+    """A builder of a small seeded Llama with grouped-query attention (4 heads, 2 key/value heads),
+    untied head and SDPA attention: the shape the packed and chunked paths must handle."""
+
+    def build(vocab_size: int = 32, hidden_size: int = 32, seed: int = 5):
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+        )
+        config._attn_implementation = "sdpa"
+        return LlamaForCausalLM(config)
+
+    return build

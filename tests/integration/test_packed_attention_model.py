@@ -58,29 +58,11 @@ def _tiny_model():
     return build_tiny_model(vocab_size=32)
 
 
-def _grouped_query_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(5)
-    config = LlamaConfig(
-        vocab_size=32,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
-
-
-@pytest.mark.parametrize("build", [_tiny_model, _grouped_query_llama], ids=["tiny", "grouped-query"])
-def test_flex_packed_forward_equals_padded_and_loop(backend, monkeypatch, build):
+@pytest.mark.parametrize("shape", ["tiny", "grouped-query"])
+def test_flex_packed_forward_equals_padded_and_loop(backend, monkeypatch, grouped_query_llama, shape):
     """Per-sequence log-probs: padded forward, packed through the loop, packed through
     FlexAttention; the block mask is built once per forward, not once per layer."""
-    model = build().eval()
+    model = (_tiny_model() if shape == "tiny" else grouped_query_llama()).eval()
     with torch.no_grad():
         padded = sequence_logps(model, collate_pairs(PAIRS, pad_token_id=0))[0]
         assert enable_packing(model)
@@ -102,9 +84,9 @@ def test_flex_packed_forward_equals_padded_and_loop(backend, monkeypatch, build)
     assert_close(flex, loop, rtol=1e-5, atol=1e-5)
 
 
-def test_auto_runs_the_loop_on_cpu(backend, monkeypatch):
+def test_auto_runs_the_loop_on_cpu(backend, monkeypatch, grouped_query_llama):
     """The CPU default is the exact per-sequence loop, which trains: FlexAttention is never reached."""
-    model = _grouped_query_llama()
+    model = grouped_query_llama()
     assert enable_packing(model)
     monkeypatch.setattr(packing, "_flex_packed", lambda *args: pytest.fail("flex path taken on CPU"))
     sums, lengths = sequence_logps(model, pack_pairs(PAIRS))

@@ -101,25 +101,7 @@ def test_batch_logps_reference_agrees_on_a_sequence():
     assert_close(chunked, full[0])
 
 
-def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
-
-
-def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients():
+def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients(grouped_query_llama):
     """A small Llama (grouped-query attention): the padded and the packed fast paths give the
     full-logits log-probs and the same parameter gradients."""
     from simpo_core.train.logps import sequence_logps
@@ -128,7 +110,7 @@ def test_packed_and_padded_batches_equal_full_logits_in_values_and_gradients():
 
     pairs = [EncodedPair([1, 5, 6], [7, 8, 9, 2], [10, 2]), EncodedPair([1, 11], [12, 2], [13, 14, 15, 16, 2])]
     padded = collate_pairs(pairs, pad_token_id=0)
-    model = _tiny_llama()
+    model = grouped_query_llama(vocab_size=40, hidden_size=16, seed=3)
 
     def run(fn):
         model.zero_grad(set_to_none=True)
