@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from simpo_core.train.loss import IGNORE_INDEX
-from simpo_core.train.tokenization import EncodedPair
+from simpo_core.train.tokenization import EncodedPair, pair_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,13 @@ def pack_pairs(pairs: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
         tokens, so no label crosses a sequence boundary after the shift: each sequence
         starts with its prompt); `cu_seq_lens` `(2B + 1,)` int32 sequence boundaries.
     """
-    sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    return pack_sequences(pair_sequences(pairs))
+
+
+def pack_sequences(sequences: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Pack N `(prompt, response)` sequences end to end into one `(1, L)` row: `input_ids`,
+    `position_ids` (restarting at 0 per sequence), `labels` (the response tokens) and
+    `cu_seq_lens` `(N + 1,)` int32 boundaries."""
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []

@@ -25,9 +25,9 @@ from pydantic import Field, model_validator
 from simpo_core.data.schema import prompt_to_messages
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.settings import StepSettings
-from simpo_core.train.loss import IGNORE_INDEX
+from simpo_core.train.packing import pack_sequences
 from simpo_core.train.prompt_format import render_prompt_ids
-from simpo_core.train.tokenization import response_ids, truncate_pair
+from simpo_core.train.tokenization import pad_sequences, response_ids, truncate_pair
 
 logger = logging.getLogger(__name__)
 
@@ -109,30 +109,7 @@ def collate_rows(examples: Sequence[tuple[list[int], list[int]]], packed: bool, 
     """One batch of N rows: packed end to end `(1, L)` with `position_ids` and `cu_seq_lens`
     (`packing.pack_pairs`' layout), or right-padded `(N, T)` with `attention_mask`.
     `labels` are the response tokens, `IGNORE_INDEX` on prompt and padding."""
-    if packed:
-        ids, labels, positions, bounds = [], [], [], [0]
-        for prompt, response in examples:
-            ids += prompt + response
-            labels += [IGNORE_INDEX] * len(prompt) + response
-            positions += range(len(prompt) + len(response))
-            bounds.append(len(ids))
-        return {
-            "input_ids": torch.tensor([ids]),
-            "position_ids": torch.tensor([positions]),
-            "labels": torch.tensor([labels]),
-            "cu_seq_lens": torch.tensor(bounds, dtype=torch.int32),
-        }
-    width = max(len(prompt) + len(response) for prompt, response in examples)
-    batch = {
-        "input_ids": torch.full((len(examples), width), pad_token_id),
-        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
-        "labels": torch.full((len(examples), width), IGNORE_INDEX),
-    }
-    for row, (prompt, response) in enumerate(examples):
-        batch["input_ids"][row, : len(prompt) + len(response)] = torch.tensor(prompt + response)
-        batch["attention_mask"][row, : len(prompt) + len(response)] = 1
-        batch["labels"][row, len(prompt) : len(prompt) + len(response)] = torch.tensor(response)
-    return batch
+    return pack_sequences(examples) if packed else pad_sequences(examples, pad_token_id)
 
 
 def sft_train(

@@ -136,7 +136,17 @@ def collate_pairs(pairs: Sequence[EncodedPair], pad_token_id: int) -> dict[str, 
         `labels` `(2B, T)` equal to `input_ids` on response tokens and `IGNORE_INDEX` on
         prompt and padding.
     """
-    sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    return pad_sequences(pair_sequences(pairs), pad_token_id)
+
+
+def pair_sequences(pairs: Sequence[EncodedPair]) -> list[tuple[list[int], list[int]]]:
+    """The 2B `(prompt, response)` sequences of B pairs: every chosen one, then every rejected one."""
+    return [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+
+
+def pad_sequences(sequences: Sequence[tuple[list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad N `(prompt, response)` sequences into `(N, T)` `input_ids`, `attention_mask` and
+    `labels` (the response tokens; `IGNORE_INDEX` on prompt and padding)."""
     width = max(len(prompt) + len(response) for prompt, response in sequences)
     input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
