@@ -22,7 +22,7 @@ import inspect
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -68,12 +68,12 @@ class Parallel:
         # Under torchrun the engine wraps even one process (what a one-GPU check of the engine runs).
         self.strategy = strategy if distributed.in_group() else "single"
         self.module: torch.nn.Module | None = None
-        if self.strategy != "single":
-            distributed.broadcast_parameters(model)  # a model built from random weights starts alike everywhere
-            if self.strategy == "fsdp":
-                self.module = _fully_shard(model, precision, cpu_offload)
-            else:
-                self.module = _data_parallel(model)
+        if self.strategy == "fsdp":
+            distributed.broadcast_parameters(model)  # shards are cut from rank 0's weights (DDP syncs them itself)
+            self.module = _fully_shard(model, precision, cpu_offload)
+        elif self.strategy == "ddp":
+            self.module = _data_parallel(model)
+        if self.module is not None:
             logger.info("training under %s in %d processes", self.strategy, self.world_size)
 
     @property
@@ -106,8 +106,7 @@ class Parallel:
             finally:
                 self.module.set_requires_gradient_sync(True)
         else:
-            with nullcontext():
-                yield
+            yield
 
     def clip_gradients(self, parameters: Sequence[torch.nn.Parameter], max_norm: float) -> float:
         """Clip the gradients' global norm to `max_norm` (over all shards); return the norm before."""
