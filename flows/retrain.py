@@ -8,32 +8,33 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.alerts import alert_on_failure, check_alert_block
+from flows.model_steps import (
+    TrainingRun,
+    decision_lock,
+    regate_version,
+    skipped_summary,
+    train_and_gate,
+    training_config,
+)
 from flows.params import RetrainParams, check_sources
 from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
-from simpo_core.eval.settings import EvalSettings
-from simpo_core.promotion import GateSettings
+from simpo_core.rerun import gate_identity
 from tasks.data import (
     audit_length_balance_task,
     audit_mix_task,
     audit_named_source_task,
     load_preferences_task,
     mix_sources_task,
-    replay_sources_task,
     split_holdout_task,
     validate_named_source_task,
     validate_preferences_task,
 )
-from tasks.evaluate import evaluate_holdout_task
-from tasks.identity import check_training_identity_task
+from tasks.identity import check_training_identity_task, training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
-from tasks.promotion import promote_model_task
-from tasks.registry import register_model_task
+from tasks.replay import replay_sources_task
 from tasks.tracking import resolve_tracking_uri
-from tasks.train import train_simpo_task
-
-TRAININGS_DIR = "trainings"  # under output_dir: one folder per training identity
 
 
 def retrain_run_name() -> str:
@@ -91,31 +92,26 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
     validated, audited, split = data_steps(params, run_dir, tracking_uri, run_id)
-    name = params.registry.registered_model_name
-    training = training_config(params)
-    identity = check_training_identity_task(
-        validated.fingerprint,
-        data_settings(params),
-        training.model_dump(mode="json"),
-        params.model.source,
-        name,
-        tracking_uri,
-        params.force,
+    model = params.model
+    identity = training_identity_task(
+        validated.fingerprint, data_settings(params), training_config(params), model.source, model.device
     )
+    run = TrainingRun(params, identity, tracking_uri, run_id, run_dir, validated, audited, split)
     summary = {
         "validation": validated.summary,
         "audit": audited.report,
-        "registered_model_name": name,
-        "training_identity": identity["identity"],
+        "registered_model_name": run.name,
+        "training_identity": identity,
     }
-    if identity["existing_version"] is not None:
-        return {**summary, **_skipped(identity, name, tracking_uri)}
-    return {
-        **summary,
-        **_model_steps(
-            params, training, split, identity["identity"], tracking_uri, run_id, run_dir, validated, audited
-        ),
-    }
+    # Held until the gate decided: an overlapping run of this training waits, then finds its version.
+    with decision_lock(params.output_dir, identity):
+        current_gate = gate_identity(run.eval_settings, run.gate)
+        plan = check_training_identity_task(identity, run.name, tracking_uri, current_gate, params.force)
+        if plan.action == "skip":
+            return {**summary, **skipped_summary(run, plan)}
+        if plan.action == "regate":
+            return {**summary, **regate_version(run, plan)}
+        return {**summary, **train_and_gate(run)}
 
 
 def data_settings(params: RetrainParams) -> dict[str, Any]:
@@ -137,7 +133,7 @@ def data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: 
     if data.replay > 0:
         sources = [
             *sources,
-            *replay_sources_task(params.registry.registered_model_name, tracking_uri, data.replay, sources),
+            *replay_sources_task(params.registry.registered_model_name, tracking_uri, data.replay, params.output_dir),
         ]
     if len(sources) > 1 or data.sources is not None:
         validated, audited = _mixed_data_steps(params, sources, run_dir, tracking_uri, run_id)
@@ -205,88 +201,6 @@ def _mixed_data_steps(
     return mixed, audited
 
 
-def _model_steps(
-    params: RetrainParams,
-    training: Any,
-    split: Any,
-    identity: str,
-    tracking_uri: str,
-    run_id: str,
-    run_dir: Path,
-    validated: Any,
-    audited: Any,
-) -> dict[str, Any]:
-    """Train (in the identity's folder: resumable across flow runs), evaluate, register, promote."""
-    model, name = params.model, params.registry.registered_model_name
-    trained = train_simpo_task(
-        model.source,
-        training,
-        split,
-        training_folder(params.output_dir, identity),
-        tracking_uri,
-        run_id,
-        model.trust_remote_code,
-        model.device,
-        params.force,
-    )
-    eval_settings = EvalSettings.for_training(
-        params.eval, params.train, device=model.device, trust_remote_code=model.trust_remote_code
-    )
-    heldout = evaluate_holdout_task(
-        model.source, trained["model_dir"], split.heldout_path, eval_settings, run_dir / "eval", tracking_uri, run_id
-    )
-    version = register_model_task(trained["model_dir"], name, tracking_uri, run_id, heldout, model.source, identity)
-    lineage = {
-        "base_model": model.source,
-        "data": validated.report(),
-        "audit": {key: value for key, value in audited.report.items() if key != "buckets"},
-        "training": params.train.model_dump(mode="json"),
-        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id},
-    }
-    gate = GateSettings.fields_of(params.registry)
-    decision = promote_model_task(
-        name, version, heldout, split.heldout_path, eval_settings, gate, tracking_uri, lineage
-    )
-    return {
-        "heldout": heldout,
-        "train_steps": trained["steps"],
-        "model_dir": trained["model_dir"],
-        "resumed_from_step": trained["resumed_from_step"],
-        "reused_training": trained["reused"],
-        "model_version": version,
-        "promoted": decision["promoted"],
-        "promotion_reason": decision["reason"],
-        "champion_version": decision["champion_version"],
-        "skipped": False,
-    }
-
-
-def _skipped(identity: dict[str, Any], name: str, tracking_uri: str) -> dict[str, Any]:
-    """The summary of a run that ends early: this training is registered already."""
-    from tasks.champion import current_champion
-    from tasks.tracking import get_client
-
-    champion = current_champion(get_client(tracking_uri), name)
-    return {
-        "skipped": True,
-        "skip_reason": identity["reason"],
-        "heldout": None,
-        "train_steps": 0,
-        "model_dir": None,
-        "resumed_from_step": None,
-        "reused_training": False,
-        "model_version": identity["existing_version"],
-        "promoted": False,
-        "promotion_reason": identity["reason"],
-        "champion_version": str(champion.version) if champion else None,
-    }
-
-
-def training_folder(output_dir: str, identity: str) -> Path:
-    """Where a training with this identity keeps its checkpoints and model, across flow runs."""
-    return Path(output_dir).resolve() / TRAININGS_DIR / identity[:16]
-
-
 def run_folder(output_dir: str, name: str) -> Path:
     """`output_dir/name`, refusing a name that would land outside `output_dir`."""
     base = Path(output_dir).resolve()
@@ -294,11 +208,3 @@ def run_folder(output_dir: str, name: str) -> Path:
     if folder.parent != base:
         raise ConfigError(f"run folder name {name!r} would escape output_dir {base}")
     return folder
-
-
-def training_config(params: RetrainParams):
-    """The SimPO config with the model group's LoRA applied (both training paths read it:
-    in-process and the worker under torchrun)."""
-    if params.model.lora is None:
-        return params.train
-    return params.train.model_copy(update={"lora": params.model.lora})

@@ -16,11 +16,13 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from flows.alerts import alert_on_failure, check_alert_block
+from flows.model_steps import decision_lock, training_config, training_folder
 from flows.params import RetrainParams, check_sources
-from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder, training_config, training_folder
+from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.identity import model_identity, training_identity
+from simpo_core.identity import model_identity, resolved_training, training_identity
 from simpo_core.promotion import GateSettings
+from simpo_core.rerun import eval_identity, gate_identity
 from simpo_core.sweep import (
     Stage,
     SweepSettings,
@@ -32,13 +34,15 @@ from simpo_core.sweep import (
     stage_trials,
     trial_summary,
 )
+from tasks.champion import current_champion
 from tasks.evaluate import evaluate_holdout_task
 from tasks.identity import check_training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
 from tasks.promotion import promote_model_task
 from tasks.registry import register_model_task
+from tasks.replay import record_training_rows_task
 from tasks.sweep import log_sweep_results_task, start_trial_runs_task
-from tasks.tracking import resolve_tracking_uri
+from tasks.tracking import get_client, resolve_tracking_uri
 from tasks.train import train_simpo_task
 
 
@@ -59,7 +63,7 @@ class SweepContext:
 
     def identity(self, trial: Trial) -> str:
         """The trial's training identity: it names its training folder (resumable, reusable)."""
-        training = trial.config.model_dump(mode="json")
+        training = resolved_training(trial.config, self.params.model.device)
         return training_identity(self.data_fingerprint, self.data_settings, training, self.model_id)
 
 
@@ -119,7 +123,7 @@ def _sweep_steps(
     failed = [outcome.trial.name for outcome in outcomes if outcome.error]
     files = log_sweep_results_task(tracking_uri, parent, rows, runs, failed, swept, sweep.metric, run_dir / "sweep")
     winner = next((outcome for outcome in outcomes if outcome.trial.name == selection.winner), None)
-    registry = _register_winner(params, winner, split, validated, audited, settings, tracking_uri, parent)
+    registry = _register_winner(params, winner, split, validated, audited, tracking_uri, parent)
     return {
         "validation": validated.summary,
         "audit": audited.report,
@@ -254,7 +258,6 @@ def _register_winner(
     split: Any,
     validated: Any,
     audited: Any,
-    data_settings: dict[str, Any],
     tracking_uri: str,
     parent: str,
 ) -> dict[str, Any]:
@@ -263,46 +266,67 @@ def _register_winner(
     decision = {"registered_model_name": name, "model_version": None, "registered": False, "promoted": False}
     if winner is None:
         return {**decision, "promotion_reason": "nothing registered: no trial qualifies", "champion_version": None}
-    config = winner.trial.config
-    identity = check_training_identity_task(
-        validated.fingerprint,
-        data_settings,
-        config.model_dump(mode="json"),
-        model.source,
-        name,
-        tracking_uri,
-        params.force,
-    )
-    if identity["existing_version"] is not None:  # this sweep ran before: its winner is registered already
-        from tasks.champion import current_champion
-        from tasks.tracking import get_client
-
-        champion = current_champion(get_client(tracking_uri), name)
-        return {
-            **decision,
-            "model_version": identity["existing_version"],
-            "promotion_reason": identity["reason"],
-            "champion_version": str(champion.version) if champion else None,
-        }
+    config, identity = winner.trial.config, winner.extra["identity"]
+    eval_settings, gate = _eval_settings(params, config), GateSettings.fields_of(params.registry)
     heldout, run_id = winner.extra["heldout"], winner.extra["mlflow_run_id"]
-    model_dir = winner.extra["model_dir"]
-    version = register_model_task(model_dir, name, tracking_uri, run_id, heldout, model.source, identity["identity"])
+    with decision_lock(params.output_dir, identity):  # an overlapping run of this training: one version
+        plan = check_training_identity_task(
+            identity, name, tracking_uri, gate_identity(eval_settings, gate), params.force
+        )
+        if plan.action == "skip":  # this sweep ran before: its winner is registered and decided already
+            champion = current_champion(get_client(tracking_uri), name)
+            champion_version = str(champion.version) if champion else None
+            return {
+                **decision,
+                "model_version": plan.version,
+                "promotion_reason": plan.reason,
+                **{"champion_version": champion_version},
+            }
+        if plan.action == "regate":
+            version = str(plan.version)
+        else:
+            record_training_rows_task(validated, Path(validated.valid_path).parent / "record", tracking_uri, run_id)
+            model_dir = winner.extra["model_dir"]
+            version = register_model_task(
+                model_dir, name, tracking_uri, run_id, heldout, model.source, identity, eval_identity(eval_settings)
+            )
+        verdict = _gate_winner(params, config, version, heldout, split, validated, audited, run_id, parent)
+    return {
+        **decision,
+        "model_version": version,
+        "registered": plan.action == "train",
+        "promoted": verdict["promoted"],
+        "promotion_reason": verdict["reason"],
+        "champion_version": verdict["champion_version"],
+    }
+
+
+def _gate_winner(
+    params: RetrainParams,
+    config: Any,
+    version: str,
+    heldout: dict[str, Any],
+    split: Any,
+    validated: Any,
+    audited: Any,
+    run_id: str,
+    parent: str,
+) -> dict[str, Any]:
     lineage = {
-        "base_model": model.source,
+        "base_model": params.model.source,
         "data": validated.report(),
         "audit": {key: value for key, value in audited.report.items() if key != "buckets"},
         "training": config.model_dump(mode="json"),
         "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id, "sweep_mlflow_run": parent},
     }
-    gate = GateSettings.fields_of(params.registry)
-    verdict = promote_model_task(
-        name, version, heldout, split.heldout_path, _eval_settings(params, config), gate, tracking_uri, lineage
+    name = params.registry.registered_model_name
+    return promote_model_task(
+        name,
+        version,
+        heldout,
+        split.heldout_path,
+        _eval_settings(params, config),
+        GateSettings.fields_of(params.registry),
+        resolve_tracking_uri(params.registry.tracking_uri),
+        lineage,
     )
-    return {
-        **decision,
-        "model_version": version,
-        "registered": True,
-        "promoted": verdict["promoted"],
-        "promotion_reason": verdict["reason"],
-        "champion_version": verdict["champion_version"],
-    }

@@ -5,7 +5,8 @@
 - `train`: config, loss, log-probs, trainer, checkpoints, data parallelism, the worker.
 - `eval`: held-out metrics, generation checks, judges, reports.
 - `models` (model and tokenizer resolution, the embedded `tiny` model), `promotion` (the
-  champion gate), `errors`, `env` (process defaults).
+  champion gate), `identity` (what makes two trainings the same), `rerun` (skip, regate or
+  train a rerun of a registered training), `errors`, `env` (process defaults).
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.

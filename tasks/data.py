@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from simpo_core.audit.balance import AuditResult, audit
 from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.loading import check_source
-from simpo_core.data.mix import SourceSpec, combine_audits, default_name, mix_validated
+from simpo_core.data.mix import SourceSpec, combine_audits, mix_validated
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.data.split import SplitResult, write_split
 from simpo_core.data.validation import ValidationResult
@@ -174,7 +174,7 @@ def _empty_preview() -> Any:
 
 # Several sources (`data.sources`): each is validated and audited on its own, then mixed.
 
-SOURCES_TAG = "data.sources"  # JSON list of the mixed sources: what `data.replay` reads back
+SOURCES_TAG = "data.sources"  # JSON list of the mixed sources (lineage)
 MAX_TAG_CHARS = 8000
 
 
@@ -231,7 +231,7 @@ def mix_sources_task(
     if len(described) <= MAX_TAG_CHARS:
         client.set_tag(run_id, SOURCES_TAG, described)
     else:
-        get_run_logger().warning("the sources list is too long for the %s tag; data.replay cannot read it", SOURCES_TAG)
+        get_run_logger().warning("the sources list is too long for the %s tag; not recorded", SOURCES_TAG)
     summary = validated.summary
     counts = {f"data/{k}": summary[k] for k in ("total", "valid", "quarantined")}
     counts.update({f"data/{name}/used": c["used"] for name, c in mix.sources.items()})
@@ -262,45 +262,3 @@ def audit_mix_task(
     measured.report = combine_audits(measured.report, per_source, settings.policy)
     publish_audit(measured, tracking_uri, run_id, "chosen/rejected length balance of the mixed rows")
     return measured
-
-
-@task(name="replay-sources", timeout_seconds=300, **IO_TASK)
-def replay_sources_task(name: str, tracking_uri: str, fraction: float, current: list[SourceSpec]) -> list[SourceSpec]:
-    """The champion's training sources, each to mix in at `fraction`; none when there is no
-    champion. A source already in `current`, or no longer readable, is left out (with a log line)."""
-    from simpo_core.errors import SimpoError
-    from tasks.champion import current_champion
-
-    logger = get_run_logger()
-    client = get_client(tracking_uri)
-    champion = current_champion(client, name)
-    if champion is None or not champion.run_id:
-        logger.info("data.replay: %r has no champion (with a run) yet; nothing to replay", name)
-        return []
-    entries = champion_sources(client.get_run(champion.run_id).data)
-    taken = {spec.source for spec in current}
-    replayed = []
-    for entry in entries:
-        if entry["source"] in taken:
-            logger.info("data.replay: %s is already a source of this run; not replayed", entry["source"])
-            continue
-        try:
-            check_source(entry["source"])
-        except SimpoError as error:
-            logger.warning("data.replay: the champion's source %s is not readable, skipped: %s", entry["source"], error)
-            continue
-        replay_name = f"replay-{entry.get('name') or default_name(entry['source'])}"[:64]
-        replayed.append(SourceSpec(source=entry["source"], name=replay_name, fraction=fraction, replay=True))
-        taken.add(entry["source"])
-    logger.info("data.replay: %d source(s) of champion v%s at fraction %g", len(replayed), champion.version, fraction)
-    return replayed
-
-
-def champion_sources(run_data: Any) -> list[dict[str, Any]]:
-    """The sources a run trained on (its own, not the ones it replayed): the `data.sources`
-    tag, or the `data.source` parameter of a single-source run."""
-    raw = run_data.tags.get(SOURCES_TAG)
-    if raw:
-        return [entry for entry in json.loads(raw) if not entry.get("replay")]
-    source = run_data.params.get("data.source")
-    return [{"source": source}] if source else []

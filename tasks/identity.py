@@ -1,10 +1,13 @@
-"""The `check-training-identity` task: has this exact training been registered already?
+"""The training identity tasks: what this training is, and what the registry already decided about it.
 
 The registry is the record: every version carries the identity of the training that made
-it (`training.identity`). A nightly run on an unchanged export finds the champion (or the
-newest version) with its own identity and ends early. Prefect's task cache is not used for
-this on purpose: cached results live in the result storage of the worker that ran the
-task, while the registry is shared by every worker and survives them.
+it (`training.identity`) and the gate records its decision on the version together with
+the evaluation and gate settings it was taken under (`promotion.gate_identity`). A nightly
+run on an unchanged export skips a decided training, regates one that was registered but
+never decided (or decided under other settings), and trains only what is new
+(`simpo_core.rerun`). Prefect's task cache is not used for this on purpose: cached results
+live in the result storage of the worker that ran the task, while the registry is shared by
+every worker and survives them.
 """
 
 from typing import Any
@@ -12,55 +15,65 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from simpo_core.identity import model_identity, training_identity
+from simpo_core.identity import model_identity, resolved_training, training_code_version, training_identity
+from simpo_core.rerun import RerunPlan, VersionRecord, plan_rerun
 from tasks.champion import current_champion
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
 IDENTITY_TAG = "training.identity"
+DECISION_TAG = "promotion.decision"
+GATE_TAG = "promotion.gate_identity"
+ROLLED_BACK_TAG = "champion.rolled_back"
+
+
+@task(name="training-identity", timeout_seconds=3600, retries=1)
+def training_identity_task(
+    data_fingerprint: str, data_settings: dict[str, Any], training: Any, model_source: str, device: str
+) -> str:
+    """The identity of this training (the starting model's weights are hashed once, then cached)."""
+    identity = training_identity(
+        data_fingerprint, data_settings, resolved_training(training, device), model_identity(model_source)
+    )
+    get_run_logger().info("training identity %s (code %s)", identity[:12], training_code_version())
+    return identity
 
 
 @task(name="check-training-identity", timeout_seconds=900, **IO_TASK)
 def check_training_identity_task(
-    data_fingerprint: str,
-    data_settings: dict[str, Any],
-    training: dict[str, Any],
-    model_source: str,
-    name: str,
-    tracking_uri: str,
-    force: bool,
-) -> dict[str, Any]:
-    """The training identity, and the registered version already made from it (None when
-    there is none, or when `force` asks to train anyway)."""
-    identity = training_identity(data_fingerprint, data_settings, training, model_identity(model_source))
+    identity: str, name: str, tracking_uri: str, current_gate: str, force: bool
+) -> RerunPlan:
+    """Train, skip or regate: what the registry's versions of this identity call for."""
     with tracking_errors(tracking_uri, "looking up the training identity"):
-        version = None if force else version_with_identity(get_client(tracking_uri), name, identity)
-    if version is None:
-        reason = "forced: training anyway" if force else "no registered version was trained from this identity"
-    else:
-        reason = (
-            f"unchanged: {name} v{version} was trained from the same data, settings and starting model "
-            f"(identity {identity[:12]}); nothing to retrain (pass --force to retrain anyway)"
-        )
-    get_run_logger().info("training identity %s: %s", identity[:12], reason)
+        versions = [] if force else versions_with_identity(get_client(tracking_uri), name, identity)
+    plan = plan_rerun(identity, versions, current_gate, name, force)
+    get_run_logger().info("training identity %s: %s", identity[:12], plan.reason)
     create_markdown_artifact(
-        f"# Training identity\n\n`{identity}`\n\n{reason}\n", key="training-identity", description="skip or train"
+        f"# Training identity\n\n`{identity}`\n\n**{plan.action}**: {plan.reason}\n",
+        key="training-identity",
+        description="train, skip or regate",
     )
-    return {"identity": identity, "existing_version": version, "reason": reason}
+    return plan
 
 
-def version_with_identity(client: Any, name: str, identity: str) -> str | None:
-    """The champion if it was trained from `identity`, else the newest version if it was."""
+def versions_with_identity(client: Any, name: str, identity: str) -> list[VersionRecord]:
+    """The versions of `name` trained from `identity`, with what the gate recorded on each."""
     from mlflow.exceptions import MlflowException
 
-    champion = current_champion(client, name)
-    if champion is not None and champion.tags.get(IDENTITY_TAG) == identity:
-        return str(champion.version)
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
-        return None
-    newest = max(versions, key=lambda v: int(v.version), default=None)
-    if newest is not None and newest.tags.get(IDENTITY_TAG) == identity:
-        return str(newest.version)
-    return None
+        return []
+    champion = current_champion(client, name)
+    champion_version = str(champion.version) if champion is not None else None
+    return [
+        VersionRecord(
+            version=str(version.version),
+            decision=version.tags.get(DECISION_TAG),
+            gate_identity=version.tags.get(GATE_TAG),
+            is_champion=str(version.version) == champion_version,
+            rolled_back=ROLLED_BACK_TAG in version.tags,
+        )
+        for version in versions
+        if version.tags.get(IDENTITY_TAG) == identity
+    ]

@@ -12,7 +12,9 @@ from prefect.artifacts import create_markdown_artifact
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.model_card import render_model_card
 from simpo_core.promotion import GateSettings, PromotionDecision, decide_promotion
+from simpo_core.rerun import gate_identity
 from tasks.champion import current_champion, move_champion
+from tasks.identity import DECISION_TAG, GATE_TAG
 from tasks.retry import IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
@@ -34,16 +36,19 @@ def promote_model_task(
 
     Runs under a Prefect concurrency slot per registered model, so two flow runs that
     finish together compare and move the alias one after the other. Idempotent: a retry
-    after the alias moved finds the decision recorded on the version.
+    after the alias moved finds the decision recorded on the version. A decision recorded
+    under other evaluation or gate settings (`gate_identity`) is taken again.
     """
+    current_gate = gate_identity(eval_settings, gate)
     with tracking_errors(tracking_uri, "promoting the model"), promotion_lock(name):
         client = get_client(tracking_uri)
-        recorded = finish_recorded_decision(client, name, version)
+        recorded = finish_recorded_decision(client, name, version, current_gate)
         if recorded is not None:
             return recorded
         decision, champion_block = decide(client, name, heldout, heldout_path, eval_settings, gate, tracking_uri)
         card = render_model_card(name, version, lineage, heldout, decision, champion_block)
-        return apply_decision(client, name, version, decision, card, lineage["links"]["mlflow_run"])
+        run_id = lineage["links"]["mlflow_run"]
+        return apply_decision(client, name, version, decision, card, run_id, current_gate)
 
 
 def decide(
@@ -64,19 +69,27 @@ def decide(
     return decide_promotion(heldout["trained"], reference, f"champion v{champion.version}", gate), reference
 
 
-def finish_recorded_decision(client: Any, name: str, version: str) -> dict[str, Any] | None:
-    """What an earlier try decided for this version (finishing a promotion it recorded but
-    did not get to apply), or None when no try got as far as a decision."""
+def finish_recorded_decision(client: Any, name: str, version: str, current_gate: str) -> dict[str, Any] | None:
+    """What an earlier try decided for this version under the same gate (finishing a promotion
+    it recorded but did not get to apply), or None when none did.
+
+    The champion stays the champion: a decision taken under other settings is not taken
+    again for it (the gate would compare it with itself), and a version whose alias was
+    moved by hand is recorded as promoted.
+    """
     tags = client.get_model_version(name, version).tags
     champion = current_champion(client, name)
     is_champion = champion is not None and str(champion.version) == str(version)
-    if "promotion.decision" not in tags:
+    decided_here = DECISION_TAG in tags and tags.get(GATE_TAG) == current_gate
+    if not decided_here:
         if not is_champion:
             return None
-        client.set_model_version_tag(name, version, "promotion.decision", "promoted")  # alias moved by hand
-        tags = {**tags, "promotion.decision": "promoted"}
-    promoted = tags["promotion.decision"] == "promoted"
-    reason = tags.get("promotion.reason", f"version {version} already is the champion")
+        if DECISION_TAG not in tags:
+            client.set_model_version_tag(name, version, DECISION_TAG, "promoted")  # alias moved by hand
+            tags = {**tags, DECISION_TAG: "promoted"}
+    promoted = tags[DECISION_TAG] == "promoted" or is_champion
+    reason = tags.get("promotion.reason") if decided_here else None
+    reason = reason or f"version {version} already is the champion"
     if promoted and not is_champion:
         move_champion(client, name, version, action="promoted", reason=reason)
     get_run_logger().info("version %s: decision already recorded by an earlier try (%s)", version, reason)
@@ -92,7 +105,7 @@ def _version_of(champion: Any) -> str | None:
 
 
 def apply_decision(
-    client: Any, name: str, version: str, decision: PromotionDecision, card: str, run_id: str
+    client: Any, name: str, version: str, decision: PromotionDecision, card: str, run_id: str, current_gate: str
 ) -> dict[str, Any]:
     """Record the decision and the model card on the version, then move the alias if promoted.
 
@@ -104,7 +117,8 @@ def apply_decision(
     client.log_text(run_id, card, "model_card.md")
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason[:5000])
     client.set_model_version_tag(name, version, "promotion.evidence", json.dumps(decision.evidence)[:5000])
-    client.set_model_version_tag(name, version, "promotion.decision", verdict)
+    client.set_model_version_tag(name, version, GATE_TAG, current_gate)
+    client.set_model_version_tag(name, version, DECISION_TAG, verdict)  # last: the decision is complete
     if decision.promoted:
         move_champion(client, name, version, action="promoted", reason=decision.reason)
     get_run_logger().info("version %s %s: %s", version, verdict, decision.reason)
@@ -119,24 +133,33 @@ def apply_decision(
 def evaluate_champion(champion, heldout_path: Path, eval_settings: EvalSettings, tracking_uri: str) -> dict[str, Any]:
     """Re-evaluate the champion's weights on this run's held-out pairs, on `eval_settings.device`
     with its `trust_remote_code`; an adapter-only champion loads the base model logged beside it."""
-    import mlflow
     import pandas as pd
 
     from simpo_core.eval.heldout import evaluate_model
     from simpo_core.models import load_model_and_tokenizer
+
+    model_dir, base = download_version_model(champion, tracking_uri)
+    model, tokenizer = load_model_and_tokenizer(
+        str(model_dir),
+        trust_remote_code=eval_settings.trust_remote_code,
+        device=eval_settings.device,
+        base=str(base) if base else None,
+    )
+    return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), eval_settings)
+
+
+def download_version_model(version: Any, tracking_uri: str) -> tuple[Path, Path | None]:
+    """Download a registered version's model: (the policy folder, the base model logged beside
+    an adapter-only policy or None)."""
+    import mlflow
+
     from tasks.registry import BASE_MODEL_ARTIFACT
 
     # A `models:/` source resolves through the process-wide registry URI, not `tracking_uri`.
     mlflow.set_registry_uri(tracking_uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, tracking_uri=tracking_uri))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, tracking_uri=tracking_uri))
     base = local / "artifacts" / BASE_MODEL_ARTIFACT
-    model, tokenizer = load_model_and_tokenizer(
-        str(model_dir_inside(local)),
-        trust_remote_code=eval_settings.trust_remote_code,
-        device=eval_settings.device,
-        base=str(base) if base.is_dir() else None,
-    )
-    return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), eval_settings)
+    return model_dir_inside(local), base if base.is_dir() else None
 
 
 def model_dir_inside(downloaded: Path) -> Path:

@@ -17,6 +17,8 @@ SERVING_EXAMPLE = [{"prompt": "List some fruit words."}]
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 TAGGED_METRICS = ("reward_accuracy", "length_controlled_accuracy", "reward_margin")
+HELDOUT_ARTIFACT = "evaluation/heldout.json"  # the held-out result the version was gated on
+EVAL_TAG = "heldout.eval_identity"  # the evaluation settings that result was measured under
 
 
 def serving_requirements() -> list[str]:
@@ -43,14 +45,23 @@ def register_model_task(
     heldout: dict[str, Any],
     base_model: str = "",
     identity: str = "",
+    eval_identity: str = "",
 ) -> str:
     """Log the model (pyfunc over the saved folder), register it, alias it `challenger`.
+
+    The held-out result goes into the run (`evaluation/heldout.json`) and the evaluation
+    settings it was measured under onto the version, so a rerun that regates this version
+    under the same evaluation settings reuses it instead of evaluating again.
 
     Idempotent: a retry of this task, or a rerun of the flow run, finds the version
     registered from the same MLflow run instead of creating a second one.
     """
     with tracking_errors(tracking_uri, "registering the model"):
         version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model, identity)
+        client = get_client(tracking_uri)
+        client.log_dict(run_id, heldout, HELDOUT_ARTIFACT)
+        if eval_identity:
+            client.set_model_version_tag(name, version, EVAL_TAG, eval_identity)
     create_markdown_artifact(
         f"# Registered\n\n`{name}` version **{version}**, alias `{CHALLENGER}`, "
         f"from MLflow run `{run_id}` (starting model `{base_model}`).\n",

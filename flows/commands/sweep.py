@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     params, sweep = load_sweep_params(args.config, flow_overrides(args, {**FLAG_TO_PARAM, **SWEEP_FLAGS}))
+    from flows.model_steps import training_config
     from flows.params import check_sources
-    from flows.retrain import training_config
     from simpo_core.sweep import planned_stages
 
     stages = planned_stages(sweep, training_config(params))  # every trial's config, before any work

@@ -4,9 +4,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from simpo_core.data.loading import load_preferences
+from simpo_core.data.synthetic import generate_pairs, write_jsonl
+from simpo_core.errors import DataError
 
 SOURCES = (
     "data.sources=[{source: 'synthetic:n=300,bias=0.0,seed=1', name: first, weight: 2},"
@@ -46,22 +49,33 @@ def test_two_weighted_sources_train_and_both_are_in_the_lineage(run_flow):
     assert len(run.data.tags["data.fingerprint"]) == 64
 
 
-def test_replay_mixes_in_a_share_of_the_champions_source(run_flow):
-    first = run_flow()  # synthetic:n=400,bias=0.0,seed=1, trained enough to become the champion
+def test_replay_mixes_in_the_rows_the_champion_trained_on_not_its_source_today(run_flow, tmp_path):
+    export = tmp_path / "export.jsonl"
+    write_jsonl(generate_pairs(400, seed=1), export)
+    first = run_flow(f"data.source={export}")  # trained enough to become the champion
     assert first["promoted"] is True, first["promotion_reason"]
+    trained_on = pd.read_parquet(Path(first["run_dir"]) / "data" / "valid.parquet")
+    write_jsonl(generate_pairs(50, seed=9), export)  # the export is rewritten since
 
-    second = run_flow(
-        "data.source=synthetic:n=300,bias=0.0,seed=2",
-        "data.replay=0.5",
-        "train.max_steps=0",
-        "eval.generation_samples=0",
-    )
+    replay = ("data.source=synthetic:n=300,bias=0.0,seed=2", "data.replay=0.5", "train.max_steps=0")
+    second = run_flow(*replay, "eval.generation_samples=0")
     mix = second["validation"]["mix"]["sources"]
-    replayed = mix["replay-synthetic-n-400-bias-0.0-seed-1"]
-    assert replayed["replay"] is True and replayed["fraction"] == 0.5
+    replayed = mix["replay-v1"]
+    assert replayed["replay"] is True and replayed["fraction"] == 0.5 and replayed["available"] == len(trained_on)
     assert 150 < replayed["used"] < 250 and replayed["used"] + replayed["unused"] == 400
     assert mix["synthetic-n-300-bias-0.0-seed-2"]["used"] == 300
+    mixed = pd.read_parquet(Path(second["run_dir"]) / "data" / "valid.parquet")
+    assert set(mixed.loc[mixed["source_name"] == "replay-v1", "chosen"]) <= set(trained_on["chosen"])
 
     client = MlflowClient(tracking_uri=run_flow.tracking_uri, registry_uri=run_flow.tracking_uri)
     names = {item.dataset.name for item in client.get_run(second["mlflow_run_id"]).inputs.dataset_inputs}
-    assert names == {"synthetic-n-300-bias-0.0-seed-2", "replay-synthetic-n-400-bias-0.0-seed-1"}
+    assert names == {"synthetic-n-300-bias-0.0-seed-2", "replay-v1"}
+
+    record = next((tmp_path / "runs" / "replay").glob("*/rows.parquet"))
+    record.write_bytes(record.read_bytes().replace(b"Oslo", b"Rome", 1))  # damaged: refused, not replayed
+    with pytest.raises(DataError, match="does not match its digest"):
+        run_flow(*replay, "data.source=synthetic:n=300,bias=0.0,seed=3")
+    record.unlink()
+    client.delete_tag(first["mlflow_run_id"], "training.rows_sha256")
+    with pytest.raises(DataError, match="has no record of the rows it trained on"):
+        run_flow(*replay, "data.source=synthetic:n=300,bias=0.0,seed=3")

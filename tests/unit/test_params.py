@@ -100,7 +100,7 @@ def test_bad_config_is_refused_before_any_work(tmp_path):
 
 
 def test_training_config_takes_lora_and_remote_code_from_the_model_group():
-    from flows.retrain import training_config
+    from flows.model_steps import training_config
 
     config = training_config(load_params(None, ["model.lora={r: 4}"]))
     assert config.lora.r == 4

@@ -1,0 +1,209 @@
+"""The model steps of `simpo-retrain`: train and gate a new training, regate a registered one, or skip.
+
+What a rerun does is decided under a lock per training identity (`decision_lock`), held
+until the gate has decided: two overlapping runs of one training take turns, and the
+second finds the version the first registered (skip or regate) instead of registering a
+second one.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.runtime import flow_run
+
+from flows.params import RetrainParams
+from simpo_core.eval.settings import EvalSettings
+from simpo_core.promotion import GateSettings
+from simpo_core.rerun import RerunPlan, eval_identity
+from simpo_core.train.config import SimPOConfig
+from tasks.evaluate import evaluate_holdout_task
+from tasks.promotion import promote_model_task
+from tasks.regate import recorded_heldout_task, version_model_task
+from tasks.registry import register_model_task
+from tasks.replay import record_training_rows_task
+from tasks.train import train_simpo_task
+
+TRAININGS_DIR = "trainings"  # under output_dir: one folder per training identity
+DECISIONS_DIR = ".decisions"  # under TRAININGS_DIR: one lock per training identity
+
+
+@dataclass
+class TrainingRun:
+    """What the model steps of one flow run share: its settings, data and where it logs."""
+
+    params: RetrainParams
+    identity: str
+    tracking_uri: str
+    run_id: str
+    run_dir: Path
+    validated: Any
+    audited: Any
+    split: Any
+
+    @property
+    def name(self) -> str:
+        return self.params.registry.registered_model_name
+
+    @property
+    def training(self) -> SimPOConfig:
+        return training_config(self.params)
+
+    @property
+    def eval_settings(self) -> EvalSettings:
+        model = self.params.model
+        return EvalSettings.for_training(
+            self.params.eval, self.params.train, device=model.device, trust_remote_code=model.trust_remote_code
+        )
+
+    @property
+    def gate(self) -> GateSettings:
+        return GateSettings.fields_of(self.params.registry)
+
+    @property
+    def folder(self) -> Path:
+        return training_folder(self.params.output_dir, self.identity)
+
+
+@contextmanager
+def decision_lock(output_dir: str, identity: str) -> Iterator[None]:
+    """One run at a time decides, trains, registers and gates a training of `identity`.
+
+    A file lock under `output_dir` (on one machine, or on a shared file system that
+    implements `flock`): it is released when its holder exits, even by SIGKILL.
+    """
+    from simpo_core.train.worker import training_lock
+
+    with training_lock(Path(output_dir).resolve() / TRAININGS_DIR / DECISIONS_DIR / identity[:16]):
+        yield
+
+
+def train_and_gate(run: TrainingRun) -> dict[str, Any]:
+    """Train (in the identity's folder: resumable across flow runs), evaluate, register, gate."""
+    params, model = run.params, run.params.model
+    trained = train_simpo_task(
+        model.source,
+        run.training,
+        run.split,
+        run.folder,
+        run.tracking_uri,
+        run.run_id,
+        model.trust_remote_code,
+        model.device,
+        params.force,
+    )
+    heldout = evaluate_holdout_task(
+        model.source,
+        trained["model_dir"],
+        run.split.heldout_path,
+        run.eval_settings,
+        run.run_dir / "eval",
+        run.tracking_uri,
+        run.run_id,
+    )
+    record_training_rows_task(run.validated, run.run_dir / "data", run.tracking_uri, run.run_id)
+    version = register_model_task(
+        trained["model_dir"],
+        run.name,
+        run.tracking_uri,
+        run.run_id,
+        heldout,
+        model.source,
+        run.identity,
+        eval_identity(run.eval_settings),
+    )
+    return {
+        **gate_version(run, version, heldout),
+        "train_steps": trained["steps"],
+        "model_dir": trained["model_dir"],
+        "resumed_from_step": trained["resumed_from_step"],
+        "reused_training": trained["reused"],
+        "regated": False,
+    }
+
+
+def regate_version(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
+    """Gate a registered version of this training without training it again: its held-out result
+    is reused when it was measured under the current evaluation settings, else measured again."""
+    model, version = run.params.model, str(plan.version)
+    heldout = recorded_heldout_task(run.name, version, eval_identity(run.eval_settings), run.tracking_uri)
+    model_dir = None
+    if heldout is None:
+        model_dir = version_model_task(run.name, version, run.folder, run.tracking_uri)
+        heldout = evaluate_holdout_task(
+            model.source,
+            model_dir,
+            run.split.heldout_path,
+            run.eval_settings,
+            run.run_dir / "eval",
+            run.tracking_uri,
+            run.run_id,
+        )
+    return {
+        **gate_version(run, version, heldout),
+        "train_steps": 0,
+        "model_dir": model_dir,
+        "resumed_from_step": None,
+        "reused_training": True,
+        "regated": True,
+        "regate_reason": plan.reason,
+    }
+
+
+def gate_version(run: TrainingRun, version: str, heldout: dict[str, Any]) -> dict[str, Any]:
+    """Compare `version` with the champion and move the alias if the gate says so."""
+    lineage = {
+        "base_model": run.params.model.source,
+        "data": run.validated.report(),
+        "audit": {key: value for key, value in run.audited.report.items() if key != "buckets"},
+        "training": run.training.model_dump(mode="json"),  # with the model group's LoRA
+        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run.run_id},
+    }
+    decision = promote_model_task(
+        run.name, version, heldout, run.split.heldout_path, run.eval_settings, run.gate, run.tracking_uri, lineage
+    )
+    return {
+        "heldout": heldout,
+        "model_version": version,
+        "promoted": decision["promoted"],
+        "promotion_reason": decision["reason"],
+        "champion_version": decision["champion_version"],
+        "skipped": False,
+    }
+
+
+def skipped_summary(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
+    """The summary of a run that ends early: this training is registered and decided already."""
+    from tasks.champion import current_champion
+    from tasks.tracking import get_client
+
+    champion = current_champion(get_client(run.tracking_uri), run.name)
+    return {
+        "skipped": True,
+        "regated": False,
+        "skip_reason": plan.reason,
+        "heldout": None,
+        "train_steps": 0,
+        "model_dir": None,
+        "resumed_from_step": None,
+        "reused_training": False,
+        "model_version": plan.version,
+        "promoted": False,
+        "promotion_reason": plan.reason,
+        "champion_version": str(champion.version) if champion else None,
+    }
+
+
+def training_folder(output_dir: str, identity: str) -> Path:
+    """Where a training with this identity keeps its checkpoints and model, across flow runs."""
+    return Path(output_dir).resolve() / TRAININGS_DIR / identity[:16]
+
+
+def training_config(params: RetrainParams) -> SimPOConfig:
+    """The SimPO config with the model group's LoRA applied (both training paths read it:
+    in-process and the worker under torchrun)."""
+    if params.model.lora is None:
+        return params.train
+    return params.train.model_copy(update={"lora": params.model.lora})
