@@ -92,3 +92,46 @@ def test_the_error_in_a_summary_is_redacted():
     text = _error_text(state)
     assert "s3cret-pw" not in text and "Ab1Ab1" not in text
     assert text.startswith("RuntimeError: cannot reach http://alice:***@mlflow.internal")
+
+
+def test_crashed_run_runs_the_same_alert(run_flow, monkeypatch):
+    """A run whose process is told to exit mid-step ends Crashed, and `on_crashed` alerts as `on_failure` does."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    import tasks.data
+
+    def exit_while_reading(source):
+        raise SystemExit("the worker is shutting down")  # a BaseException: Prefect marks the run Crashed
+
+    monkeypatch.setattr(tasks.data, "check_source", exit_while_reading)
+    with webhook_receiver() as (url, bodies):
+        CustomWebhookNotificationBlock(
+            name="simpo crash alerts", url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}
+        ).save("simpo-test-crash-alerts", overwrite=True)
+        with pytest.raises(SystemExit):
+            run_flow("alerts.block=custom-webhook/simpo-test-crash-alerts")
+        deadline = time.monotonic() + 10
+        while not bodies and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # a duplicate would arrive now
+    assert len(bodies) == 1, bodies
+    assert "crashed in load-preferences" in bodies[0]["subject"]
+
+    client = MlflowClient(tracking_uri=run_flow.tracking_uri)
+    experiment = client.get_experiment_by_name("simpo-retrain")
+    run = client.search_runs([experiment.experiment_id])[0]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure.step"].startswith("load-preferences")
+    assert "crashed" in run.data.tags["failure.summary"].lower()
+
+    flow_run_id = run.data.tags["flow_run_id"]
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_flow_run(flow_run_id).state.is_crashed()
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["simpo-failure"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+            )
+        )
+    assert len(artifacts) == 1 and "load-preferences" in artifacts[0].data
