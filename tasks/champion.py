@@ -4,10 +4,15 @@ Every move of the alias is recorded twice: as tags on the version it moved to (w
 why, and the version it replaced) and as one event in the registered model's
 `champion.history` tag, a JSON list that `simpo registry` prints. `simpo rollback` and the
 `promote-model` task both move the alias through `move_champion`.
+
+Each move is also announced as the Prefect event `simpo.champion.moved` on the resource
+`mlflow.registered-model.<name>`, so automations (e.g. the `refresh-serving` deployment's
+trigger in deployments/prefect.yaml) react to a new champion without polling the registry.
 """
 
 import getpass
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +21,12 @@ from simpo_core.errors import ConfigError
 CHAMPION = "champion"
 HISTORY_TAG = "champion.history"
 MAX_TAG_CHARS = 5000  # registered-model tag values are bounded; the oldest events go first
+CHAMPION_MOVED = "simpo.champion.moved"
+
+
+def model_resource_id(name: str) -> str:
+    """The Prefect resource id of a registered model: what champion events are about."""
+    return f"mlflow.registered-model.{name}"
 
 
 def current_champion(client: Any, name: str) -> Any | None:
@@ -56,7 +67,51 @@ def move_champion(client: Any, name: str, version: str, *, action: str, reason: 
         client.set_model_version_tag(name, str(version), f"champion.{key}", event[key] or "none")
     client.set_registered_model_alias(name, CHAMPION, str(version))
     _record(client, name, event)
+    announce_move(name, event)
     return event
+
+
+def announce_move(name: str, event: dict[str, Any]) -> None:
+    """Emit `simpo.champion.moved` for a move that already happened; never raises.
+
+    Sent only where a Prefect API is in reach: inside a flow or task run, or with
+    PREFECT_API_URL set. A bare `simpo rollback` on a laptop would otherwise start a
+    throwaway local server just to send an event nobody can see. Inside a run, Prefect adds
+    the flow run, task run and deployment as related resources.
+    """
+    try:
+        from prefect.context import FlowRunContext, TaskRunContext
+        from prefect.events import emit_event
+        from prefect.settings import PREFECT_API_URL
+
+        if not (PREFECT_API_URL.value() or FlowRunContext.get() or TaskRunContext.get()):
+            return
+        emit_event(
+            CHAMPION_MOVED,
+            resource={"prefect.resource.id": model_resource_id(name), "prefect.resource.name": name},
+            related=[
+                {
+                    "prefect.resource.id": f"mlflow.model-version.{name}.{event['version']}",
+                    "prefect.resource.role": "model-version",
+                    "prefect.resource.name": f"{name} v{event['version']}",
+                }
+            ],
+            payload={"name": name, **event},
+        )
+    except Exception as error:  # the alias has moved: a lost announcement must not undo or hide that
+        _logger().warning(
+            "champion of %s moved to v%s, but %s was not emitted: %s", name, event["version"], CHAMPION_MOVED, error
+        )
+
+
+def _logger() -> Any:
+    """The run's logger (its lines show in the Prefect UI), or a plain one outside a run."""
+    try:
+        from prefect.logging import get_run_logger
+
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger("simpo.champion")
 
 
 def rollback(client: Any, name: str, reason: str, to_version: str | None = None) -> dict[str, Any]:
