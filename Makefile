@@ -53,6 +53,13 @@ BENCH_SIZES ?= 10000,100000,1000000
 bench-data: setup
 	$(BIN)/python bench/bench_data.py --sizes $(BENCH_SIZES)
 
+# Peak memory and time of mixing two large sources, streamed and on whole frames (not a test):
+# BENCH_MIX_ROWS=100000 for a quick run.
+BENCH_MIX_ROWS ?= 1000000
+.PHONY: bench-mix
+bench-mix: setup
+	$(BIN)/python bench/bench_mix.py --rows $(BENCH_MIX_ROWS)
+
 # Parameter, gradient and optimizer-state memory per process under ddp and fsdp (CPU, gloo),
 # and the per-GPU projection for a full fine-tune of an 8B Llama on 8 GPUs.
 .PHONY: bench-memory

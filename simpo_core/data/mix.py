@@ -30,9 +30,10 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from simpo_core.data.frames import canonical_prompt_json
+from simpo_core.data.mix_stream import scan_source, write_picks
 from simpo_core.data.split import prompt_fraction
 from simpo_core.data.validation import QUARANTINE_FILE, VALID_FILE, ValidationResult
-from simpo_core.data.validation_stream import pair_digests
+from simpo_core.data.validation_stream import PairDigests
 from simpo_core.errors import DataError
 from simpo_core.settings import StepSettings
 
@@ -145,6 +146,10 @@ def weighted_counts(available: dict[str, int], weights: dict[str, float]) -> dic
 def mix_sources(parts: list[tuple[SourceSpec, Path]], out_path: Path, salt: str = MIX_SALT) -> MixResult:
     """Pick rows from each source's valid rows and write them, in source order, to `out_path`.
 
+    Streams: a first pass over each source keeps a pair digest and a prompt position per
+    row (24 bytes), the picks are decided on those, and a second pass copies the picked rows
+    batch by batch (`simpo_core.data.mix_stream`).
+
     Args:
         parts: `(spec, valid_path)` per source, names resolved and distinct; earlier sources
             win a pair found in several.
@@ -156,16 +161,15 @@ def mix_sources(parts: list[tuple[SourceSpec, Path]], out_path: Path, salt: str 
         DataError: a weighted source has no valid rows (the mix would be empty), or nothing
             was picked at all.
     """
-    frames, picks, counts = [], {}, {}
-    seen: set[bytes] = set()
-    for spec, valid_path in parts:
-        frame = pd.read_parquet(valid_path)
-        digests = pair_digests(frame) if len(frame) else np.array([], dtype="S16")
-        fresh = np.fromiter((d not in seen for d in digests.tolist()), dtype=bool, count=len(frame))
-        seen.update(digests.tolist())
-        frames.append((spec, frame, fresh, digests))
-        counts[spec.name] = {"available": len(frame), "duplicates": int((~fresh).sum())}
-    weights = {spec.name: spec.weight for spec, *_ in frames if spec.weight is not None}
+    scans, counts, seen = [], {}, PairDigests()
+    for index, (spec, valid_path) in enumerate(parts):
+        digests, positions = scan_source(Path(valid_path), lambda frame: prompt_positions(frame, salt))
+        fresh = ~seen.contains(digests)  # only earlier sources count: they win a shared pair
+        if index < len(parts) - 1:  # no later source looks up the last one's pairs
+            seen.add(digests)
+        scans.append((spec, fresh, digests, positions))
+        counts[spec.name] = {"available": len(digests), "duplicates": int((~fresh).sum())}
+    weights = {spec.name: spec.weight for spec, *_ in scans if spec.weight is not None}
     empty = [name for name in weights if counts[name]["available"] - counts[name]["duplicates"] == 0]
     if empty:
         raise DataError(
@@ -173,31 +177,31 @@ def mix_sources(parts: list[tuple[SourceSpec, Path]], out_path: Path, salt: str 
             "would give none; fix the data, remove the source, or give it a fraction instead of a weight"
         )
     wanted = weighted_counts({n: c["available"] - c["duplicates"] for n, c in counts.items() if n in weights}, weights)
-    for spec, frame, fresh, digests in frames:
-        positions = prompt_positions(frame, salt)
-        candidates = np.flatnonzero(fresh)
-        if spec.fraction is not None:
-            chosen = candidates[positions[candidates] < spec.fraction]
-        else:
-            # Lowest prompt position first, ties by the pair's digest: the same rows in any row order.
-            order = np.lexsort((digests[candidates], positions[candidates]))
-            chosen = np.sort(candidates[order[: wanted[spec.name]]])
-        picks[spec.name] = frame.iloc[chosen].assign(**{SOURCE_COLUMN: spec.name})
-        used = len(chosen)
-        counts[spec.name].update(
-            used=used, unused=counts[spec.name]["available"] - counts[spec.name]["duplicates"] - used
-        )
+    picks = []
+    for (spec, fresh, digests, positions), (_, valid_path) in zip(scans, parts):
+        chosen = _choose(spec, fresh, digests, positions, wanted.get(spec.name, 0))
+        picks.append((Path(valid_path), chosen, spec.name))
+        free = counts[spec.name]["available"] - counts[spec.name]["duplicates"]
         counts[spec.name] = {"source": spec.source, **spec.share(), "replay": spec.replay, **counts[spec.name]}
-    mixed = pd.concat(list(picks.values()), ignore_index=True) if picks else pd.DataFrame()
-    if mixed.empty:
-        raise DataError(f"the mix of {', '.join(picks)} picked no rows; raise the fractions or add data")
-    mixed["source_file"] = mixed["source_file"].astype("str")
+        counts[spec.name].update(used=len(chosen), unused=free - len(chosen))
+    if not sum(len(chosen) for _, chosen, _ in picks):
+        raise DataError(f"the mix of {', '.join(counts)} picked no rows; raise the fractions or add data")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    mixed.to_parquet(out_path, index=False)
+    rows = write_picks(picks, out_path, SOURCE_COLUMN)
     for name, count in counts.items():
         logger.info("mix: %s gives %d of %d valid rows", name, count["used"], count["available"])
-    return MixResult(out_path, len(mixed), counts, salt)
+    return MixResult(out_path, rows, counts, salt)
+
+
+def _choose(spec: SourceSpec, fresh: np.ndarray, digests: np.ndarray, positions: np.ndarray, wanted: int) -> np.ndarray:
+    """Sorted row numbers to take from one source (`wanted` rows when it is weighted)."""
+    candidates = np.flatnonzero(fresh)
+    if spec.fraction is not None:
+        return candidates[positions[candidates] < spec.fraction]
+    # Lowest prompt position first, ties by the pair's digest: the same rows in any row order.
+    order = np.lexsort((digests[candidates], positions[candidates]))
+    return np.sort(candidates[order[:wanted]])
 
 
 def mix_fingerprint(parts: list[tuple[SourceSpec, str]], salt: str = MIX_SALT) -> str:

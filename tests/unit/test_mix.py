@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from flows.params import load_params
+from simpo_core.data import mix_stream
+from simpo_core.data.frames import canonical_prompt_json
 from simpo_core.data.mix import (
     SOURCE_COLUMN,
     SourceSpec,
@@ -17,6 +19,7 @@ from simpo_core.data.mix import (
     weighted_counts,
 )
 from simpo_core.data.validation import ValidationResult
+from simpo_core.data.validation_stream import pair_digests
 from simpo_core.errors import ConfigError, DataError
 
 
@@ -169,3 +172,71 @@ def test_mix_validated_adds_up_the_sources_and_merges_their_quarantines(tmp_path
     assert validated.format == "flat" and validated.fingerprint == mix_fingerprint(
         [(s, r.fingerprint) for s, r in parts]
     )
+
+
+def simple_mix(sources: list[tuple[pd.DataFrame, SourceSpec]]) -> pd.DataFrame:
+    """The mix computed the simple way on whole frames: the reference for the streamed one."""
+    seen, kept, free = set(), [], {}
+    for frame, spec in sources:
+        digests = pair_digests(frame)
+        fresh = [d not in seen for d in digests.tolist()]
+        seen.update(digests.tolist())
+        kept.append((frame, spec, fresh, digests, prompt_positions(frame)))
+        free[spec.name] = sum(fresh)
+    weights = {spec.name: spec.weight for _, spec in sources if spec.weight is not None}
+    wanted = weighted_counts({name: count for name, count in free.items() if name in weights}, weights)
+    picks = []
+    for frame, spec, fresh, digests, positions in kept:
+        rows = [i for i in range(len(frame)) if fresh[i]]
+        if spec.fraction is not None:
+            rows = [i for i in rows if positions[i] < spec.fraction]
+        else:
+            rows = sorted(sorted(rows, key=lambda i: (positions[i], digests[i]))[: wanted[spec.name]])
+        picks.append(
+            frame.iloc[rows].assign(source_file=lambda f: f["source_file"].astype("str"), source_name=spec.name)
+        )
+    return pd.concat(picks, ignore_index=True)
+
+
+def test_the_streamed_mix_never_reads_a_source_whole_and_equals_the_simple_mix(tmp_path, monkeypatch):
+    """Three sources read 7 rows at a time (so batches split every source): a at fraction 0.5,
+    b and c at weight 1, b repeating 30 of a's pairs and c shuffled. With `pandas.read_parquet`
+    made to fail, the mix still runs, and its rows equal the simple mix's, in the same order."""
+    frames = {
+        "a": pairs("a", 100),
+        "b": pd.concat([pairs("a", 30), pairs("b", 60)], ignore_index=True),
+        "c": pairs("c", 80).sample(frac=1, random_state=3).reset_index(drop=True),
+    }
+    specs = [SourceSpec(source="a", fraction=0.5), SourceSpec(source="b", weight=1), SourceSpec(source="c", weight=1)]
+    paths = [write(frames[spec.name], tmp_path / f"{spec.name}.parquet") for spec in specs]
+    expected = simple_mix([(pd.read_parquet(path), spec) for path, spec in zip(paths, specs)])
+
+    def whole_file(*args, **kwargs):
+        raise AssertionError("the mix read a whole source")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pd, "read_parquet", whole_file)
+        patched.setattr(mix_stream, "BATCH_ROWS", 7)
+        result = mix_sources(list(zip(specs, paths)), tmp_path / "mix.parquet")
+    mixed = pd.read_parquet(result.valid_path)
+    assert [canonical_prompt_json(p) for p in mixed.pop("prompt")] == [
+        canonical_prompt_json(p) for p in expected.pop("prompt")
+    ]
+    pd.testing.assert_frame_equal(mixed, expected)
+    assert (result.rows, result.sources["b"]["duplicates"], result.sources["c"]["used"]) == (len(expected), 30, 60)
+
+
+def test_sources_with_different_message_fields_mix_into_one_schema(tmp_path):
+    """a's messages have no `name`, b's do (and b's source_file is a plain string, a's a
+    dictionary): the mix has `name` on every message, null on a's rows, and a string
+    `source_file`."""
+    a = pairs("a", 3)
+    a["source_file"] = a["source_file"].astype("category")
+    b = pairs("b", 2)
+    b["prompt"] = [[{"role": "user", "content": f"b-{i}", "name": "bob"}] for i in range(2)]
+    specs = [SourceSpec(source="a", fraction=1.0), SourceSpec(source="b", fraction=1.0)]
+    paths = [write(a, tmp_path / "a.parquet"), write(b, tmp_path / "b.parquet")]
+    mixed = pd.read_parquet(mix_sources(list(zip(specs, paths)), tmp_path / "mix.parquet").valid_path)
+    names = [message["name"] for prompt in mixed["prompt"] for message in prompt]
+    assert names == [None, None, None, "bob", "bob"]
+    assert list(mixed["source_file"]) == ["a.jsonl"] * 3 + ["b.jsonl"] * 2
