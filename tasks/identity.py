@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from simpo_core.identity import model_identity, resolved_training, training_code_version, training_identity
 from simpo_core.rerun import RerunPlan, VersionRecord, plan_rerun
 from tasks.champion import current_champion
-from tasks.retry import IO_TASK, tracking_errors
+from tasks.retry import COMPUTE_TASK, IO_TASK, tracking_errors
 from tasks.tracking import get_client
 
 IDENTITY_TAG = "training.identity"
@@ -27,7 +27,7 @@ GATE_TAG = "promotion.gate_identity"
 ROLLED_BACK_TAG = "champion.rolled_back"
 
 
-@task(name="training-identity", timeout_seconds=3600, retries=1)
+@task(name="training-identity", timeout_seconds=3600, **COMPUTE_TASK)
 def training_identity_task(
     data_fingerprint: str, data_settings: dict[str, Any], training: Any, model_source: str, device: str
 ) -> str:
