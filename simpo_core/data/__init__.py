@@ -9,6 +9,7 @@
 - `split`: the deterministic held-out split by prompt hash.
 - `mix`: several validated sources mixed by prompt hash, with weights or fractions.
 - `mix_stream`: the mix's two passes over the sources' valid rows, a record batch at a time.
+- `record`: the record of the rows a training used (by digest), which `data.replay` reads back.
 - `synthetic`: the embedded demo data with a learnable preference and a set length bias.
 - `dataset`: `PreferenceDataset`, the notebook-friendly view of a source.
 """
