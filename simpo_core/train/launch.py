@@ -9,6 +9,10 @@ error of the same kind (a data error stays a data error, which is not retried).
 On several machines (`nnodes` > 1) every machine runs the same command; they meet at the
 rendezvous endpoint given by `PET_RDZV_ENDPOINT=host:port` (as torchrun reads it), or by
 `MASTER_ADDR` and `MASTER_PORT`.
+
+The job runs in its own process group and dies with the launcher: if the launcher is killed,
+the kernel stops torchrun and each process stops the whole job once it sees the launcher gone;
+if `launch` returns or raises, it stops the job first (`simpo_core.train.watchdog`).
 """
 
 import hashlib
@@ -21,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from simpo_core.errors import ConfigError, SimpoError
+from simpo_core.train import watchdog
 from simpo_core.train.distributed import torchrun_command
 from simpo_core.train.worker import TrainJob, TrainResult, finished_training
 
@@ -46,6 +51,9 @@ def launch(job: TrainJob, resume: bool = False) -> TrainResult:
     Raises:
         SimpoError: the kind a failed process raised (data, config, divergence), naming its rank.
         RuntimeError: a process failed otherwise (killed, out of memory, a bug).
+
+    The processes do not outlive this one: killed, it takes them with it; interrupted (an
+    exception while waiting), it stops them before the exception goes on.
     """
     out_dir = Path(job.config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,9 +69,18 @@ def launch(job: TrainJob, resume: bool = False) -> TrainResult:
         job.config.nnodes,
         " ".join(command),
     )
-    completed = subprocess.run(command)
-    if completed.returncode != 0:
-        raise failure(out_dir, completed.returncode)
+    job_process = subprocess.Popen(
+        command,
+        env={**os.environ, **watchdog.launcher_environment()},
+        start_new_session=True,  # its own group: stopped as one, out of reach of signals meant for ours
+        preexec_fn=watchdog.die_with_parent(),
+    )
+    try:
+        returncode = watchdog.wait(job_process)
+    finally:  # returning or raising (Ctrl-C, a task timeout), the launcher leaves no process behind
+        watchdog.stop_job(job_process)
+    if returncode != 0:
+        raise failure(out_dir, returncode)
     result = finished_training(out_dir)
     if result is None:
         raise RuntimeError(f"torchrun finished but {out_dir} holds no finished training; see the output above")

@@ -285,12 +285,13 @@ def main(argv: list[str] | None = None) -> int:
 def train_job(job: TrainJob, resume: bool = False) -> None:
     """What `simpo train` and the worker do with a job: start torchrun when it asks for more
     processes than this one, else train here (under torchrun, a failure is recorded for the launcher)."""
-    from simpo_core.train import distributed
+    from simpo_core.train import distributed, watchdog
     from simpo_core.train.launch import launch, needs_launch, record_failure, under_torchrun
 
     if needs_launch(job):
         launch(job, resume=resume)
         return
+    watchdog.watch_launcher()  # under a launcher's torchrun: the job ends when the launcher does
     if distributed.rank() != 0:  # every process would print the same progress: only the main one does
         logging.getLogger().setLevel(logging.WARNING)
     try:
