@@ -28,6 +28,9 @@ def main(args: argparse.Namespace) -> int:
             "simpo deploy needs a Prefect server: run `prefect server start --host 127.0.0.1` and "
             "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (or use `simpo serve`, which needs no work pool)"
         )
+    with_automations = args.name in (None, NIGHTLY)
+    if with_automations:
+        check_alert_block(nightly_alert_block())  # before anything is registered
     env = {**os.environ, "SIMPO_PROJECT_DIR": os.environ.get("SIMPO_PROJECT_DIR", str(PROJECT_ROOT))}
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
     pool = subprocess.run([*prefect, "work-pool", "inspect", WORK_POOL], env=env, capture_output=True, text=True)
@@ -35,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         _run([*prefect, "work-pool", "create", WORK_POOL, "--type", "process"], env)
     target = ["--name", args.name] if args.name else ["--all"]
     _run([*prefect, "deploy", "--prefect-file", str(PREFECT_FILE), *target], env)
-    if args.name in (None, NIGHTLY):
+    if with_automations:
         deploy_automations()
     print(f"deployed; start a worker with: prefect worker start --pool {WORK_POOL}", file=sys.stderr)
     return 0
@@ -46,13 +49,8 @@ def deploy_automations(prefect_file: Path = PREFECT_FILE) -> None:
     from flows.automations import automation_names, ensure_automations
 
     block = nightly_alert_block(prefect_file)
-    try:
-        ensure_automations(f"simpo-retrain/{NIGHTLY}", block)
-    except (ValueError, TypeError) as error:  # no such block, or not a notification block
-        raise ConfigError(
-            f"alerts.block {block!r} of the nightly deployment does not load ({error}); create it "
-            "(`prefect block create`, or `.save(name)` in Python) and run simpo deploy again"
-        ) from error
+    check_alert_block(block)
+    ensure_automations(f"simpo-retrain/{NIGHTLY}", block)
     where = f"notify {block}" if block else "record to the event feed only (set alerts.block to be notified)"
     print(f"automations {', '.join(automation_names())}: {where}", file=sys.stderr)
 
@@ -64,6 +62,21 @@ def nightly_alert_block(prefect_file: Path = PREFECT_FILE) -> str | None:
     deployments = yaml.safe_load(prefect_file.read_text())["deployments"]
     nightly = next(d for d in deployments if d["name"] == NIGHTLY)
     return (((nightly.get("parameters") or {}).get("params") or {}).get("alerts") or {}).get("block")
+
+
+def check_alert_block(block: str | None) -> None:
+    """Refuse an `alerts.block` that does not load: the automations could not notify it."""
+    if not block:
+        return
+    from flows.alerts import load_block
+
+    try:
+        load_block(block)
+    except (ValueError, TypeError) as error:  # no such block, or not a notification block
+        raise ConfigError(
+            f"alerts.block {block!r} of the nightly deployment does not load ({error}); create it "
+            "(`prefect block create`, or `.save(name)` in Python) and run simpo deploy again"
+        ) from error
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:

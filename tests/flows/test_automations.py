@@ -17,6 +17,7 @@ from test_alerts import webhook_receiver
 
 from flows.automations import FINAL_STATES, LATE_AFTER, automation_names, ensure_automations
 from flows.commands.deploy import PREFECT_FILE, deploy_automations
+from simpo_core.errors import ConfigError
 from tasks.champion import CHAMPION_MOVED, model_resource_id
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,10 @@ CHAMPION_TRIGGER = "simpo-policy champion moved"
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """One server for the module, with everything `simpo deploy` registers; yields its API URL."""
+    """One server for the module with what `simpo deploy` registered: (API URL, what it read
+    back right after the deploy, before any test changed it)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     folder = tmp_path_factory.mktemp("prefect-server")
     with prefect_server(folder) as api_url:
         env = {**os.environ, "PREFECT_API_URL": api_url}
@@ -35,7 +39,8 @@ def deployed(tmp_path_factory):
             [sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=folder, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        yield api_url
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            yield api_url, read_state()
 
 
 @pytest.fixture
@@ -43,8 +48,8 @@ def api(deployed):
     """This process's Prefect client settings pointed at the module's server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: deployed}):
-        yield deployed
+    with temporary_settings({PREFECT_API_URL: deployed[0]}):
+        yield deployed[0]
 
 
 def read_state():
@@ -57,8 +62,8 @@ def read_state():
     return nightly, refresh, automations
 
 
-def test_deploy_creates_the_nightly_automations_and_the_serving_trigger(api):
-    nightly, refresh, automations = read_state()
+def test_deploy_creates_the_nightly_automations_and_the_serving_trigger(deployed):
+    nightly, refresh, automations = deployed[1]
     by_name = {automation.name: automation for automation in automations}
     assert sorted(by_name) == sorted([CRASHED, LATE, CHAMPION_TRIGGER]) and len(automations) == 3
 
@@ -81,15 +86,11 @@ def test_deploy_creates_the_nightly_automations_and_the_serving_trigger(api):
     assert run.parameters == {"version": "{{ event.payload.version }}"}
 
 
-def test_automations_are_updated_in_place_and_notify_the_alert_block(api, tmp_path):
+def test_automations_are_updated_in_place_and_notify_the_alert_block(api, deployed, tmp_path):
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    before = {automation.name: automation.id for automation in read_state()[2]}
-    config = yaml.safe_load(PREFECT_FILE.read_text())
-    nightly_params = next(d for d in config["deployments"] if d["name"] == "nightly")["parameters"]["params"]
-    nightly_params["alerts"]["block"] = "custom-webhook/simpo-alerts"
-    prefect_file = tmp_path / "prefect.yaml"
-    prefect_file.write_text(yaml.safe_dump(config))
+    before = {automation.name: automation.id for automation in deployed[1][2]}
+    prefect_file = with_alert_block(tmp_path, "custom-webhook/simpo-alerts")
 
     with webhook_receiver() as (url, bodies):
         block = CustomWebhookNotificationBlock(
@@ -122,6 +123,23 @@ def test_automations_are_updated_in_place_and_notify_the_alert_block(api, tmp_pa
     late_text = by_subject[f"nightly: flow run {unfinished_run.name} did not finish in time"]
     assert f"({unfinished_run.id}) of simpo-retrain/nightly became Pending at " in late_text
     assert "reached no final state within 10 s" in late_text
+
+
+def test_deploy_refuses_an_alert_block_that_does_not_load(api, tmp_path):
+    before = read_state()[2]
+    with pytest.raises(ConfigError, match="alerts.block 'custom-webhook/no-such-block' .* does not load"):
+        deploy_automations(with_alert_block(tmp_path, "custom-webhook/no-such-block"))
+    assert read_state()[2] == before
+
+
+def with_alert_block(folder, block: str):
+    """A copy of deployments/prefect.yaml whose nightly deployment notifies `block`."""
+    config = yaml.safe_load(PREFECT_FILE.read_text())
+    nightly_params = next(d for d in config["deployments"] if d["name"] == "nightly")["parameters"]["params"]
+    nightly_params["alerts"]["block"] = block
+    prefect_file = folder / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(config))
+    return prefect_file
 
 
 def run_nightly(deployment_id, crash: bool):
