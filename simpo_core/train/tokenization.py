@@ -6,10 +6,12 @@ A pair becomes two sequences that share the prompt:
     chosen ids  = prompt ids + response ids + EOS (EOS once)
     rejected ids likewise
 
-When `len(prompt) + len(longer response) > max_length`, the prompt keeps its last
-`max_prompt_length` tokens (the end is what the model answers; a leading BOS is kept),
-then each response is cut to fit `max_length`. Both sequences of a pair keep the same
-prompt. A response with no token left is an error naming the row, never a 0/0 NaN later.
+When `len(prompt) + len(longer response) > max_length` and the prompt is longer than
+`max_prompt_length`, the prompt is shortened to that many tokens turn by turn
+(`prompt_format.fit_prompt_ids`: the system turn and the latest turn stay, the oldest
+exchanges go first, then the start of the latest turn), then each response is cut to fit
+`max_length`. Both sequences of a pair keep the same prompt. A response with no token left
+is an error naming the row, never a 0/0 NaN later.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +23,11 @@ import torch
 from simpo_core.data.schema import to_canonical
 from simpo_core.errors import DataError
 from simpo_core.train.loss import IGNORE_INDEX
-from simpo_core.train.prompt_format import render_prompt_ids  # noqa: F401 (re-exported: one rendering)
+from simpo_core.train.prompt_format import (  # noqa: F401 (re-exported: one rendering)
+    fit_prompt_ids,
+    quiet_length_warning,
+    render_prompt_ids,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,8 @@ class EncodedPair:
 
 def response_ids(tokenizer: Any, text: str) -> list[int]:
     """Response token ids followed by EOS exactly once (when the tokenizer has one)."""
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    with quiet_length_warning():  # a long answer is measured on purpose, then truncated
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     eos = tokenizer.eos_token_id
     if eos is not None:
         while ids and ids[-1] == eos:
@@ -92,8 +99,10 @@ def encode_pair(
     chosen = response_ids(tokenizer, pair["chosen"])
     rejected = response_ids(tokenizer, pair["rejected"])
     full_prompt_length = len(prompt)
-    keep_bos = tokenizer.bos_token_id is not None
-    prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt_length, keep_bos)
+    if full_prompt_length + max(len(chosen), len(rejected)) > max_length and full_prompt_length > max_prompt_length:
+        # Whole turns first, keeping the system and latest turns; `truncate_pair` then only cuts answers.
+        prompt = fit_prompt_ids(tokenizer, pair["prompt"], max_prompt_length)
+    prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt_length)
     for name, ids in (("chosen", chosen), ("rejected", rejected)):
         if not ids:
             raise DataError(

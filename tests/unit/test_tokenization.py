@@ -178,3 +178,81 @@ def test_rows_from_a_datasets_dataset():
 
     rows = rows_from(Dataset.from_list([{"prompt": "ab", "chosen": "c", "rejected": "d"}]))
     assert encode_pairs(LetterTokenizer(), rows, 16, 8)[0].chosen_ids == [5, 2]
+
+
+def tiny_text(tokenizer, ids):
+    return tokenizer.decode(ids)
+
+
+def conversation(turns, system="Be terse.", latest="What now?"):
+    """A system turn, `turns` earlier exchanges (oldest first) and the latest user turn."""
+    messages = [{"role": "system", "content": system}]
+    for i in range(turns):
+        messages += [
+            {"role": "user", "content": f"question {i} " + "q" * 40},
+            {"role": "assistant", "content": f"answer {i} " + "a" * 40},
+        ]
+    return messages + [{"role": "user", "content": latest}]
+
+
+def test_a_long_history_loses_its_oldest_exchanges_and_keeps_the_system_and_latest_turns():
+    tokenizer = build_tiny_tokenizer()  # byte-level, no BOS: one token per ASCII character
+    messages = conversation(6)
+    full = render_prompt_ids(tokenizer, messages)
+    room_for_two = len(render_prompt_ids(tokenizer, messages[:1] + messages[-5:]))  # system + 2 exchanges + latest
+    row = {"prompt": messages, "chosen": "fine", "rejected": "no"}
+    pair = encode_pair(tokenizer, row, max_length=room_for_two + 10, max_prompt_length=room_for_two)
+    text = tiny_text(tokenizer, pair.prompt_ids)
+    assert len(full) > room_for_two and len(pair.prompt_ids) == room_for_two
+    assert text.startswith("<|system|>\nBe terse.\n")  # the system turn, whole
+    assert text.endswith("<|user|>\nWhat now?\n<|assistant|>\n")  # the latest turn, whole
+    assert "question 4" in text and "answer 5" in text  # the two newest exchanges stay
+    assert "question 0" not in text and "answer 3" not in text  # the oldest went first, whole turns
+    assert pair.chosen_ids == list(tokenizer("fine", add_special_tokens=False)["input_ids"]) + [1]
+
+
+def test_a_too_long_latest_turn_loses_its_start_and_the_system_turn_stays():
+    tokenizer = build_tiny_tokenizer()
+    messages = conversation(2, latest="x" * 300 + " the actual question?")
+    pair = encode_pair(tokenizer, {"prompt": messages, "chosen": "ok", "rejected": "no"}, 120, 100)
+    text = tiny_text(tokenizer, pair.prompt_ids)
+    assert len(pair.prompt_ids) == 100
+    assert text.startswith("<|system|>\nBe terse.\n<|user|>\n")  # every earlier exchange went first
+    assert text.endswith("x the actual question?\n<|assistant|>\n")
+
+
+def test_the_system_turn_is_cut_only_when_nothing_else_fits():
+    tokenizer = build_tiny_tokenizer()
+    messages = conversation(1, system="s" * 200 + " rules end.", latest="Why?")
+    pair = encode_pair(tokenizer, {"prompt": messages, "chosen": "ok", "rejected": "no"}, 80, 60)
+    text = tiny_text(tokenizer, pair.prompt_ids)
+    assert len(pair.prompt_ids) == 60
+    assert text.endswith("s rules end.\n<|user|>\nWhy?\n<|assistant|>\n") and "question 0" not in text
+
+
+def test_a_prompt_that_fits_beside_its_answers_is_kept_whole():
+    tokenizer = build_tiny_tokenizer()
+    messages = conversation(3)
+    full = render_prompt_ids(tokenizer, messages)
+    pair = encode_pair(tokenizer, {"prompt": messages, "chosen": "ok", "rejected": "no"}, len(full) + 3, 10)
+    assert pair.prompt_ids == full
+
+
+def test_measuring_a_long_answer_logs_no_sequence_length_warning():
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    try:
+        long_answer = "word " * 600  # 3,000 tokens > the tiny tokenizer's model_max_length 1,024
+        encode_pair(build_tiny_tokenizer(), {"prompt": "hi", "chosen": long_answer, "rejected": "no"}, 256, 128)
+        quiet = [r.getMessage() for r in records]
+        build_tiny_tokenizer()(long_answer, add_special_tokens=False)  # measured without the guard: it warns
+        unguarded = [r.getMessage() for r in records[len(quiet) :]]
+    finally:
+        logger.removeHandler(handler)
+    assert not any("Token indices sequence length" in message for message in quiet)
+    assert any("Token indices sequence length" in message for message in unguarded)
