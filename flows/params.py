@@ -130,6 +130,15 @@ class RetrainParams(StrictModel):
         preset = SimPOConfig.preset(source).model_dump(exclude_unset=True) if source in EMBEDDED_MODELS else {}
         return {**values, "train": {**preset, **(train or {})}}
 
+    @model_validator(mode="after")
+    def audit_counts_the_training_limits(self) -> "RetrainParams":
+        """The audit counts the pairs the training limits cut: its unset limits are train's."""
+        limits = {"max_length": self.train.max_length, "max_prompt_length": self.train.max_prompt_length}
+        missing = {key: value for key, value in limits.items() if getattr(self.audit, key) is None}
+        if missing:  # assigning re-runs this check, which then finds nothing missing
+            self.audit = AuditSettings.model_validate({**self.audit.model_dump(), **missing})
+        return self
+
 
 def set_dotted(target: dict[str, Any], dotted_key: str, value: Any) -> None:
     """Set `target["a"]["b"] = value` for `dotted_key` "a.b", creating inner dicts."""

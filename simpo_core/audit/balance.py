@@ -5,6 +5,9 @@ learns length instead of quality. The audit measures that with the model's own t
 applies a policy: `warn` (log it), `fail` (raise with the numbers) or `rebalance` (drop the
 fewest pairs that bring the chosen-longer fraction within 0.5 ± tolerance; every dropped row
 is returned with reason `length_rebalance`, to be appended to the quarantine).
+
+It also counts the pairs the training limits would cut (`truncation`): above
+`max_truncated_fraction` it warns, and policy `fail` fails.
 """
 
 import hashlib
@@ -18,8 +21,15 @@ import pandas as pd
 
 from simpo_core.audit.metrics import length_report, rebalance_drops
 from simpo_core.audit.settings import AuditSettings
+from simpo_core.audit.truncation import (
+    TRUNCATION_FIX,
+    TruncationLimits,
+    limits_of,
+    measure_pairs,
+    truncation_figures,
+    truncation_report,
+)
 from simpo_core.data.readers import CHUNK_ROWS
-from simpo_core.data.tokens import count_tokens
 from simpo_core.data.validation import ValidationResult, append_quarantine
 from simpo_core.errors import DataError
 
@@ -47,22 +57,27 @@ def audit(
     """The audit step on validated data, in memory bounded by a chunk of rows: audit
     `valid.parquet`; a rebalance moves its dropped rows to `quarantine.jsonl` (reason
     `length_rebalance`) and rewrites `valid.parquet`, so every input row stays in exactly
-    one of the two files. Per row only its two token counts and a hash key are kept.
+    one of the two files. Per row only its two token counts, three truncation flags and a
+    hash key are kept.
 
     `simpo audit` and the flow's `audit-length-balance` task both call this.
 
     Args:
         validated: the validation step's result (its files are updated in place).
         tokenizer: the model's tokenizer; lengths are response tokens.
-        settings: threshold, policy, tolerance and seed (`AuditSettings`).
+        settings: threshold, policy, tolerance, seed, training limits and the truncated share
+            allowed (`AuditSettings`).
         out_dir: write `length_audit.json`, `.md` and `.png` there.
 
     Raises:
-        DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
+        DataError: policy `fail` and the data is flagged (length bias or too many pairs
+            truncated), or rebalancing is impossible.
     """
     settings = settings or AuditSettings()
-    chosen, rejected, order = _stream_lengths(validated.valid_path, tokenizer, settings.seed)
-    report, drops, paths = _assess(chosen, rejected, order, settings, out_dir)
+    chosen, rejected, order, flags = _stream_lengths(
+        validated.valid_path, tokenizer, settings.seed, limits_of(settings)
+    )
+    report, drops, paths = _assess(chosen, rejected, order, flags, settings, out_dir)
     if len(drops):
         _move_to_quarantine(validated, drops)
         logger.info("rebalanced: %d pairs moved to %s", len(drops), validated.quarantine_path)
@@ -75,25 +90,25 @@ def audit_length_balance(
     """Measure the length bias of `frame` (canonical rows, in memory) and apply the policy.
 
     Args:
-        frame: valid canonical rows (`chosen`, `rejected` strings).
+        frame: valid canonical rows (`prompt` messages, `chosen`, `rejected` strings).
         tokenizer: the model's tokenizer; lengths are response tokens, no special tokens.
         settings: `flagged` when `length_bias_strength` exceeds `threshold`; `policy` warn,
             fail or rebalance; rebalance to a chosen-longer fraction within 0.5 ± `tolerance`;
             `seed` picks which pairs rebalancing drops (same seed and data, same drops, in
-            any row order).
+            any row order); the training limits and `max_truncated_fraction` (the truncation count).
         out_dir: write `length_audit.json`, `.md` and `.png` there.
 
     Returns:
         An `AuditResult` with the rows kept and dropped; `report["removed"]` counts the latter.
 
     Raises:
-        DataError: policy `fail` and the data is flagged, or rebalancing is impossible.
+        DataError: policy `fail` and the data is flagged (length bias or too many pairs
+            truncated), or rebalancing is impossible.
     """
     settings = settings or AuditSettings()
     frame = frame.reset_index(drop=True)
-    chosen = count_tokens(frame["chosen"], tokenizer)
-    rejected = count_tokens(frame["rejected"], tokenizer)
-    report, drops, paths = _assess(chosen, rejected, pair_order(frame, settings.seed), settings, out_dir)
+    chosen, rejected, flags = measure_pairs(frame, tokenizer, limits_of(settings))
+    report, drops, paths = _assess(chosen, rejected, pair_order(frame, settings.seed), flags, settings, out_dir)
     kept_mask = np.ones(len(frame), dtype=bool)
     kept_mask[drops] = False
     removed = frame.iloc[drops].assign(reason=REBALANCE_REASON).reset_index(drop=True)
@@ -101,9 +116,15 @@ def audit_length_balance(
 
 
 def _assess(
-    chosen: np.ndarray, rejected: np.ndarray, order: np.ndarray, settings: AuditSettings, out_dir: Path | None
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    order: np.ndarray,
+    flags: np.ndarray,
+    settings: AuditSettings,
+    out_dir: Path | None,
 ) -> tuple[dict[str, Any], np.ndarray, dict[str, Path]]:
-    """The report, the positions a rebalance drops (sorted) and the report files; applies the policy."""
+    """The report, the positions a rebalance drops (sorted) and the report files; applies the
+    policy. `flags` `(N, 3)`: which parts of each pair training cuts (`truncation_flags`)."""
     report = length_report(chosen, rejected)
     flagged = report["length_bias_strength"] > settings.threshold  # either direction: longer or shorter wins
     report.update(
@@ -116,9 +137,9 @@ def _assess(
         }
     )
     drops = np.array([], dtype=np.int64)
+    kept = np.ones(len(chosen), dtype=bool)
     if settings.policy == "rebalance":
         drops = _rebalance(chosen, rejected, order, settings.tolerance)
-        kept = np.ones(len(chosen), dtype=bool)
         kept[drops] = False
         after = length_report(chosen[kept], rejected[kept])
         report["removed"] = len(drops)
@@ -132,24 +153,35 @@ def _assess(
                 "point_biserial",
             )
         }
+    # Counted on the pairs training will see (after a rebalance); flattened for the run's metrics.
+    truncated = truncation_report(flags[kept], limits_of(settings), settings.max_truncated_fraction)
+    report.update(truncated=truncated, truncated_pairs=truncated["pairs"], truncated_fraction=truncated["fraction"])
     paths = _write_reports(report, chosen, rejected, out_dir) if out_dir is not None else {}
     _apply_policy(report)
+    _apply_truncation_policy(report)
     return report, drops, paths
 
 
-def _stream_lengths(valid_path: Path, tokenizer: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token counts of chosen and rejected, and the seeded pair keys, read chunk by chunk."""
+def _stream_lengths(
+    valid_path: Path, tokenizer: Any, seed: int, limits: TruncationLimits
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Token counts of chosen and rejected, the seeded pair keys and the truncation flags
+    `(N, 3)`, read chunk by chunk."""
     import pyarrow.parquet as pq
 
-    chosen, rejected, order = [], [], []
-    for batch in pq.ParquetFile(valid_path).iter_batches(batch_size=CHUNK_ROWS, columns=["chosen", "rejected"]):
-        pairs = batch.to_pandas()
-        chosen.append(count_tokens(pairs["chosen"], tokenizer))
-        rejected.append(count_tokens(pairs["rejected"], tokenizer))
+    chosen, rejected, order, flags = [], [], [], []
+    columns = ["prompt", "chosen", "rejected"]
+    for batch in pq.ParquetFile(valid_path).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+        pairs = batch.select(["chosen", "rejected"]).to_pandas()  # as the in-memory audit hashes them
+        pairs["prompt"] = pd.Series(batch.column("prompt").to_pylist(), index=pairs.index, dtype=object)
+        measured = measure_pairs(pairs, tokenizer, limits)
+        for parts, part in zip((chosen, rejected, flags), measured):
+            parts.append(part)
         order.append(pair_order(pairs, seed))
     if not chosen:
-        return np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.uint64)
-    return np.concatenate(chosen), np.concatenate(rejected), np.concatenate(order)
+        empty = np.array([], dtype=np.int64)
+        return empty, empty, np.array([], dtype=np.uint64), np.zeros((0, 3), dtype=bool)
+    return np.concatenate(chosen), np.concatenate(rejected), np.concatenate(order), np.concatenate(flags)
 
 
 def _move_to_quarantine(validated: ValidationResult, drops: np.ndarray) -> None:
@@ -204,6 +236,18 @@ def _apply_policy(report: dict[str, Any]) -> None:
         logger.warning("length bias: %s; rebalanced by dropping %d pairs", figures, report["removed"])
     else:
         logger.warning("length bias: %s (policy warn: training will see it)", figures)
+
+
+def _apply_truncation_policy(report: dict[str, Any]) -> None:
+    truncated = report["truncated"]
+    if not truncated["flagged"]:
+        if truncated["pairs"]:
+            logger.info("truncation: training will cut %d of %d pairs", truncated["pairs"], report["pairs"])
+        return
+    figures = truncation_figures(truncated)
+    if report["policy"] == "fail":
+        raise DataError(f"truncation: {figures}. Training would learn from cut text; {TRUNCATION_FIX}.")
+    logger.warning("truncation: %s; %s", figures, TRUNCATION_FIX)
 
 
 def _write_reports(report: dict[str, Any], chosen: np.ndarray, rejected: np.ndarray, out_dir: Path) -> dict[str, Path]:

@@ -49,6 +49,7 @@ def audit_markdown(report: dict[str, Any]) -> str:
             f"| after rebalancing | {after['pairs']} pairs, chosen longer {after['chosen_longer_fraction']:.3f}, "
             f"length-only accuracy {after['length_only_accuracy']:.3f} |"
         )
+    lines += truncation_lines(report.get("truncated"))
     lines += [
         "",
         "## By pair length (mean of chosen and rejected tokens)",
@@ -63,6 +64,26 @@ def audit_markdown(report: dict[str, Any]) -> str:
             f"{bucket['chosen_longer_fraction']:.3f} | {bucket['length_only_accuracy']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def truncation_lines(truncated: dict[str, Any] | None) -> list[str]:
+    """Table rows and a verdict on the pairs the training limits cut (none without the block)."""
+    if not truncated:
+        return []
+    limits = f"max_length {truncated['max_length']}, max_prompt_length {truncated['max_prompt_length']}"
+    lines = [
+        f"| pairs training cuts ({limits}) | {truncated['pairs']} ({truncated['fraction']:.1%}; "
+        f"allowed {truncated['max_truncated_fraction']:.1%}) |",
+        f"| of which prompt / chosen / rejected cut | {truncated['prompt']} / {truncated['chosen']} / "
+        f"{truncated['rejected']} |",
+    ]
+    if truncated["flagged"]:
+        lines += [
+            "",
+            f"**Truncation**: training would cut {truncated['fraction']:.1%} of the pairs. Raise train.max_length / "
+            "train.max_prompt_length, or quarantine long rows with data.max_prompt_tokens / data.max_response_tokens.",
+        ]
+    return lines
 
 
 def plot_length_histogram(chosen: np.ndarray, rejected: np.ndarray, path: Path, direction: str = "none") -> Path:
