@@ -3,12 +3,17 @@
 Each command lives in `flows/commands/<name>.py` with `HELP`, `add_arguments(parser)` and
 `main(args) -> int`. Command modules import heavy libraries (torch, prefect, mlflow) only
 inside `main`, so `simpo --help` and `simpo validate` start fast.
+
+With `--json` the last line of stdout is one JSON object, on failure too:
+`{"ok": false, "error": ..., "failed_step": ..., ...}` (`flows.commands._failure`).
 """
 
 import argparse
+import json
 import logging
 import sys
 from importlib import import_module
+from typing import NoReturn
 
 from simpo_core import __version__
 from simpo_core.env import apply_process_defaults
@@ -31,8 +36,20 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that keeps a usage error's message for the `--json` failure summary."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        text = f"{self.prog}: error: {message}"
+        print(text, file=sys.stderr)
+        stop = SystemExit(2)
+        stop.usage_error = text
+        raise stop
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="simpo",
         description="SimPO preference training pipeline: validate, audit, train, evaluate, promote.",
     )
@@ -61,17 +78,38 @@ def configure_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:
+        if stop.code and "--json" in argv:  # a usage error; --help exits 0
+            text = getattr(stop, "usage_error", "invalid arguments")
+            print(json.dumps({"ok": False, "error": text, "failed_step": "arguments"}), flush=True)
+        raise
     configure_logging(args.verbose)
     apply_process_defaults()
+    as_json = getattr(args, "json", False)
     try:
         return int(args.handler(args) or 0)
     except SimpoError as error:
         print(f"error: {error}", file=sys.stderr)
+        emit_failure(error, args.command, as_json)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("interrupted", file=sys.stderr)
+        emit_failure(error, args.command, as_json)
         return 130
+    except Exception as error:  # a bug or an outage: the traceback follows on stderr
+        emit_failure(error, args.command, as_json)
+        raise
+
+
+def emit_failure(error: BaseException, command: str, as_json: bool) -> None:
+    """With --json, the failure summary as the last line of stdout."""
+    if as_json:
+        from flows.commands._failure import failure_summary
+
+        print(json.dumps(failure_summary(error, command), default=str), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ FLAG_TO_PARAM = {
     "model": "model.source",
     "output_dir": "output_dir",
     "tracking_uri": "registry.tracking_uri",
+    # the options `simpo validate` and `simpo audit` take, which the data steps' messages name
+    "format": "data.format",
+    "max_invalid_fraction": "data.max_invalid_fraction",
+    "policy": "audit.policy",
+    "threshold": "audit.threshold",
 }
 
 
@@ -42,6 +47,18 @@ def add_flow_arguments(parser: argparse.ArgumentParser, config_help: str, set_ex
     parser.add_argument(
         "--force", action="store_true", help="retrain even when this exact training is already registered"
     )
+    add_data_step_arguments(parser)
+
+
+def add_data_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--format`, `--max-invalid-fraction`, `--policy` and `--threshold`, as `simpo validate` and
+    `simpo audit` take them: the validation and audit messages name them, whichever command ran."""
+    from simpo_core.audit.settings import AuditSettings
+    from simpo_core.data.settings import ValidateSettings
+
+    data = parser.add_argument_group("data validation and length-balance audit (data.* and audit.* with --set)")
+    add_settings_arguments(data, ValidateSettings, ["format", "max_invalid_fraction"])
+    add_settings_arguments(data, AuditSettings, ["policy", "threshold"])
 
 
 def flow_overrides(args: argparse.Namespace, flags: dict[str, str] = FLAG_TO_PARAM) -> list[str]:
@@ -55,9 +72,10 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool) -> None:
-    """Print the summary: one JSON line on stdout, or `key: value` lines on stderr."""
+    """Print the summary: one JSON line on stdout (with `"ok": true`; a failure prints `"ok":
+    false`, see `_failure`), or `key: value` lines on stderr."""
     if as_json:
-        print(json.dumps(summary, default=str), flush=True)
+        print(json.dumps({"ok": True, **summary}, default=str), flush=True)
         return
     for key, value in summary.items():
         print(f"{key}: {value}", file=sys.stderr)

@@ -5,6 +5,7 @@ import logging
 import sys
 
 from flows.commands._common import add_flow_arguments, add_json_flag, emit_summary, flow_overrides
+from flows.commands._failure import step
 
 HELP = "run the whole retraining flow (load, validate, audit, split, train, evaluate, register, promote)"
 logger = logging.getLogger(__name__)
@@ -22,12 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from flows.params import check_sources, load_params
 
-    params = load_params(args.config, flow_overrides(args))
-    check_sources(params)
+    with step("parameters"):
+        params = load_params(args.config, flow_overrides(args))
+    with step("check-sources"):
+        check_sources(params)
     logger.info("starting simpo-retrain: data=%s model=%s", params.data.source, params.model.source)
+    from flows.commands._flow_run import run_flow
     from flows.retrain import simpo_retrain
 
-    summary = simpo_retrain(params=params)
+    summary = run_flow(simpo_retrain, params)  # a failure re-raises, with the failed step for --json
     print(describe_run(summary), file=sys.stderr)
     if args.json:
         emit_summary(summary, True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.commands._common import FLAG_TO_PARAM, add_flow_arguments, add_json_flag, emit_summary, flow_overrides
+from flows.commands._failure import step
 
 HELP = "train trials of β, γ/β and lr on the same data; register the best as the challenger (the gate decides)"
 logger = logging.getLogger(__name__)
@@ -31,13 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    params, sweep = load_sweep_params(args.config, flow_overrides(args, {**FLAG_TO_PARAM, **SWEEP_FLAGS}))
     from flows.model_steps import training_config
     from flows.params import check_sources
     from simpo_core.sweep import planned_stages
 
-    stages = planned_stages(sweep, training_config(params))  # every trial's config, before any work
-    check_sources(params)
+    with step("parameters"):
+        params, sweep = load_sweep_params(args.config, flow_overrides(args, {**FLAG_TO_PARAM, **SWEEP_FLAGS}))
+        stages = planned_stages(sweep, training_config(params))  # every trial's config, before any work
+    with step("check-sources"):
+        check_sources(params)
     logger.info(
         "starting simpo-sweep: %s on %s, runner %s x%d",
         ", ".join(f"{stage.name} ({len(stage.combos)})" for stage in stages),
@@ -45,9 +48,10 @@ def main(args: argparse.Namespace) -> int:
         sweep.runner,
         sweep.max_concurrency,
     )
+    from flows.commands._flow_run import run_flow
     from flows.sweep import simpo_sweep
 
-    summary = simpo_sweep(params=params, sweep=sweep)
+    summary = run_flow(simpo_sweep, params, sweep=sweep)  # a failure re-raises, with the failed step for --json
     print(describe_sweep(summary), file=sys.stderr)
     if args.json:
         emit_summary(summary, True)

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from flows.commands._common import add_json_flag, add_settings_arguments, emit_summary, settings_from_args
+from flows.commands._failure import record_failure, step
 
 HELP = "validate preference data; write DIR/valid.parquet and DIR/quarantine.jsonl"
 SOURCE_HELP = "file, folder, hub id name[:config][@split], or synthetic[:n=N,bias=X,seed=S]"
@@ -27,12 +28,15 @@ def main(args: argparse.Namespace) -> int:
     from simpo_core.errors import DataError
 
     settings = settings_from_args(ValidateSettings, args)
-    try:  # streamed chunk by chunk: memory stays bounded however many rows the source has
-        result = validate_source(args.source, args.out, settings, tokenizer=limit_tokenizer(args, settings))
-    except DataError as error:
-        if hasattr(error, "summary"):
-            emit_summary(error.summary, args.json)
-        raise
+    with step("validate-preferences"):
+        try:  # streamed chunk by chunk: memory stays bounded however many rows the source has
+            result = validate_source(args.source, args.out, settings, tokenizer=limit_tokenizer(args, settings))
+        except DataError as error:
+            if hasattr(error, "summary"):  # the counts of a source over the invalid-fraction limit
+                record_failure(error, **error.summary)  # in the --json failure summary, as on success
+                if not args.json:
+                    emit_summary(error.summary, False)
+            raise
     logger.info("checked %d records from %s (%s layout)", result.summary["total"], result.source, result.format)
     emit_summary(result.report(), args.json)
     return 0
