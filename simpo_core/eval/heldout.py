@@ -24,14 +24,11 @@ import numpy as np
 from simpo_core.data.schema import CanonicalPair, to_canonical
 from simpo_core.errors import DataError
 from simpo_core.eval.generation import Generation, generate_responses, generation_block, sample_prompts
-from simpo_core.eval.metrics import as_array, delta_metrics, preference_metrics
+from simpo_core.eval.metrics import delta_metrics
+from simpo_core.eval.scoring import PairScorer, default_scorer, score_model
 from simpo_core.eval.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
-
-PairScorer = Callable[..., dict[str, Any]]
-"""`(model, tokenizer, rows, *, max_length, max_prompt_length, batch_size)` → the
-`compute_pair_logps` dict: `chosen_logps`, `rejected_logps`, `chosen_lengths`, `rejected_lengths`."""
 
 EXAMPLES = 3  # generated answers quoted in each generation block, for a human to read
 
@@ -98,45 +95,6 @@ def pairs_fingerprint(rows: Sequence[CanonicalPair]) -> str:
     return digest.hexdigest()
 
 
-def default_scorer(model: Any, tokenizer: Any, rows: list[CanonicalPair], **options: Any) -> dict[str, Any]:
-    """The training code's log-prob computation (`simpo_core.train.logps.compute_pair_logps`)."""
-    from simpo_core.train.logps import compute_pair_logps
-
-    return compute_pair_logps(model, tokenizer, rows, average=True, **options)
-
-
-def _score(
-    model: Any, tokenizer: Any, rows: list[CanonicalPair], settings: EvalSettings, scorer: PairScorer
-) -> tuple[dict, np.ndarray, np.ndarray]:
-    import torch
-
-    from simpo_core.train.loss import simpo_loss
-
-    out = scorer(
-        model,
-        tokenizer,
-        rows,
-        max_length=settings.max_length,
-        max_prompt_length=settings.max_prompt_length,
-        batch_size=settings.batch_size,
-    )
-    chosen, rejected = as_array(out["chosen_logps"], "chosen_logps"), as_array(out["rejected_logps"], "rejected_logps")
-    if chosen.shape != (len(rows),):
-        raise ValueError(f"the log-prob scorer returned {chosen.shape[0]} values for {len(rows)} pairs")
-    losses, _, _ = simpo_loss(torch.from_numpy(chosen), torch.from_numpy(rejected), settings.beta, settings.gamma)
-    block = preference_metrics(
-        chosen,
-        rejected,
-        out["chosen_lengths"],
-        out["rejected_lengths"],
-        beta=settings.beta,
-        losses=losses,
-        seed=settings.seed,
-    )
-    margins = settings.beta * (chosen - rejected)
-    return block, margins > 0, margins
-
-
 def _generate(
     model: Any, tokenizer: Any, prompts: list, settings: EvalSettings, generator: Callable
 ) -> tuple[list, list]:
@@ -164,7 +122,7 @@ def _run_model(
     generator: Callable,
 ) -> _ModelRun:
     logger.info("evaluating %s on %d held-out pairs", name, len(rows))
-    block, correct, margins = _score(model, tokenizer, rows, settings, scorer)
+    block, correct, margins = score_model(model, tokenizer, rows, settings, scorer)
     greedy, sampled = _generate(model, tokenizer, prompts, settings, generator)
     block["generation"] = generation_block(greedy, sampled) if prompts else None
     # Quoted at the top of the block for the run summary: do the greedy answers loop?

@@ -13,7 +13,7 @@ mean, `length_controlled_accuracy`, which a length-only scorer cannot push above
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,7 +88,8 @@ def length_split_accuracy(
     """Accuracy where the chosen response is longer, where it is shorter, and their mean.
 
     Pairs of equal length belong to neither group. `length_controlled_accuracy` is None
-    when one group is empty (the data cannot tell length from preference then).
+    when one group is empty (the data cannot tell length from preference then);
+    `length_controlled_pairs` is how many pairs it rests on (longer + shorter).
     """
     longer = chosen_lengths > rejected_lengths
     shorter = chosen_lengths < rejected_lengths
@@ -104,6 +105,7 @@ def length_split_accuracy(
         "pairs_chosen_longer": int(longer.sum()),
         "pairs_chosen_shorter": int(shorter.sum()),
         "pairs_equal_length": int((~longer & ~shorter).sum()),
+        "length_controlled_pairs": int(longer.sum() + shorter.sum()),
     }
 
 
@@ -161,6 +163,7 @@ def preference_metrics(
     beta: float,
     losses: Sequence[float] | np.ndarray | None = None,
     seed: int,
+    lengths_measured: Literal["before truncation", "after truncation"] = "after truncation",
 ) -> dict[str, object]:
     """The preference block of one model on N held-out pairs.
 
@@ -170,13 +173,17 @@ def preference_metrics(
         beta: reward scale β; rewards are β · avg log-prob.
         losses: `(N,)` per-pair SimPO losses; `loss` is their mean (None when not given).
         seed: bootstrap seed.
+        lengths_measured: whether the token counts are of the whole answers ("before
+            truncation") or of the scored ones ("after truncation"), reported as
+            `length_sides_measured`.
 
     Returns:
         `reward_accuracy` (strict >), `reward_accuracy_ci` (95% bootstrap), `reward_margin`
         (mean β·(chosen − rejected)), `logps_chosen`, `logps_rejected`, `loss`, the length
-        split accuracies, `length_reward_correlation`, `accuracy_by_length_bucket`, and per
-        pair `pair_outcomes` ("1" correct / "0") and `pair_length_sides` ("L" chosen longer,
-        "S" shorter, "E" equal), one character per pair.
+        split accuracies and `length_controlled_pairs`, `length_reward_correlation`,
+        `accuracy_by_length_bucket`, `length_sides_measured`, and per pair `pair_outcomes`
+        ("1" correct / "0") and `pair_length_sides` ("L" chosen longer, "S" shorter, "E"
+        equal), one character per pair.
 
     Raises:
         ValueError: the arrays are empty or their shapes differ.
@@ -203,6 +210,7 @@ def preference_metrics(
         "loss": None if losses is None else float(as_array(losses, "losses").mean()),
     }
     block.update(length_split_accuracy(correct, c_len, r_len))
+    block["length_sides_measured"] = lengths_measured
     # Per-pair verdicts and length sides, compact: the champion gate's paired tests need them.
     block["pair_outcomes"] = "".join("1" if ok else "0" for ok in correct)
     block["pair_length_sides"] = "".join("L" if c > r else "S" if c < r else "E" for c, r in zip(c_len, r_len))

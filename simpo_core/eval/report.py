@@ -65,7 +65,7 @@ def render_markdown(heldout: dict[str, Any]) -> str:
         for key, label, pattern in GENERATION_ROWS:
             change = "" if key == "collapsed" else _fmt(trained_gen[key] - base_gen[key], "{:+.3f}")
             lines.append(f"| {label} | {_fmt(base_gen[key], pattern)} | {_fmt(trained_gen[key], pattern)} | {change} |")
-    lines += ["", _verdict(delta), *_judge_lines(heldout.get("judge")), *_warnings(trained)]
+    lines += [*_length_lines(trained), "", _verdict(delta), *_judge_lines(heldout.get("judge")), *_warnings(trained)]
     return "\n".join(lines) + "\n"
 
 
@@ -77,7 +77,22 @@ def render_model_markdown(block: dict[str, Any]) -> str:
     generation = block.get("generation")
     if generation:
         lines += [f"| {label} | {_fmt(generation[key], pattern)} |" for key, label, pattern in GENERATION_ROWS]
-    return "\n".join([*lines, *_warnings(block)]) + "\n"
+    return "\n".join([*lines, *_length_lines(block), *_warnings(block)]) + "\n"
+
+
+def _length_lines(block: dict[str, Any]) -> list[str]:
+    """How many pairs the length-controlled figures rest on, and on which token counts."""
+    if "length_controlled_pairs" not in block:
+        return []
+    truncated = block.get("truncated_pairs")
+    cut = "" if truncated is None else f"; {truncated} pairs had an answer cut to fit max_length when scored"
+    return [
+        "",
+        f"Length-controlled figures rest on {block['length_controlled_pairs']} pairs "
+        f"({block['pairs_chosen_longer']} chosen longer, {block['pairs_chosen_shorter']} chosen shorter; "
+        f"{block['pairs_equal_length']} of equal length left out), lengths measured "
+        f"{block.get('length_sides_measured', 'after truncation')}{cut}.",
+    ]
 
 
 def _verdict(delta: dict[str, Any]) -> str:

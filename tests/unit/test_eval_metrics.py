@@ -178,3 +178,45 @@ def test_delta_is_trained_minus_base_with_a_paired_interval():
     assert -1 <= low < 0 < 0.25 < high <= 1
     assert delta["reward_accuracy_improved"] is False  # four pairs cannot show a gain
     assert delta["generation"] is None
+
+
+def test_the_length_controlled_figures_say_how_many_pairs_they_rest_on():
+    block = preference_metrics([-1.0, -2.0, -1.5], [-2.0, -1.0, -1.5], [10, 5, 8], [5, 10, 8], beta=2.0, seed=0)
+    assert block["length_controlled_pairs"] == 2  # one longer, one shorter; the equal pair is left out
+    assert block["length_sides_measured"] == "after truncation"  # lengths as given by the scorer
+    measured = preference_metrics([-1.0], [-2.0], [3], [2], beta=2.0, seed=0, lengths_measured="before truncation")
+    assert measured["length_sides_measured"] == "before truncation"
+
+
+def cut_pairs():
+    """Three pairs whose answers are all cut to the same room by max_length 48 / max_prompt_length 24
+    (tiny tokenizer: a byte per token), though their whole lengths differ."""
+    return [
+        {"prompt": "q0", "chosen": "c" * 200, "rejected": "r" * 100},  # chosen longer
+        {"prompt": "q1", "chosen": "c" * 90, "rejected": "r" * 300},  # chosen shorter
+        {"prompt": "q2", "chosen": "c" * 150, "rejected": "r" * 150},  # equal
+    ]
+
+
+def test_length_sides_are_measured_on_the_whole_answers():
+    from simpo_core.eval.heldout import evaluate_model
+    from simpo_core.eval.settings import EvalSettings
+    from simpo_core.tiny_model import build_tiny_model, build_tiny_tokenizer
+    from simpo_core.train.logps import compute_pair_logps
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer))
+    settings = EvalSettings(generation_samples=0, judge="none", max_length=48, max_prompt_length=24, batch_size=4)
+    scored = compute_pair_logps(model, tokenizer, cut_pairs(), max_length=48, max_prompt_length=24, batch_size=4)
+    assert scored["chosen_lengths"].tolist() == scored["rejected_lengths"].tolist()  # truncated: all look equal
+    block = evaluate_model(model, tokenizer, cut_pairs(), settings)
+    assert block["pair_length_sides"] == "LSE"
+    assert (block["pairs_chosen_longer"], block["pairs_chosen_shorter"], block["pairs_equal_length"]) == (1, 1, 1)
+    assert block["length_controlled_pairs"] == 2 and block["length_controlled_accuracy"] is not None
+    assert block["length_sides_measured"] == "before truncation" and block["truncated_pairs"] == 3
+    from simpo_core.eval.report import render_model_markdown
+
+    assert (
+        "rest on 2 pairs (1 chosen longer, 1 chosen shorter; 1 of equal length left out), lengths measured "
+        "before truncation; 3 pairs had an answer cut to fit max_length when scored." in render_model_markdown(block)
+    )
