@@ -1,8 +1,10 @@
 """Preference data: reading every supported source and layout into canonical rows.
 
-- `readers`, `layouts`, `loading`: files, folders, hub ids and generated data, in the flat,
-  conversational, ShareGPT and HH-RLHF layouts, normalised to one row per pair
-  (`load_preferences` -> `LoadResult`).
+- `readers`, `layouts`, `loading`: files (plain or gzipped), folders, hub ids and generated
+  data, in the flat, conversational, ShareGPT, HH-RLHF and OpenAI layouts, normalised to one
+  row per pair (`load_preferences` -> `LoadResult`).
+- `frame_builder`: each file's layout (and each row's, in a file that mixes them), rows into
+  chunk frames.
 - `schema`, `frames`, `tokens`: the canonical row, its DataFrame form and token counting.
 - `validation_schema`, `validation`, `validation_stream`: the pandera schema and the
   quarantine; `validate_source` is the validation step (streamed, bounded memory).

@@ -6,11 +6,14 @@ Layouts (see docs/data.md for literal examples):
                     possibly repeating the prompt turns at their start (stripped here)
     sharegpt        "conversations" [{"from", "value"}] + "chosen"/"rejected" {"from", "value"}
     hh-rlhf         "chosen"/"rejected" full "\\n\\nHuman: ...\\n\\nAssistant: ..." transcripts
+    openai          OpenAI / Azure OpenAI DPO fine-tuning: "input" {"messages", "tools", ...},
+                    "preferred_output"/"non_preferred_output" [one assistant message]
 
 `normalise_record` maps one record to `(prompt, chosen, rejected, reasons, details)`. It only
 reshapes: values it can pass through unchanged (a null chosen, a prompt with a bad role) are
 passed on for validation to name; what cannot be reshaped (a missing field, a transcript
-without an assistant turn) becomes a load reason here.
+without an assistant turn, a tool call) becomes a load reason here. Prompt messages come out
+as `{"role", "content"}` only (see `_canonical_messages`).
 """
 
 import re
@@ -18,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-LAYOUTS = ("flat", "conversational", "sharegpt", "hh-rlhf")
+LAYOUTS = ("flat", "conversational", "sharegpt", "hh-rlhf", "openai")
 ASSISTANT_MARKER = "\n\nAssistant:"
 SHAREGPT_ROLES = {
     "human": "user",
@@ -51,6 +54,8 @@ def guess_layout(record: Any) -> str | None:
         return None
     if "conversations" in record:
         return "sharegpt"
+    if "input" in record and ("preferred_output" in record or "non_preferred_output" in record):
+        return "openai"
     chosen = record.get("chosen")
     if "prompt" in record:
         return "conversational" if isinstance(chosen, list) else "flat"
@@ -61,10 +66,10 @@ def guess_layout(record: Any) -> str | None:
     return None
 
 
-def detect_layout(records: Iterable[Any]) -> str:
-    """The most common layout among `records` (a sample); `flat` when none is recognisable."""
+def detect_layout(records: Iterable[Any]) -> str | None:
+    """The most common layout among `records` (a sample); None when none is recognisable."""
     votes = Counter(layout for layout in map(guess_layout, records) if layout is not None)
-    return votes.most_common(1)[0][0] if votes else "flat"
+    return votes.most_common(1)[0][0] if votes else None
 
 
 def normalise_record(record: Any, layout: str) -> Normalised:
@@ -80,7 +85,21 @@ def normalise_record(record: Any, layout: str) -> Normalised:
         prompt, chosen, rejected = _NORMALISERS[layout](record)
     except LayoutProblem as problem:
         return None, None, None, (problem.reason,), (problem.detail,)
-    return prompt, chosen, rejected, _NO_REASONS, _NO_REASONS
+    return _canonical_messages(prompt), chosen, rejected, _NO_REASONS, _NO_REASONS
+
+
+def _canonical_messages(prompt: Any) -> Any:
+    # Canonical messages are {"role", "content"}, in that order; other keys (name, weight, ...)
+    # are dropped here, for every layout. Training reads only role and content, and one message
+    # type keeps valid.parquet's schema the same across rows and chunks: keys that some rows
+    # carry and others not (or that are null everywhere) made Arrow build struct columns it
+    # could not write. The quarantine and the fingerprint still see the original record.
+    if not isinstance(prompt, list):
+        return prompt  # junk goes on to validation as it is
+    return [
+        {"role": m["role"], "content": m["content"]} if isinstance(m, dict) and "role" in m and "content" in m else m
+        for m in prompt
+    ]
 
 
 def _flat(record: dict) -> tuple[Any, Any, Any]:
@@ -125,6 +144,59 @@ def _hh_rlhf(record: dict) -> tuple[Any, Any, Any]:
             "prompt_mismatch", "chosen and rejected transcripts differ before their last Assistant turn"
         )
     return _transcript_turns(chosen_prompt), chosen, rejected
+
+
+def _openai(record: dict) -> tuple[Any, Any, Any]:
+    source = record["input"]
+    messages = source.get("messages") if isinstance(source, dict) else None
+    if not isinstance(messages, list):
+        raise LayoutProblem("malformed_messages", "input must be an object with a 'messages' list")
+    for key in ("tools", "functions"):
+        if source.get(key):
+            raise LayoutProblem(
+                "tool_use", f"input carries {key} ({len(source[key])} defined); tool-calling pairs cannot be trained"
+            )
+    prompt = [_openai_message(message, f"input.messages[{index}]") for index, message in enumerate(messages)]
+    return prompt, _openai_reply(record, "preferred_output"), _openai_reply(record, "non_preferred_output")
+
+
+def _openai_message(message: Any, where: str) -> Any:
+    if not isinstance(message, dict):
+        return message  # validation names it
+    if message.get("tool_calls") or message.get("function_call") or message.get("role") in ("tool", "function"):
+        raise LayoutProblem("tool_use", f"{where} is a tool call or tool result; tool-calling pairs cannot be trained")
+    return {**message, "content": _openai_text(message.get("content"))} if "content" in message else message
+
+
+def _openai_reply(record: dict, field: str) -> Any:
+    value = record[field]
+    if isinstance(value, dict):
+        value = [value]  # one message not wrapped in a list
+    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+        count = f"{len(value)} items" if isinstance(value, list) else type(value).__name__
+        raise LayoutProblem("malformed_messages", f"{field} must be a list of one assistant message, got {count}")
+    message = _openai_message(value[0], f"{field}[0]")
+    if message.get("role") != "assistant" or not isinstance(message.get("content"), str):
+        raise LayoutProblem(
+            "malformed_messages",
+            f"{field}[0] must be an assistant text message, got role {message.get('role')!r} "
+            f"with {type(message.get('content')).__name__} content",
+        )
+    return message["content"]
+
+
+def _openai_text(content: Any) -> Any:
+    # Content may be a list of parts; text parts are joined, anything else stays for validation.
+    if (
+        isinstance(content, list)
+        and content
+        and all(
+            isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            for part in content
+        )
+    ):
+        return "".join(part["text"] for part in content)
+    return content
 
 
 def _message_list(value: Any, field: str) -> list[dict]:
@@ -210,10 +282,12 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "conversational": ("chosen", "rejected"),
     "sharegpt": ("conversations", "chosen", "rejected"),
     "hh-rlhf": ("chosen", "rejected"),
+    "openai": ("input", "preferred_output", "non_preferred_output"),
 }
 _NORMALISERS: dict[str, Callable[[dict], tuple[Any, Any, Any]]] = {
     "flat": _flat,
     "conversational": _conversational,
     "sharegpt": _sharegpt,
     "hh-rlhf": _hh_rlhf,
+    "openai": _openai,
 }

@@ -1,57 +1,31 @@
 """Load preference data from any supported source into one frame, losing no record.
 
-Sources: a local `.json`/`.jsonl`/`.parquet`/`.csv` file, a folder of them (or a folder
-written by `datasets.save_to_disk`), a `datasets` hub id `name[:config][@split]` (read from
+Sources: a local `.json`/`.jsonl`/`.parquet`/`.csv` file (the text ones also gzipped,
+`.jsonl.gz`), a folder of them (or a folder written by `datasets.save_to_disk`), a `datasets` hub id `name[:config][@split]` (read from
 the local cache when offline), or `synthetic[:n=N,bias=X,seed=S]`. Every input record
 becomes one row: canonical `prompt`/`chosen`/`rejected` where it could be reshaped, and
 `load_reasons` where it could not (an unparsable JSONL line is a row, not a crash).
 Validation (`simpo_core.data.validation`) then decides, row by row, what is usable.
+Layouts are chosen per file and per row by `simpo_core.data.frame_builder`.
 """
 
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from simpo_core.data.layouts import LAYOUTS, detect_layout, normalise_record
-from simpo_core.data.readers import CHUNK_ROWS, SUFFIXES, UNPARSED, RawRecord, list_folder, read_file, record_text
+from simpo_core.data.frame_builder import FRAME_COLUMNS as FRAME_COLUMNS
+from simpo_core.data.frame_builder import FrameBuilder, LoadResult
+from simpo_core.data.layouts import LAYOUTS
+from simpo_core.data.readers import CHUNK_ROWS, SUFFIXES, RawRecord, data_suffix, list_folder, read_file, record_text
 from simpo_core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_DEFAULTS = {"n": 2000, "bias": 0.0, "seed": 0}
-DETECT_SAMPLE = 1000  # records looked at to detect a file's layout
-FRAME_COLUMNS = (
-    "prompt",
-    "chosen",
-    "rejected",
-    "source_row",
-    "source_file",
-    "record",
-    "load_reasons",
-    "load_details",
-)
-_PATH_LIKE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
-
-
-@dataclass
-class LoadResult:
-    """Every record of a source, one row each (columns: `FRAME_COLUMNS`).
-
-    `load_reasons` is a tuple of reason codes, empty when the record was reshaped into the
-    canonical row; `load_details` says the same in words, with the line or field.
-    """
-
-    rows: Any  # pandas.DataFrame
-    fingerprint: str
-    source: str
-    format: str
-    total: int
-    formats: dict[str, int] = field(default_factory=dict)  # layout -> files (or 1 for other sources)
+_PATH_LIKE_SUFFIXES = SUFFIXES
 
 
 def load_preferences(
@@ -66,8 +40,8 @@ def load_preferences(
     Args:
         source: a file, a folder, a hub id `name[:config][@split]`, or
             `synthetic[:n=N,bias=X,seed=S]` (defaults n=2000, bias=0.0, seed=0).
-        format: force a layout (`flat`, `conversational`, `sharegpt`, `hh-rlhf`); None detects
-            it per file from the first records.
+        format: force a layout (one of `LAYOUTS`) on every record; None detects it per file
+            from the first records, and per row where a file mixes layouts.
         on_chunk: when given, each frame of at most `chunk_rows` rows (columns `FRAME_COLUMNS`,
             index 0..k-1, in source order) is handed to it as soon as it is built and not kept,
             so memory stays bounded; the result's `rows` is then empty.
@@ -82,7 +56,7 @@ def load_preferences(
     """
     if format is not None and format not in LAYOUTS:
         raise ConfigError(f"unknown data format {format!r}; use one of {', '.join(LAYOUTS)} or leave it out to detect")
-    builder = _FrameBuilder(on_chunk, chunk_rows)
+    builder = FrameBuilder(on_chunk, chunk_rows)
     if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
         return _load_synthetic(source, format, builder)
     path = Path(source).expanduser()
@@ -132,9 +106,9 @@ def check_source(source: str) -> str:
         list_folder(path)
         return "folder"
     if path.is_file():
-        if path.suffix.lower() not in SUFFIXES:
+        if data_suffix(path) not in SUFFIXES:
             raise DataError(
-                f"{source}: unsupported file type {path.suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
+                f"{source}: unsupported file type {data_suffix(path) or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
             )
         return "file"
     if source.lower().endswith(_PATH_LIKE_SUFFIXES) or source.startswith((".", "/", "~")):
@@ -149,24 +123,21 @@ def load_records(records: Iterable[Any], source: str = "memory", format: str | N
         raise ConfigError(f"unknown data format {format!r}; use one of {', '.join(LAYOUTS)}")
     hasher = hashlib.sha256()
     raws = (_hashed(RawRecord(i, r, record_text(r)), hasher) for i, r in enumerate(records, start=1))
-    builder = _FrameBuilder()
-    layout = builder.add_stream(raws, source, format)
-    return builder.result(source, hasher.hexdigest(), {layout: 1})
+    builder = FrameBuilder()
+    builder.add_stream(raws, source, format)
+    return builder.result(source, hasher.hexdigest())
 
 
-def _load_files(source: str, files: list[Path], format: str | None, base: Path, builder: "_FrameBuilder") -> LoadResult:
+def _load_files(source: str, files: list[Path], format: str | None, base: Path, builder: FrameBuilder) -> LoadResult:
     hasher = hashlib.sha256()
-    layouts: dict[str, int] = {}
     for path in files:
         name = str(path.relative_to(base)) if len(files) > 1 else str(path)
         hasher.update(name.encode("utf-8", errors="surrogateescape") + b"\0")
-        layout = builder.add_stream(read_file(path, hasher), name, format)
-        layouts[layout] = layouts.get(layout, 0) + 1
-        logger.info("read %s (%s layout)", path, layout)
-    return builder.result(source, hasher.hexdigest(), layouts)
+        builder.add_stream(read_file(path, hasher), name, format)
+    return builder.result(source, hasher.hexdigest())
 
 
-def _load_synthetic(source: str, format: str | None, builder: "_FrameBuilder") -> LoadResult:
+def _load_synthetic(source: str, format: str | None, builder: FrameBuilder) -> LoadResult:
     from simpo_core.data.synthetic import generate_pairs
 
     options = parse_synthetic_spec(source)
@@ -176,8 +147,8 @@ def _load_synthetic(source: str, format: str | None, builder: "_FrameBuilder") -
         raise ConfigError(f"{source}: {error}") from error
     identity = f"synthetic:n={int(options['n'])},bias={float(options['bias'])},seed={int(options['seed'])}"
     raws = (RawRecord(i, pair, record_text(pair)) for i, pair in enumerate(pairs, start=1))
-    layout = builder.add_stream(raws, SYNTHETIC, format or "flat")
-    return builder.result(source, hashlib.sha256(identity.encode()).hexdigest(), {layout: 1})
+    builder.add_stream(raws, SYNTHETIC, format or "flat")
+    return builder.result(source, hashlib.sha256(identity.encode()).hexdigest())
 
 
 def parse_synthetic_spec(source: str) -> dict[str, float]:
@@ -204,11 +175,11 @@ def parse_hub_id(source: str) -> tuple[str, str | None, str]:
     return name, config or None, split or "train"
 
 
-def _load_hf_dataset(source: str, format: str | None, builder: "_FrameBuilder", from_disk: bool = False) -> LoadResult:
+def _load_hf_dataset(source: str, format: str | None, builder: FrameBuilder, from_disk: bool = False) -> LoadResult:
     dataset, identity = _open_hf_dataset(source, from_disk)
     hasher = hashlib.sha256(f"{identity}:{getattr(dataset, '_fingerprint', '')}".encode())
-    layout = builder.add_stream(_dataset_records(dataset), source, format)
-    return builder.result(source, hasher.hexdigest(), {layout: 1})
+    builder.add_stream(_dataset_records(dataset), source, format)
+    return builder.result(source, hasher.hexdigest())
 
 
 def _open_hf_dataset(source: str, from_disk: bool) -> tuple[Any, str]:
@@ -244,61 +215,3 @@ def _dataset_records(dataset: Any) -> Iterator[RawRecord]:
 def _hashed(raw: RawRecord, hasher: "hashlib._Hash") -> RawRecord:
     hasher.update(raw.text.encode("utf-8", errors="surrogateescape") + b"\n")
     return raw
-
-
-class _FrameBuilder:
-    """Collects normalised rows in column lists and turns them into frames chunk by chunk;
-    keeps the frames, or hands each to `on_chunk` and forgets it."""
-
-    def __init__(self, on_chunk: Callable[[Any], None] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
-        if chunk_rows < 1:
-            raise ConfigError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
-        self.chunks: list[Any] = []
-        self.on_chunk = on_chunk
-        self.chunk_rows = chunk_rows
-        self.handed_over = 0  # rows given to on_chunk
-        self._columns: dict[str, list] = {name: [] for name in FRAME_COLUMNS}
-
-    def add_stream(self, raws: Iterator[RawRecord], source_file: str, format: str | None) -> str:
-        """Normalise every record of one stream; returns the layout used."""
-        raws = iter(raws)
-        head = list(islice(raws, DETECT_SAMPLE))
-        layout = format or detect_layout(r.value for r in head if r.value is not UNPARSED and r.reason is None)
-        columns = self._columns
-        for raw in chain(head, raws):
-            if raw.reason is None:
-                prompt, chosen, rejected, reasons, details = normalise_record(raw.value, layout)
-            else:
-                prompt, chosen, rejected, reasons, details = None, None, None, (raw.reason,), (raw.detail,)
-            for name, value in zip(
-                FRAME_COLUMNS, (prompt, chosen, rejected, raw.source_row, source_file, raw.text, reasons, details)
-            ):
-                columns[name].append(value)
-            if len(columns["source_row"]) >= self.chunk_rows:
-                self._flush()
-        return layout
-
-    def result(self, source: str, fingerprint: str, layouts: dict[str, int]) -> LoadResult:
-        from simpo_core.data.frames import concat_chunks
-
-        self._flush()
-        rows = concat_chunks(self.chunks, FRAME_COLUMNS)
-        self.chunks = []
-        total = len(rows) + self.handed_over
-        detected = next(iter(layouts)) if len(layouts) == 1 else "mixed"
-        logger.info("loaded %d records from %s (%s)", total, source, detected)
-        return LoadResult(rows, fingerprint, source, detected, total, layouts)
-
-    def _flush(self) -> None:
-        from simpo_core.data.frames import chunk_frame
-
-        if not self._columns["source_row"]:
-            return
-        chunk = chunk_frame(self._columns)
-        for values in self._columns.values():
-            values.clear()  # in place: add_stream holds a reference to these lists
-        if self.on_chunk is None:
-            self.chunks.append(chunk)
-        else:
-            self.handed_over += len(chunk)
-            self.on_chunk(chunk)

@@ -4,23 +4,31 @@ Every reader yields `RawRecord`s: the 1-based line (JSONL) or record/row number,
 value (or `UNPARSED`), the original record as text, and a load reason when it could not be
 parsed. Nothing is skipped except blank JSONL lines. Each reader also feeds the bytes it
 reads into a hash, the source fingerprint.
+
+Text is UTF-8 with or without a byte-order mark (spreadsheet and Windows tools write one).
+`.jsonl.gz`, `.json.gz` and `.csv.gz` are decompressed as they are read; their fingerprint
+hashes the decompressed bytes, so it does not change with gzip's header (name, time).
 """
 
+import gzip
 import hashlib
 import json
 import logging
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from simpo_core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz", ".csv.gz")
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark
 CHUNK_ROWS = 50_000
 UNPARSED = object()
+_LONGEST_FIRST = sorted(SUFFIXES, key=len, reverse=True)
 # Cells of these columns holding JSON (messages in a CSV) are parsed back into objects.
 _STRUCTURED_COLUMNS = ("prompt", "chosen", "rejected", "conversations")
 
@@ -43,21 +51,42 @@ def record_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=True, default=str)
 
 
+def data_suffix(path: Path) -> str:
+    """The file's data suffix, compression included (`.jsonl.gz`), lower case; the last
+    suffix (or "") when it is not one of `SUFFIXES`."""
+    name = path.name.lower()
+    return next((suffix for suffix in _LONGEST_FIRST if name.endswith(suffix)), path.suffix.lower())
+
+
 def read_file(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
-    """Yield the records of one local file; the suffix picks the reader."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        yield from _read_jsonl(path, hasher)
-    elif suffix == ".json":
-        yield from _read_json(path, hasher)
-    elif suffix == ".csv":
-        _hash_file(path, hasher)
-        yield from _read_csv(path)
-    elif suffix == ".parquet":
-        _hash_file(path, hasher)
-        yield from _read_parquet(path)
-    else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    """Yield the records of one local file; its suffix picks the reader.
+
+    Args:
+        path: a file with one of `SUFFIXES`.
+        hasher: fed the (decompressed) bytes read, for the source fingerprint.
+
+    Raises:
+        DataError: an unsupported suffix, a `.json` file that does not parse, or a `.gz` file
+            that is not valid gzip (raised when the reader reaches the damage).
+    """
+    suffix = data_suffix(path)
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+    try:
+        if suffix in (".jsonl", ".jsonl.gz"):
+            yield from _read_jsonl(path, hasher)
+        elif suffix in (".json", ".json.gz"):
+            yield from _read_json(path, hasher)
+        elif suffix in (".csv", ".csv.gz"):
+            _hash_file(path, hasher)
+            yield from _read_csv(path)
+        else:
+            _hash_file(path, hasher)
+            yield from _read_parquet(path)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DataError(
+            f"{path} is not a readable gzip file ({error}); re-compress it with gzip, or decompress it"
+        ) from error
 
 
 def list_folder(folder: Path) -> list[Path]:
@@ -66,7 +95,7 @@ def list_folder(folder: Path) -> list[Path]:
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and p.suffix.lower() in SUFFIXES
+        and data_suffix(p) in SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not files:
@@ -74,10 +103,16 @@ def list_folder(folder: Path) -> list[Path]:
     return files
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
 def _read_jsonl(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         for line_number, raw in enumerate(handle, start=1):
             hasher.update(raw)
+            if line_number == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]  # a byte-order mark is not part of the first record
             if not raw.strip():
                 continue  # a blank line is not a record
             yield _parse_line(raw.rstrip(b"\r\n"), line_number)
@@ -95,18 +130,25 @@ def _parse_line(raw: bytes, line_number: int) -> RawRecord:
     try:
         return RawRecord(line_number, json.loads(text), text)
     except json.JSONDecodeError as error:
-        detail = f"line {line_number} is not valid JSON: {error.msg} at column {error.colno}"
+        detail = f"line {line_number} is not valid JSON: {_problem(error)} at column {error.colno}"
         return RawRecord(line_number, UNPARSED, text, "invalid_json", detail)
     except RecursionError:  # hostile nesting deeper than the parser's stack
         detail = f"line {line_number} nests JSON too deeply to parse; flatten the record"
         return RawRecord(line_number, UNPARSED, text, "invalid_json", detail)
 
 
+def _problem(error: json.JSONDecodeError) -> str:
+    # Some messages end with "at" ("Unterminated string starting at"); the position follows.
+    return error.msg.removesuffix(" at")
+
+
 def _read_json(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
-    data = path.read_bytes()
+    with _open_bytes(path) as handle:
+        data = handle.read()
     hasher.update(data)
-    # Undecodable bytes become lone surrogates, which validation reports as invalid_unicode.
-    text = data.decode("utf-8", errors="surrogateescape")
+    # Undecodable bytes become lone surrogates, which validation reports as invalid_unicode;
+    # utf-8-sig drops a leading byte-order mark.
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     try:
         value = json.loads(text)
     except RecursionError as error:
@@ -118,7 +160,7 @@ def _read_json(path: Path, hasher: "hashlib._Hash") -> Iterator[RawRecord]:
                     yield _parse_line(line.encode("utf-8", errors="surrogateescape"), line_number)
             return
         raise DataError(
-            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
+            f"{path} is not valid JSON ({_problem(error)} at line {error.lineno}, column {error.colno}); "
             "fix the file, or save one record per line as .jsonl so a bad line is quarantined alone"
         ) from error
     records = _records_of(value, path)
@@ -146,7 +188,9 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
         keep_default_na=False,
         na_values=[""],
         chunksize=CHUNK_ROWS,
+        encoding="utf-8-sig",  # a leading byte-order mark would otherwise stick to the first column name
         encoding_errors="surrogateescape",
+        compression="gzip" if path.name.lower().endswith(".gz") else None,
     )
     row_number = 0
     for chunk in reader:
@@ -182,6 +226,6 @@ def _is_nan(value: Any) -> bool:
 
 
 def _hash_file(path: Path, hasher: "hashlib._Hash") -> None:
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             hasher.update(block)

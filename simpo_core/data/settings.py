@@ -6,7 +6,7 @@ from pydantic import Field
 
 from simpo_core.settings import StepSettings
 
-Layout = Literal["flat", "conversational", "sharegpt", "hh-rlhf"]
+Layout = Literal["flat", "conversational", "sharegpt", "hh-rlhf", "openai"]  # as simpo_core.data.layouts.LAYOUTS
 
 
 class ValidateSettings(StepSettings):

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 VALID_FILE = "valid.parquet"
 QUARANTINE_FILE = "quarantine.jsonl"
 TOP_REASONS = 5
+# Load reasons of rows that do not fit the layout they were read in (not bad data as such).
+LAYOUT_REASONS = ("missing_field", "unknown_layout")
 
 RowReasons = dict[int, list[tuple[str, str]]]  # row position -> [(code, detail)]
 # Called with the schema-checked rows and the reasons so far; may add reasons in place.
@@ -37,7 +40,8 @@ SchemaHook = Callable[[pd.DataFrame, RowReasons], None]
 @dataclass
 class ValidationResult:
     """Valid canonical rows plus the summary (`total`, `valid`, `quarantined`, `reasons`,
-    `quarantine_path`, `valid_path`) and what was read (`source`, its layout `format`, its
+    `quarantine_path`, `valid_path`) and what was read (`source`, its layout `format`,
+    `mixed` when rows came in several, with `formats` the rows read in each, and its
     `fingerprint`). `valid` is None when validation streamed
     (`simpo_core.data.validation_stream.validate_source`): read `valid_path` instead."""
 
@@ -48,10 +52,15 @@ class ValidationResult:
     source: str = ""
     format: str = ""
     fingerprint: str = ""
+    formats: dict[str, int] = dataclass_field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
-        """The JSON summary of the validation step: the counts plus the source it read."""
-        return {**self.summary, "source": self.source, "format": self.format, "fingerprint": self.fingerprint}
+        """The JSON summary of the validation step: the counts plus the source it read
+        (`formats`, rows per layout, only when known)."""
+        report = {**self.summary, "source": self.source, "format": self.format, "fingerprint": self.fingerprint}
+        if self.formats:
+            report["formats"] = dict(self.formats)
+        return report
 
 
 def validate_preferences(
@@ -95,7 +104,7 @@ def validate_preferences(
     summary = summarise(len(rows), len(valid), reason_counts(reasons), quarantine_path, valid_path)
     logger.info("validated %s: %d valid, %d quarantined", loaded.source, summary["valid"], summary["quarantined"])
     result = ValidationResult(
-        valid, summary, valid_path, quarantine_path, loaded.source, loaded.format, loaded.fingerprint
+        valid, summary, valid_path, quarantine_path, loaded.source, loaded.format, loaded.fingerprint, loaded.formats
     )
     enforce_fraction(result.report(), settings.max_invalid_fraction)
     return result
@@ -237,10 +246,22 @@ def enforce_fraction(summary: dict[str, Any], max_invalid_fraction: float) -> No
         error = DataError(
             f"{quarantined} of {total} rows ({quarantined / total:.1%}) failed validation, above "
             f"max_invalid_fraction={max_invalid_fraction:g}. Top reasons: {top}. See {summary['quarantine_path']} "
-            "for each row and what to fix, or raise --max-invalid-fraction."
+            f"for each row and what to fix{_fraction_advice(summary)}"
         )
         error.summary = summary
         raise error
+
+
+def _fraction_advice(summary: dict[str, Any]) -> str:
+    # Rows in a layout other than the one read are not bad data: accepting more losses would
+    # throw them away, so the advice is then to read them in their layout.
+    layout_rows = sum(summary["reasons"].get(code, 0) for code in LAYOUT_REASONS)
+    if layout_rows:
+        return (
+            f"; {layout_rows} rows do not fit the layout they were read in ({', '.join(LAYOUT_REASONS)}): "
+            "leave --format unset so each row's layout is detected, or convert those rows (see docs/data.md)."
+        )
+    return ", or raise data.max_invalid_fraction (--max-invalid-fraction) to accept them."
 
 
 def check_arguments(settings: ValidateSettings, tokenizer: Any) -> None:

@@ -26,6 +26,8 @@ REASON_HELP = {
     "invalid_unicode": "{field} is not valid UTF-8 text; re-encode the source as UTF-8",
     "not_an_object": "the record is not a JSON object; each record must be {...}",
     "missing_field": "a required field is absent for this layout; add it or pass --format",
+    "unknown_layout": "the record's keys match no supported layout; rename its fields or convert the file",
+    "tool_use": "the pair carries tool definitions or tool calls, which cannot be trained as text",
     "malformed_transcript": "an HH-RLHF transcript must contain '\\n\\nHuman:' and '\\n\\nAssistant:' turns",
     "prompt_mismatch": "chosen and rejected transcripts must share the same prompt turns",
     "null_value": "{field} is null; give it a value",

@@ -21,8 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from simpo_core.data.frame_builder import FRAME_COLUMNS
 from simpo_core.data.frames import canonical_frame, concat_chunks, prompt_keys
-from simpo_core.data.loading import FRAME_COLUMNS, load_preferences
+from simpo_core.data.loading import load_preferences
 from simpo_core.data.readers import CHUNK_ROWS
 from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import (
@@ -219,7 +220,14 @@ def validate_source(
     summary = summarise(checker.total, checker.valid, checker.counts, checker.quarantine_path, checker.valid_path)
     logger.info("validated %s: %d valid, %d quarantined", source, summary["valid"], summary["quarantined"])
     result = ValidationResult(
-        None, summary, checker.valid_path, checker.quarantine_path, loaded.source, loaded.format, loaded.fingerprint
+        None,
+        summary,
+        checker.valid_path,
+        checker.quarantine_path,
+        loaded.source,
+        loaded.format,
+        loaded.fingerprint,
+        loaded.formats,
     )
     enforce_fraction(result.report(), settings.max_invalid_fraction)
     return result

@@ -37,6 +37,24 @@ def test_validate_fails_above_the_invalid_fraction_but_prints_the_summary(tmp_pa
     assert ok.returncode == 0 and last_json(ok)["quarantined"] == 1
 
 
+def test_validate_reads_an_openai_export_and_reports_a_mixed_file(tmp_path):
+    openai = {
+        "input": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello."}],
+        "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
+    }
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(openai) + "\n")
+    forced = run_cli("validate", str(data), "--out", str(tmp_path / "a"), "--format", "openai", "--json", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert (last_json(forced)["valid"], last_json(forced)["format"]) == (1, "openai")
+    data.write_text(json.dumps(openai) + "\n" + json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    mixed = run_cli("validate", str(data), "--out", str(tmp_path / "b"), "--json", cwd=tmp_path)
+    assert mixed.returncode == 0, mixed.stderr
+    summary = last_json(mixed)
+    assert (summary["valid"], summary["format"], summary["formats"]) == (2, "mixed", {"openai": 1, "flat": 1})
+
+
 def test_validate_missing_file_is_a_clear_error(tmp_path):
     result = run_cli("validate", "missing.jsonl", cwd=tmp_path)
     assert result.returncode == 1 and "does not exist" in result.stderr

@@ -58,9 +58,9 @@ def test_guess_layout(record, layout):
     assert guess_layout(record) == layout
 
 
-def test_detect_layout_is_the_majority_and_flat_when_unknown():
+def test_detect_layout_is_the_majority_and_none_when_unknown():
     assert detect_layout([HH_RLHF, HH_RLHF, FLAT, {"x": 1}]) == "hh-rlhf"
-    assert detect_layout([{"x": 1}, 3]) == "flat"
+    assert detect_layout([{"x": 1}, 3]) is None
 
 
 def test_flat_prompt_becomes_one_user_turn():

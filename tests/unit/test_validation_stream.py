@@ -89,10 +89,12 @@ def test_over_the_invalid_fraction_fails_after_writing_both_files(tmp_path):
     assert summary["source"] == str(data)
 
 
-def test_message_fields_that_change_between_chunks_are_kept_by_validating_in_memory(tmp_path):
+def test_message_fields_that_change_between_chunks_are_dropped_and_the_file_still_streams(tmp_path, caplog):
+    """Canonical messages are role and content: a `name` on later rows changes no schema, so
+    validation never falls back to holding the whole source in memory."""
     records = [
         {
-            "prompt": [{"role": "user", "content": f"q{i}"} | ({"name": "ann"} if i >= 4 else {})],
+            "prompt": [{"content": f"q{i}", "role": "user"} | ({"name": "ann"} if i >= 4 else {})],
             "chosen": "a",
             "rejected": "b",
         }
@@ -101,7 +103,8 @@ def test_message_fields_that_change_between_chunks_are_kept_by_validating_in_mem
     data = write_jsonl(tmp_path / "drift.jsonl", records)
     result = validate_source(str(data), tmp_path / "out", chunk_rows=2)
     prompts = pd.read_parquet(result.valid_path)["prompt"]
-    assert [m["name"] for p in prompts for m in p] == [None] * 4 + ["ann"] * 2 and result.valid is None
+    assert [m for p in prompts for m in p] == [{"role": "user", "content": f"q{i}"} for i in range(6)]
+    assert "validating it in memory instead" not in caplog.text and result.valid is None
 
 
 def test_no_valid_row_still_writes_an_empty_valid_file(tmp_path):
