@@ -161,14 +161,19 @@ def _judge_blockers(judge: dict[str, Any] | None, settings: GateSettings) -> lis
 
 
 def _figures(accuracy: PairedComparison, controlled: PairedComparison | None, settings: GateSettings) -> list[str]:
+    """The numbers behind the decision. Each one-sided bound is named by the rule that reads it:
+    written as `lower..upper` they would read as one interval, which they are not."""
     level = f"{settings.confidence:.0%}"
+    floor = -settings.max_loss if settings.max_loss else 0.0  # no "-0.000"
     figures = [
         f"accuracy gain {accuracy.gain:+.3f} over {accuracy.pairs} pairs ({accuracy.challenger_only} won, "
-        f"{accuracy.reference_only} lost; McNemar exact p={accuracy.p_better:.3g}; one-sided {level} bounds "
-        f"{accuracy.gain_lower:+.3f}..{accuracy.gain_upper:+.3f})"
+        f"{accuracy.reference_only} lost; McNemar exact p={accuracy.p_better:.3g}), "
+        f"lower {level} bound {accuracy.gain_lower:+.3f} (superiority needs > {settings.min_gain:.3f}), "
+        f"upper {level} bound {accuracy.gain_upper:+.3f} (non-inferiority refuses below {floor:.3f})"
     ]
     if controlled is not None:
         figures.append(
-            f"length-controlled gain {controlled.gain:+.3f} (bounds {controlled.gain_lower:+.3f}..{controlled.gain_upper:+.3f})"
+            f"length-controlled gain {controlled.gain:+.3f}, lower {level} bound {controlled.gain_lower:+.3f}, "
+            f"upper {level} bound {controlled.gain_upper:+.3f} (the gate refuses below 0)"
         )
     return figures

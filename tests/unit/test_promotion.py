@@ -66,6 +66,15 @@ def test_thirty_more_pairs_is_promoted():
     assert decision.evidence["accuracy"]["p_better"] == pytest.approx(2**-30)
 
 
+def test_the_reason_names_each_one_sided_bound_by_the_rule_that_reads_it():
+    """Two one-sided bounds, not one interval: each is named with the threshold it is held to."""
+    reason = decide(block(flip(REFERENCE, 30)), max_loss=0.03).reason
+    accuracy = compare_accuracy(flip(REFERENCE, 30), REFERENCE, 0.95)
+    assert f"lower 95% bound {accuracy.gain_lower:+.3f} (superiority needs > 0.000)" in reason
+    assert f"upper 95% bound {accuracy.gain_upper:+.3f} (non-inferiority refuses below -0.030)" in reason
+    assert ".." not in reason  # nothing reads as an interval
+
+
 def test_min_gain_is_on_the_lower_bound():
     assert not decide(block(flip(REFERENCE, 30)), min_gain=0.2).promoted  # gain 0.14 cannot clear 0.2
 
