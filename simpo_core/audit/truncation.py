@@ -7,9 +7,9 @@ template and BOS once (`prompt_format.render_prompt_ids`) and ends each answer w
 fits beside the prompt. Counted per pair:
 
 - `prompt`: the trainer shortens the prompt;
-- `chosen`, `rejected`: that answer does not fit beside the prompt as kept (the shortened
-  prompt counted at `max_prompt_length` tokens: dropping whole turns may keep fewer, so
-  this is an upper bound);
+- `chosen`, `rejected`: that answer does not fit beside the prompt as kept (a shortened
+  prompt is shortened here too, with the trainer's `fit_prompt_ids`: dropping whole turns
+  may keep fewer than `max_prompt_length` tokens and leave room for the answer);
 - `pairs`: any of the three; `fraction`: `pairs` over all pairs.
 
 Only token counts are kept per chunk of rows, so memory stays bounded.
@@ -25,7 +25,7 @@ import pandas as pd
 from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.schema import prompt_to_messages
 from simpo_core.data.tokens import count_tokens
-from simpo_core.train.prompt_format import quiet_length_warning, render_prompt_text
+from simpo_core.train.prompt_format import fit_prompt_ids, quiet_length_warning, render_prompt_text
 
 
 @dataclass(frozen=True)
@@ -102,23 +102,37 @@ def measure_pairs(
     """
     chosen = count_tokens(frame["chosen"], tokenizer)
     rejected = count_tokens(frame["rejected"], tokenizer)
-    flags = truncation_flags(
-        prompt_token_counts(frame["prompt"], tokenizer),
+    prompt = prompt_token_counts(frame["prompt"], tokenizer)
+    answers = (
         answer_token_counts(frame["chosen"], tokenizer, chosen),
         answer_token_counts(frame["rejected"], tokenizer, rejected),
-        limits,
     )
-    return chosen, rejected, flags
+    kept = prompt.copy()
+    # The few prompts training shortens are shortened as training does, for the room they leave.
+    for i in np.flatnonzero(truncation_flags(prompt, *answers, limits)[:, 0]):
+        messages = prompt_to_messages(frame["prompt"].iloc[i])
+        kept[i] = len(fit_prompt_ids(tokenizer, messages, limits.max_prompt_length))
+    return chosen, rejected, truncation_flags(prompt, *answers, limits, kept)
 
 
 def truncation_flags(
-    prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, limits: TruncationLimits
+    prompt: np.ndarray,
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    limits: TruncationLimits,
+    kept: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Which parts of each pair training cuts: `(N, 3)` bool, columns prompt, chosen, rejected
-    (token counts `(N,)` each, from `prompt_token_counts` and `answer_token_counts`)."""
+    """Which parts of each pair training cuts: `(N, 3)` bool, columns prompt, chosen, rejected.
+
+    Args:
+        prompt, chosen, rejected: `(N,)` token counts (`prompt_token_counts`, `answer_token_counts`).
+        limits: the training limits.
+        kept: `(N,)` prompt tokens left where training shortens the prompt (`fit_prompt_ids`);
+            None counts a shortened prompt at `max_prompt_length` tokens, its most.
+    """
     too_long = prompt + np.maximum(chosen, rejected) > limits.max_length
     prompt_cut = too_long & (prompt > limits.max_prompt_length)
-    kept = np.where(prompt_cut, limits.max_prompt_length, prompt)
+    kept = np.where(prompt_cut, limits.max_prompt_length if kept is None else kept, prompt)
     return np.stack([prompt_cut, kept + chosen > limits.max_length, kept + rejected > limits.max_length], axis=1)
 
 

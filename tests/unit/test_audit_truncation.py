@@ -164,3 +164,27 @@ def test_simpo_audit_json_has_the_truncated_block(tmp_path, capsys):
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["truncated"]["pairs"] == 4 and summary["truncated_fraction"] == 0.4
+
+
+def test_counts_equal_the_cuts_the_trainer_makes(tokenizer):
+    """Prompts that lose whole turns keep fewer than max_prompt_length tokens (here 46 of 120),
+    which leaves their answers more room: counted as trained, not at the prompt limit."""
+    from simpo_core.train.tokenization import encode_pair
+
+    history = [{"role": "system", "content": "rules"}]
+    for turn in range(4):
+        history += [{"role": "user", "content": f"u{turn} " + "x" * 30}, {"role": "assistant", "content": "y" * 30}]
+    rows = [
+        {"prompt": [*history, {"role": "user", "content": "last?"}], "chosen": "c" * n, "rejected": "r" * 20}
+        for n in (10, 45, 100, 130)
+    ]
+    actual = np.zeros(3, dtype=int)
+    for row in rows:
+        whole = [render_prompt_ids(tokenizer, row["prompt"])] + [
+            response_ids(tokenizer, row[k]) for k in ("chosen", "rejected")
+        ]
+        cut = encode_pair(tokenizer, row, 160, 120)
+        actual += [len(a) < len(b) for a, b in zip((cut.prompt_ids, cut.chosen_ids, cut.rejected_ids), whole)]
+    settings = AuditSettings(max_length=160, max_prompt_length=120)
+    truncated = audit_length_balance(pd.DataFrame(rows), tokenizer, settings).report["truncated"]
+    assert [truncated["prompt"], truncated["chosen"], truncated["rejected"]] == actual.tolist() == [4, 1, 0]
