@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,10 @@ def promote_model_task(
         recorded = finish_recorded_decision(client, name, version, current_gate)
         if recorded is not None:
             return recorded
-        decision, champion_block = decide(client, name, heldout, heldout_path, eval_settings, gate, tracking_uri)
+        fingerprint = (lineage.get("data") or {}).get("fingerprint")  # of the data this version trained on
+        decision, champion_block = decide(
+            client, name, heldout, heldout_path, eval_settings, gate, tracking_uri, fingerprint
+        )
         card = render_model_card(name, version, lineage, heldout, decision, champion_block)
         run_id = lineage["links"]["mlflow_run"]
         return apply_decision(client, name, version, decision, card, run_id, current_gate)
@@ -59,14 +63,59 @@ def decide(
     eval_settings: EvalSettings,
     gate: GateSettings,
     tracking_uri: str,
+    challenger_fingerprint: str | None = None,
 ) -> tuple[PromotionDecision, dict[str, Any] | None]:
-    """The gate's decision against the champion (re-evaluated on these pairs) or the starting model."""
+    """The gate's decision against the champion (re-evaluated on these pairs) or the starting model.
+
+    A champion trained on other data than the challenger (`challenger_fingerprint`) is still
+    compared on these held-out pairs; the reason says so (`other_data_note`).
+    """
     champion = current_champion(client, name)
     if champion is None:  # the judge compared the challenger with the starting model: it applies here
         reference_name = "the starting model (no champion yet)"
         return decide_promotion(heldout["trained"], heldout["base"], reference_name, gate, heldout.get("judge")), None
     reference = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri)
-    return decide_promotion(heldout["trained"], reference, f"champion v{champion.version}", gate), reference
+    decision = decide_promotion(heldout["trained"], reference, f"champion v{champion.version}", gate)
+    return with_data_note(decision, client, champion, challenger_fingerprint), reference
+
+
+def with_data_note(
+    decision: PromotionDecision, client: Any, champion: Any, challenger_fingerprint: str | None
+) -> PromotionDecision:
+    """`decision` with the note, when the champion's training data differs from the challenger's,
+    appended to its reason and both fingerprints in its evidence."""
+    champion_fingerprint = run_data_fingerprint(client, champion.run_id)
+    if not (challenger_fingerprint and champion_fingerprint) or champion_fingerprint == challenger_fingerprint:
+        return decision
+    note = (
+        f"champion v{champion.version} was trained on other data (fingerprint {champion_fingerprint[:12]}…); "
+        "both compared on this run's held-out pairs"
+    )
+    evidence = {
+        **decision.evidence,
+        "champion_data_fingerprint": champion_fingerprint,
+        "challenger_data_fingerprint": challenger_fingerprint,
+    }
+    return replace(decision, reason=f"{decision.reason}; {note}", evidence=evidence)
+
+
+def run_data_fingerprint(client: Any, run_id: str | None) -> str | None:
+    """The `data.fingerprint` tag of the run a version was logged from, or of its parent run
+    (a sweep's trial runs sit under the run that validated the data); None when unrecorded."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    for _ in range(2):  # the run, then its parent
+        if not run_id:
+            return None
+        try:
+            tags = client.get_run(run_id).data.tags
+        except Exception as error:  # a deleted run: the note is left out, the decision stands
+            get_run_logger().warning("data fingerprint of run %s not readable: %s", run_id, error)
+            return None
+        if tags.get("data.fingerprint"):
+            return tags["data.fingerprint"]
+        run_id = tags.get(MLFLOW_PARENT_RUN_ID)
+    return None
 
 
 def finish_recorded_decision(client: Any, name: str, version: str, current_gate: str) -> dict[str, Any] | None:
