@@ -150,10 +150,18 @@ def synthetic_judge() -> ScoreFn:
 
 
 def reward_model_judge(
-    reward_model_path: str | Path | None = None, *, batch_size: int, max_length: int, device: str = "auto"
+    reward_model_path: str | Path | None = None,
+    *,
+    batch_size: int,
+    max_length: int,
+    device: str = "auto",
+    trust_remote_code: bool = False,
 ) -> ScoreFn:
     """Scores answers with a local sequence-classification reward model, on `device` (`auto`,
     `cpu`, `cuda`, `cuda:N`: the evaluation's device).
+
+    `trust_remote_code` runs code shipped with the reward model (some, such as ArmoRM, need
+    it): an explicit opt-in, logged.
 
     The conversation (prompt turns plus the answer as the assistant turn) is rendered with
     the reward model's chat template, or as "role: content" lines without one. The score
@@ -174,7 +182,7 @@ def reward_model_judge(
             f"reward model {path} is not a local model folder with config.json; pass a folder "
             "written by save_pretrained (a sequence-classification model)"
         )
-    model, tokenizer = _load_reward_model(path)
+    model, tokenizer = _load_reward_model(path, trust_remote_code)
     from simpo_core.models import resolve_device
 
     model = model.to(resolve_device(device))
@@ -189,16 +197,20 @@ def reward_model_judge(
     return score
 
 
-def _load_reward_model(path: Path) -> tuple[Any, Any]:
+def _load_reward_model(path: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if trust_remote_code:
+        logger.warning("running code shipped with reward model %s (judge trust_remote_code is on)", path)
+    loading = {"trust_remote_code": trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, **loading)
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **loading)
     except (OSError, ValueError) as error:
+        needs = "" if trust_remote_code else ", loadable without trust_remote_code (or opt in to it)"
         raise ConfigError(
             f"could not load reward model {path}: {error}. It must be a local sequence-classification "
-            "model saved as safetensors, loadable without trust_remote_code"
+            f"model saved as safetensors{needs}"
         ) from error
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
