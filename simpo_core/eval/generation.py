@@ -136,7 +136,8 @@ def generate_responses(
     Args:
         prompts: chat prompts (lists of `{"role", "content"}`); rendered with the chat
             template and the generation prompt exactly as training renders them
-            (`tokenization.render_prompt_ids`), keeping the last `max_prompt_length` tokens.
+            (`prompt_format.render_prompt_ids`), shortened to `max_prompt_length` tokens as
+            training shortens them (`prompt_format.fit_prompt_ids`: the system turn stays).
         do_sample: sample (temperature, top-p) when True, greedy otherwise.
         seed: sampling seed; the global torch RNG is restored afterwards.
         max_new_tokens, batch_size: the answer bound and prompts per `generate` call (the
@@ -148,14 +149,11 @@ def generate_responses(
     """
     import torch
 
-    from simpo_core.train.prompt_format import keep_last_tokens, render_prompt_ids
+    from simpo_core.train.prompt_format import fit_prompt_ids
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    bos = tokenizer.bos_token_id
-    prompt_ids = [
-        keep_last_tokens(render_prompt_ids(tokenizer, messages), max_prompt_length, bos) for messages in prompts
-    ]
+    prompt_ids = [fit_prompt_ids(tokenizer, messages, max_prompt_length) for messages in prompts]
     results: list[Generation] = []
     was_training = model.training
     model.eval()

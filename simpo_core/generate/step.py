@@ -22,6 +22,7 @@ def generate_step(
     trust_remote_code: bool = False,
     generator_label: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    pairs_name: str = PAIRS_FILE,
 ) -> GenerationResult:
     """Validate the prompts, sample answers from the generator, judge them, write the pairs.
 
@@ -29,7 +30,8 @@ def generate_step(
         prompts_source: see `simpo_core.generate.prompts`.
         generator_source: the model that answers (`tiny`, a folder, a hub id).
         settings: sampling, judge and pair settings.
-        out_dir: receives `pairs.jsonl` and the prompts' quarantine file.
+        out_dir: receives the pairs (`pairs_name`, `pairs.jsonl` by default) and the prompts'
+            quarantine file.
         device, trust_remote_code: how the generator loads.
         generator_label: how the provenance names the generator (e.g. `models:/NAME@champion`).
         progress: called with (samples done, samples) after each round of answers.
@@ -49,7 +51,7 @@ def generate_step(
         "judge": judge_identity(settings),
     }
     backend = TransformersBackend(model, tokenizer, settings, progress)
-    return generate_pairs_on_policy(prompts, backend, judge, settings, Path(out_dir) / PAIRS_FILE, provenance)
+    return generate_pairs_on_policy(prompts, backend, judge, settings, Path(out_dir) / pairs_name, provenance)
 
 
 def build_generation_judge(settings: GenerateSettings, device: str = "auto") -> Any:
