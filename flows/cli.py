@@ -33,6 +33,7 @@ COMMANDS = {
     "serve": "serve",
     "deploy": "deploy",
     "sweep": "sweep",
+    "generate": "generate",
 }
 
 
