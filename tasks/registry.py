@@ -106,8 +106,8 @@ def register_version(
 
 
 def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str]:
-    """Log the saved model folder as a pyfunc model of the run, with its signature (prompts or
-    chat messages in, text out, generation params) and an input example; return (uri, model id).
+    """Log the saved model folder as a pyfunc model of the run, with its signature (text out,
+    generation params) and an input example; return (uri, model id).
 
     An adapter-only folder is logged with its base model (artifact `base_model`) when that
     base is a local folder, so the served and re-evaluated champion does not depend on it.
@@ -135,17 +135,22 @@ def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str
 
 
 def serving_signature():
-    """Inputs: `prompt` (string) or `messages` (chat turns) per row; output: the reply; params
-    with the served model's defaults."""
+    """Output: the reply; params with the served model's defaults (MLflow checks their types).
+
+    No input schema: the model takes prompt strings (`{"inputs": ["..."]}`, `predict(["..."])`)
+    as well as rows with `prompt` or `messages`, and no MLflow schema holds both. A schema
+    with `prompt` / `messages` columns drops a list of strings before the model sees it (it
+    arrives as an unnamed column), so the model reads and checks its input itself
+    (`serving_model._rows`); the input example shows the row form.
+    """
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     from simpo_core.train.prompt_format import SERVING_DEFAULTS
 
-    turns = Array(Object([Property("role", "string"), Property("content", "string")]))
     kinds = {"max_new_tokens": "long", "temperature": "double", "top_p": "double", "do_sample": "boolean"}
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "prompt", required=False), ColSpec(turns, "messages", required=False)]),
+        inputs=None,
         outputs=Schema([ColSpec("string", "reply")]),
         params=ParamSchema([ParamSpec(name, kinds[name], default) for name, default in SERVING_DEFAULTS.items()]),
     )

@@ -1,10 +1,15 @@
-"""The registered champion answers `mlflow models serve` with its generation params honoured."""
+"""The registered champion answers `mlflow models serve` with its generation params honoured,
+to prompt strings as to prompt / messages rows."""
 
 import json
 import os
+import urllib.error
 import urllib.request
 
+import pytest
 from servers import BIN, free_port, server
+
+FRUIT = "List some fruit words."
 
 
 def _invoke(url: str, payload: dict) -> list[str]:
@@ -22,9 +27,10 @@ def test_served_champion_honours_max_new_tokens(run_flow, tmp_path):
     assert summary["promoted"], summary["promotion_reason"]
     uri = "models:/simpo-policy@champion"
     mlflow.set_tracking_uri(run_flow.tracking_uri)
+    mlflow.set_registry_uri(run_flow.tracking_uri)
     signature = mlflow.models.get_model_info(uri).signature  # what the registry page shows
     assert {p.name: p.default for p in signature.params.params}["max_new_tokens"] == 64
-    assert signature.inputs.input_names() == ["prompt", "messages"]
+    assert signature.inputs is None  # no schema holds both prompt strings and prompt/messages rows
 
     port = free_port()
     # The scoring server runs `uvicorn` from PATH: the venv's bin must be on it.
@@ -43,6 +49,21 @@ def test_served_champion_honours_max_new_tokens(run_flow, tmp_path):
                 "params": {"max_new_tokens": 40},
             },
         )
+        strings = _invoke(url, {"inputs": [FRUIT, FRUIT], "params": {"max_new_tokens": 40}})
+        mixed = _invoke(
+            url,
+            {
+                "dataframe_records": [{"prompt": FRUIT}, {"messages": [{"role": "user", "content": FRUIT}]}],
+                "params": {"max_new_tokens": 40},
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _invoke(url, {"inputs": [{"text": FRUIT}]})
+        refusal = refused.value.read().decode()
     # The tiny tokenizer is byte-level: 3 new tokens are at most 3 characters.
     assert len(short[0]) <= 3 < len(long[0])
     assert chat == long  # one user turn as `messages` renders exactly like `prompt`
+    assert strings == mixed == long * 2  # a prompt string is that prompt, alone or mixed with rows
+    assert refused.value.code == 400 and "send prompt strings" in refusal
+    served = mlflow.pyfunc.load_model(uri)  # in Python, the same strings as `predict([...])`
+    assert served.predict([FRUIT], params={"max_new_tokens": 40}) == long
