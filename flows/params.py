@@ -16,6 +16,7 @@ from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
+from simpo_core.generate.settings import GenerateSettings
 from simpo_core.models import DEVICE_PATTERN, EMBEDDED_MODELS
 from simpo_core.promotion import GateSettings
 from simpo_core.settings import StepSettings
@@ -98,6 +99,18 @@ class AlertParams(StrictModel):
     )
 
 
+class GenerateParams(GenerateSettings):
+    """On-policy pairs (`simpo run --prompts`): the champion answers new prompts, a judge picks."""
+
+    prompts: str | None = Field(
+        None, description="prompt source; when set, generate-pairs makes the training pairs (the on-policy loop)"
+    )
+    generator: str | None = Field(
+        None,
+        description="the model that answers: a folder, hub id or 'tiny' (default: the champion, else model.source)",
+    )
+
+
 class RetrainParams(StrictModel):
     data: DataParams = Field(default_factory=DataParams)
     model: ModelParams = Field(default_factory=ModelParams)
@@ -105,6 +118,7 @@ class RetrainParams(StrictModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     eval: EvalOptions = Field(default_factory=EvalOptions)
     registry: RegistryParams = Field(default_factory=RegistryParams)
+    generate: GenerateParams = Field(default_factory=GenerateParams)
     alerts: AlertParams = Field(default_factory=AlertParams)
     output_dir: str = Field("simpo-runs", description="folder that receives one sub-folder per flow run")
     force: bool = Field(
@@ -137,6 +151,14 @@ class RetrainParams(StrictModel):
         missing = {key: value for key, value in limits.items() if getattr(self.audit, key) is None}
         if missing:  # assigning re-runs this check, which then finds nothing missing
             self.audit = AuditSettings.model_validate({**self.audit.model_dump(), **missing})
+        return self
+
+    @model_validator(mode="after")
+    def generation_fits_the_training_prompts(self) -> "RetrainParams":
+        """Generated prompts are checked against the training's prompt limit unless one is given."""
+        if "max_prompt_length" not in self.generate.model_fields_set:
+            values = {**self.generate.model_dump(exclude_unset=True), "max_prompt_length": self.train.max_prompt_length}
+            self.generate = GenerateParams.model_validate(values)
         return self
 
 
@@ -221,6 +243,11 @@ def check_sources(params: RetrainParams) -> None:
     for source in sources:
         if is_local_source(source):  # a hub dataset is opened (and cached) by load-preferences
             check_source(source)
+    generate = params.generate
+    if generate.prompts is not None and generate.judge == "reward-model" and not generate.judge_model:
+        raise ConfigError("generate.judge reward-model needs generate.judge_model (a local reward-model folder)")
+    if generate.judge_model and not Path(generate.judge_model).expanduser().exists():
+        raise ConfigError(f"generate.judge_model {generate.judge_model} does not exist; pass a local model folder")
     if params.eval.judge == "reward-model" and not Path(str(params.eval.reward_model_path)).exists():
         raise ConfigError(
             f"eval.reward_model_path {params.eval.reward_model_path} does not exist; pass a local model folder"

@@ -20,6 +20,7 @@ from flows.params import RetrainParams, check_sources
 from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
+from simpo_core.generate.settings import GenerateSettings
 from simpo_core.rerun import gate_identity
 from tasks.data import (
     audit_length_balance_task,
@@ -31,10 +32,14 @@ from tasks.data import (
     validate_named_source_task,
     validate_preferences_task,
 )
+from tasks.generation import generate_pairs_task
 from tasks.identity import check_training_identity_task, training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
 from tasks.replay import replay_sources_task
 from tasks.tracking import resolve_tracking_uri
+
+GENERATED_SOURCE = "generated"  # the name of the generated pairs in a mix of sources
+GENERATED_DIR = "generated"  # under output_dir: generated pairs kept by content (stable fingerprints)
 
 
 def retrain_run_name() -> str:
@@ -45,6 +50,9 @@ def retrain_run_name() -> str:
     data = Path(str(data_params.get("source", "synthetic"))).name.split(":")[0]
     if data_params.get("sources"):
         data = "mix"
+    prompts = (params.get("generate") or {}).get("prompts")
+    if prompts:  # the on-policy loop: the data is generated from these prompts
+        data = "on-policy-" + Path(str(prompts)).name.split(":")[0]
     model = Path(str(params.get("model", {}).get("source", "tiny"))).name
     return f"{data}-on-{model}-{str(flow_run.get_id())[:4]}"
 
@@ -91,10 +99,12 @@ def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
 
 
 def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
-    validated, audited, split = data_steps(params, run_dir, tracking_uri, run_id)
+    generation = generate_steps(params, run_dir, tracking_uri, run_id)
+    pairs = generation["pairs_path"] if generation else None
+    validated, audited, split = data_steps(params, run_dir, tracking_uri, run_id, pairs)
     model = params.model
     identity = training_identity_task(
-        validated.fingerprint, data_settings(params), training_config(params), model.source, model.device
+        validated.fingerprint, data_settings(params, generation), training_config(params), model.source, model.device
     )
     run = TrainingRun(params, identity, tracking_uri, run_id, run_dir, validated, audited, split)
     summary = {
@@ -102,6 +112,7 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         "audit": audited.report,
         "registered_model_name": run.name,
         "training_identity": identity,
+        "generation": generation,
     }
     # Held until the gate decided: an overlapping run of this training waits, then finds its version.
     with decision_lock(params.output_dir, identity):
@@ -114,22 +125,57 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         return {**summary, **train_and_gate(run)}
 
 
-def data_settings(params: RetrainParams) -> dict[str, Any]:
-    """The data-step settings that are part of a training's identity."""
-    return {
+def data_settings(params: RetrainParams, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data-step settings that are part of a training's identity (with generated pairs: the
+    prompts' fingerprint, the generator's and the judge's identity and the sampling settings)."""
+    settings = {
         "validate": ValidateSettings.fields_of(params.data).model_dump(mode="json"),
         "split": SplitSettings.fields_of(params.data).model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"),
     }
+    if generation is not None:
+        settings["generate"] = {
+            "prompts": generation["prompt_validation"]["fingerprint"],
+            "generator": generation["generator"]["identity"],
+            "judge": generation["judge"]["identity"],
+            "sampling": generation["sampling"],
+        }
+    return settings
 
 
-def data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> tuple[Any, Any, Any]:
+def generate_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+    """With `generate.prompts`: the champion (or `generate.generator`) answers them, the judge
+    picks; the summary of the pairs made, or None without prompts."""
+    generate, model = params.generate, params.model
+    if generate.prompts is None:
+        return None
+    return generate_pairs_task(
+        generate.prompts,
+        generate.generator,
+        model.source,
+        GenerateSettings.fields_of(generate),
+        run_dir / "generate",
+        params.registry.registered_model_name,
+        tracking_uri,
+        run_id,
+        model.device,
+        model.trust_remote_code,
+        Path(params.output_dir) / GENERATED_DIR,
+    )
+
+
+def data_steps(
+    params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str, generated: str | None = None
+) -> tuple[Any, Any, Any]:
     """Check the source, validate it (streamed), audit length balance, split the held-out pairs.
 
     With `data.sources` (or `data.replay` and a champion to replay) each source is validated
     and audited on its own and the mix of them is split."""
     data, model = params.data, params.model
     sources = data.sources or [SourceSpec(source=data.source, fraction=1.0)]
+    if generated is not None:  # the generated pairs are the data, mixed with data.sources when given
+        mine = SourceSpec(source=generated, name=GENERATED_SOURCE, fraction=1.0)
+        sources = [*data.sources, mine] if data.sources else [mine]
     if data.replay > 0:
         sources = [
             *sources,
@@ -138,9 +184,9 @@ def data_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: 
     if len(sources) > 1 or data.sources is not None:
         validated, audited = _mixed_data_steps(params, sources, run_dir, tracking_uri, run_id)
     else:
-        load_preferences_task(data.source)
+        load_preferences_task(sources[0].source)
         validated = validate_preferences_task(
-            data.source,
+            sources[0].source,
             ValidateSettings.fields_of(data),
             model.source,
             run_dir / "data",

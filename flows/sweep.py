@@ -19,6 +19,7 @@ from flows.alerts import alert_on_failure, check_alert_block
 from flows.model_steps import decision_lock, training_config, training_folder
 from flows.params import RetrainParams, check_sources
 from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder
+from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.identity import model_identity, resolved_training, training_identity
 from simpo_core.promotion import GateSettings
@@ -85,6 +86,11 @@ def simpo_sweep(params: RetrainParams = RetrainParams(), sweep: SweepSettings = 
     """Try training settings on the same data, register the best trial as the challenger."""
     started = time.perf_counter()
     check_sources(params)
+    if params.generate.prompts is not None:
+        raise ConfigError(
+            "simpo sweep trains on pairs that exist: run `simpo generate --prompts ...` first and sweep on its "
+            "file (--data), or leave generate.prompts unset"
+        )
     stages = planned_stages(sweep, training_config(params))  # a bad value fails before any work
     run_id_of_flow = str(flow_run.get_id() or "local")
     run_dir = run_folder(params.output_dir, run_id_of_flow)

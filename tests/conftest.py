@@ -68,3 +68,30 @@ def grouped_query_llama():
         return LlamaForCausalLM(config)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model_dir(tmp_path_factory) -> Path:
+    """A tiny sequence-classification reward model (random weights, the tiny tokenizer) saved once:
+    it scores different answers differently, which is all a judge's plumbing needs."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from simpo_core.tiny_model import build_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("models") / "reward-model"
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -14,6 +14,7 @@ FLAG_TO_PARAM = {
     "model": "model.source",
     "output_dir": "output_dir",
     "tracking_uri": "registry.tracking_uri",
+    "prompts": "generate.prompts",
     # the options `simpo validate` and `simpo audit` take, which the data steps' messages name
     "format": "data.format",
     "max_invalid_fraction": "data.max_invalid_fraction",
@@ -40,6 +41,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, config_help: str, set_ex
     parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
     parser.add_argument(
         "--model", help="starting model: folder, hub id, 'tiny' (the default, an SFT model) or 'tiny-scratch'"
+    )
+    parser.add_argument(
+        "--prompts",
+        help="the on-policy loop: prompts the champion answers and a judge scores; the pairs are the data "
+        "(prompt file, preference file, dataset id or 'synthetic'; generate.* with --set)",
     )
     parser.add_argument("--output-dir", help="where run outputs go (default simpo-runs/)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under .simpo/)")
