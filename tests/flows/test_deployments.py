@@ -39,6 +39,15 @@ def test_nightly_runs_on_a_cron_schedule_in_a_process_pool():
     assert nightly["work_pool"]["name"] == "simpo-process"
 
 
+def test_the_on_policy_nightly_generates_from_prompts_and_judges_with_the_gate():
+    on_policy = next(d for d in DEPLOYMENTS if d["name"] == "nightly-on-policy")
+    params = validate_params(on_policy["parameters"]["params"])
+    assert params.generate.prompts and params.generate.samples >= 2 and params.generate.judge == "synthetic"
+    assert params.generate.max_prompt_length == params.train.max_prompt_length  # prompts fit the training
+    assert on_policy["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert on_policy["schedules"][0]["cron"] != "0 3 * * *"  # not on top of the nightly run
+
+
 def test_entrypoint_resolves_to_the_flow():
     from prefect.flows import load_flow_from_entrypoint
 
