@@ -115,7 +115,7 @@ def train_and_gate(run: TrainingRun) -> dict[str, Any]:
         eval_identity(run.eval_settings),
     )
     return {
-        **gate_version(run, version, heldout),
+        **gate_version(run, version, heldout, trained["model_dir"]),
         "train_steps": trained["steps"],
         "model_dir": trained["model_dir"],
         "resumed_from_step": trained["resumed_from_step"],
@@ -141,8 +141,11 @@ def regate_version(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
             run.tracking_uri,
             run.run_id,
         )
+    challenger_dir = model_dir
+    if challenger_dir is None and run.params.eval.judge != "none":  # the judged head-to-head needs its answers
+        challenger_dir = version_model_task(run.name, version, run.folder, run.tracking_uri)
     return {
-        **gate_version(run, version, heldout),
+        **gate_version(run, version, heldout, challenger_dir),
         "train_steps": 0,
         "model_dir": model_dir,
         "resumed_from_step": None,
@@ -152,8 +155,11 @@ def regate_version(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
     }
 
 
-def gate_version(run: TrainingRun, version: str, heldout: dict[str, Any]) -> dict[str, Any]:
-    """Compare `version` with the champion and move the alias if the gate says so."""
+def gate_version(
+    run: TrainingRun, version: str, heldout: dict[str, Any], challenger_dir: str | None = None
+) -> dict[str, Any]:
+    """Compare `version` with the champion and move the alias if the gate says so; with a judge,
+    the model in `challenger_dir` answers against the champion's (`heldout.judge_vs_champion`)."""
     lineage = {
         "base_model": run.params.model.source,
         "data": run.validated.report(),
@@ -162,10 +168,18 @@ def gate_version(run: TrainingRun, version: str, heldout: dict[str, Any]) -> dic
         "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run.run_id},
     }
     decision = promote_model_task(
-        run.name, version, heldout, run.split.heldout_path, run.eval_settings, run.gate, run.tracking_uri, lineage
+        run.name,
+        version,
+        heldout,
+        run.split.heldout_path,
+        run.eval_settings,
+        run.gate,
+        run.tracking_uri,
+        lineage,
+        challenger_dir,
     )
     return {
-        "heldout": heldout,
+        "heldout": {**heldout, "judge_vs_champion": decision.get("judge_vs_champion")},
         "model_version": version,
         "promoted": decision["promoted"],
         "promotion_reason": decision["reason"],

@@ -296,7 +296,10 @@ def _register_winner(
             version = register_model_task(
                 model_dir, name, tracking_uri, run_id, heldout, model.source, identity, eval_identity(eval_settings)
             )
-        verdict = _gate_winner(params, config, version, heldout, split, validated, audited, run_id, parent)
+        challenger_dir = winner.extra["model_dir"]
+        verdict = _gate_winner(
+            params, config, version, heldout, split, validated, audited, run_id, parent, challenger_dir
+        )
     return {
         **decision,
         "model_version": version,
@@ -317,6 +320,7 @@ def _gate_winner(
     audited: Any,
     run_id: str,
     parent: str,
+    challenger_dir: str | None = None,
 ) -> dict[str, Any]:
     lineage = {
         "base_model": params.model.source,
@@ -335,4 +339,5 @@ def _gate_winner(
         GateSettings.fields_of(params.registry),
         resolve_tracking_uri(params.registry.tracking_uri),
         lineage,
+        challenger_dir,
     )

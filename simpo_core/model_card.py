@@ -14,6 +14,7 @@ CARD_METRICS = (
     ("length-reward correlation", "length_reward_correlation", None),
 )
 MAX_CARD_CHARS = 5000  # what an MLflow description holds comfortably
+SAMPLE_CHARS = 240  # each quoted prompt or answer: three pairs must leave room for the rest of the card
 
 
 def render_model_card(
@@ -23,6 +24,7 @@ def render_model_card(
     heldout: dict[str, Any],
     decision: PromotionDecision,
     champion: dict[str, Any] | None = None,
+    head_to_head: dict[str, Any] | None = None,
 ) -> str:
     """The card as Markdown.
 
@@ -34,6 +36,8 @@ def render_model_card(
         heldout: the evaluation's `heldout` block (base and trained).
         decision: the gate's decision.
         champion: the champion's block re-evaluated on the same pairs, if there was one.
+        head_to_head: the judged head-to-head of both models' answers
+            (`simpo_core.eval.head_to_head`), if one ran: its table and sampled answer pairs.
     """
     data, audit = lineage.get("data") or {}, lineage.get("audit") or {}
     reasons = ", ".join(f"{code} {count}" for code, count in (data.get("reasons") or {}).items()) or "none"
@@ -58,9 +62,49 @@ def render_model_card(
     for label, key, interval in CARD_METRICS:
         cells = [_cell(block, key, interval) for block in (heldout.get("base"), heldout.get("trained"), champion)]
         lines.append(f"| {label} | " + " | ".join(cells[: 3 if champion else 2]) + " |")
+    lines += _head_to_head_section(head_to_head)
     lines += ["", "## Links", ""] + [f"- {label}: `{value}`" for label, value in (lineage.get("links") or {}).items()]
     card = "\n".join(lines) + "\n"
     return card if len(card) <= MAX_CARD_CHARS else card[: MAX_CARD_CHARS - 20] + "\n\n(truncated)\n"
+
+
+def _head_to_head_section(block: dict[str, Any] | None) -> list[str]:
+    """The head-to-head table and its sampled answer pairs, as Markdown lines."""
+    if not block:
+        return []
+    lines = [
+        "",
+        f"## Answers judged against {block.get('reference', 'the reference')}",
+        "",
+        f"Judge `{block.get('judge')}`, {block.get('decoding', 'greedy')} answers to {block.get('prompts', '?')} "
+        f"held-out prompts; ties count half; LC: length-controlled; p: exact one-sided sign test (better).",
+        "",
+        "| judged | wins | losses | ties | win rate | LC win rate | p |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {block.get('judged', 0)} | {block.get('wins', 0)} | {block.get('losses', 0)} | {block.get('ties', 0)} | "
+        f"{_number(block.get('win_rate'))} | {_number(block.get('lc_win_rate'))} | {_p(block.get('p_value'))} |",
+    ]
+    if block.get("note"):
+        lines += ["", block["note"]]
+    for index, sample in enumerate(block.get("samples") or [], start=1):
+        lines += [
+            "",
+            f"**{index}.** {_quote(sample['prompt'])}",
+            f"- this version ({_number(sample.get('challenger_score'))}): {_quote(sample['challenger'])}",
+            f"- reference ({_number(sample.get('reference_score'))}): {_quote(sample['reference'])}",
+        ]
+    return lines
+
+
+def _quote(text: str) -> str:
+    """One line of plain text, cut to SAMPLE_CHARS: answers may hold Markdown or run long."""
+    flat = " ".join(str(text).split()).replace("`", "'")
+    flat = flat if len(flat) <= SAMPLE_CHARS else flat[: SAMPLE_CHARS - 1] + "…"
+    return f"`{flat}`" if flat else "(empty)"
+
+
+def _p(value: Any) -> str:
+    return "–" if value is None else f"{value:.3g}"
 
 
 def _cell(block: dict[str, Any] | None, key: str, interval: str | None) -> str:

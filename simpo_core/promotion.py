@@ -1,9 +1,17 @@
 """The champion gate: when a challenger may take the `champion` alias.
 
 Pure logic on two evaluation blocks measured on the same held-out pairs (and the judge's
-verdict), so the rule is tested on literal per-pair outcomes and the registry code only
-applies the decision. The tests are in `simpo_core.paired_test`; `docs/evaluation.md`
-says why they were chosen.
+verdicts: the evaluation's against the starting model, the judged head-to-head of both
+models' answers), so the rule is tested on literal per-pair outcomes and the registry code
+only applies the decision. The tests are in `simpo_core.paired_test` and
+`simpo_core.eval.head_to_head`; `docs/evaluation.md` says why they were chosen.
+
+`registry.gate_on` says what decides: `reward_accuracy` (the paired test on held-out pairs),
+`judge` (the head-to-head's sign test) or `both`. Unset, it is `reward_accuracy` when no
+head-to-head was judged, and otherwise `both` with the head-to-head held to non-inferiority
+(a veto on answers significantly worse): a sign test on the default 16 prompts can rarely
+show superiority, and a default that refused nearly every challenger would teach users to
+switch the judge off. Set `gate_on` to hold the answers to `registry.gate` as well.
 """
 
 from dataclasses import dataclass, field
@@ -40,6 +48,19 @@ class GateSettings(StepSettings):
     min_generation_samples: int = Field(
         8, ge=1, description="held-out prompts the challenger must have answered for the collapse check"
     )
+    gate_on: Literal["reward_accuracy", "judge", "both"] | None = Field(
+        None,
+        description="what decides: reward_accuracy (paired test on the held-out pairs), judge (sign test of the "
+        "judged head-to-head of both models' answers, under `gate`), both (each must pass); unset: "
+        "reward_accuracy, plus with a judge a veto on answers significantly worse than the reference's",
+    )
+
+    def decides_on(self, judged: bool) -> tuple[str, str | None]:
+        """(what decides, the policy the head-to-head is held to or None) when a head-to-head
+        was `judged` (a judge scored at least one answer pair) or not."""
+        if self.gate_on is not None:
+            return self.gate_on, None if self.gate_on == "reward_accuracy" else self.gate
+        return ("both", "non-inferiority") if judged else ("reward_accuracy", None)
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,7 @@ def decide_promotion(
     reference_name: str,
     settings: GateSettings | None = None,
     judge: dict[str, Any] | None = None,
+    head_to_head: dict[str, Any] | None = None,
 ) -> PromotionDecision:
     """Decide whether the challenger replaces the reference.
 
@@ -67,6 +89,8 @@ def decide_promotion(
         reference_name: how the reason names the reference, e.g. "champion v3".
         settings: the gate policy (`GateSettings`).
         judge: the evaluation's judge block (challenger vs starting model), if a judge ran.
+        head_to_head: the judged head-to-head against the same reference
+            (`simpo_core.eval.head_to_head`), if one ran.
 
     Returns:
         The decision; `evidence` holds the tests' numbers for tags and the model card.
@@ -74,26 +98,39 @@ def decide_promotion(
     settings = settings or GateSettings()
     if challenger.get("pairs_sha256") != reference.get("pairs_sha256"):
         return PromotionDecision(False, f"{reference_name} was evaluated on other held-out pairs: no paired comparison")
+    gate_on, answers_rule = settings.decides_on(bool((head_to_head or {}).get("judged")))
     blockers = _collapse_blockers(challenger.get("generation"), settings)
     accuracy = compare_accuracy(challenger["pair_outcomes"], reference["pair_outcomes"], settings.confidence)
     controlled = compare_length_controlled(
         challenger["pair_outcomes"], reference["pair_outcomes"], challenger["pair_length_sides"], settings.confidence
     )
-    blockers += _accuracy_blockers(accuracy, settings, reference_name)
     judge_rate = (judge or {}).get("length_controlled_win_rate")
-    notes, lc_blockers = _length_control(controlled, settings, judge_rate is not None)
-    blockers += lc_blockers + _judge_blockers(judge, settings)
+    notes: list[str] = []
+    if gate_on != "judge":
+        blockers += _accuracy_blockers(accuracy, settings, reference_name)
+        answers_lc = answers_rule is not None and (head_to_head or {}).get("lc_win_rate") is not None
+        notes, lc_blockers = _length_control(controlled, settings, judge_rate is not None or answers_lc)
+        blockers += lc_blockers
+    blockers += _judge_blockers(judge, settings)
+    if answers_rule is not None:
+        blockers += _head_to_head_blockers(head_to_head, answers_rule, settings, reference_name)
     evidence = {
         "gate": settings.gate,
+        "gate_on": gate_on,
+        "answers_rule": answers_rule,
         "reference": reference_name,
         "accuracy": accuracy.as_dict(),
         "length_controlled": controlled.as_dict() if controlled else None,
         "judge_length_controlled_win_rate": judge_rate,
+        "head_to_head": {k: v for k, v in head_to_head.items() if k != "samples"} if head_to_head else None,
     }
     figures = _figures(accuracy, controlled, settings) + notes
+    figures += _head_to_head_figures(head_to_head, reference_name, answers_rule, settings)
     if blockers:
         return PromotionDecision(False, "; ".join(blockers) + " [" + "; ".join(figures) + "]", evidence)
-    return PromotionDecision(True, f"beats {reference_name} ({settings.gate}): " + "; ".join(figures), evidence)
+    return PromotionDecision(
+        True, f"beats {reference_name} ({_policy(gate_on, answers_rule, settings)}): " + "; ".join(figures), evidence
+    )
 
 
 def _collapse_blockers(generation: dict[str, Any] | None, settings: GateSettings) -> list[str]:
@@ -177,3 +214,65 @@ def _figures(accuracy: PairedComparison, controlled: PairedComparison | None, se
             f"upper {level} bound {controlled.gain_upper:+.3f} (the gate refuses below 0)"
         )
     return figures
+
+
+def _policy(gate_on: str, answers_rule: str | None, settings: GateSettings) -> str:
+    """How the promoted reason names the rule: the accuracy policy alone, as before, or with the answers'."""
+    if gate_on == "reward_accuracy":
+        return settings.gate
+    if gate_on == "judge":
+        return f"answers, {answers_rule}"
+    return f"{settings.gate}; answers, {answers_rule}"
+
+
+def _head_to_head_blockers(
+    head_to_head: dict[str, Any] | None, rule: str, settings: GateSettings, reference_name: str
+) -> list[str]:
+    """The answers' rule: superiority needs the one-sided sign test significant and a length-controlled
+    win rate above ½ (wins that length alone explains do not count); non-inferiority refuses answers
+    significantly worse. Without a judged head-to-head a rule that needs one refuses."""
+    alpha = 1.0 - settings.confidence
+    if not (head_to_head or {}).get("judged"):
+        why = (head_to_head or {}).get("note") or "none ran (eval.judge is none, or no challenger model to answer)"
+        return [
+            f"registry.gate_on={_gate_on_name(settings)} needs the judged head-to-head of both models' answers: {why}"
+        ]
+    if rule == "non-inferiority":
+        if head_to_head["p_value_worse"] < alpha:
+            return [
+                f"answers significantly worse than {reference_name}'s (sign test p={head_to_head['p_value_worse']:.3g} "
+                f"< {alpha:.3g} that the challenger loses more often)"
+            ]
+        return []
+    if not head_to_head["p_value"] < alpha:
+        return [
+            f"answers not significantly better than {reference_name}'s (sign test p={head_to_head['p_value']:.3g}, "
+            f"superiority needs < {alpha:.3g})"
+        ]
+    lc_rate = head_to_head.get("lc_win_rate")
+    if lc_rate is not None and lc_rate <= 0.5:
+        return [f"answers beat {reference_name}'s only by length (LC win rate {lc_rate:.3f} <= 0.5)"]
+    return []
+
+
+def _gate_on_name(settings: GateSettings) -> str:
+    return settings.gate_on or "automatic"
+
+
+def _head_to_head_figures(
+    head_to_head: dict[str, Any] | None, reference_name: str, rule: str | None, settings: GateSettings
+) -> list[str]:
+    """The head-to-head's numbers, named in every reason where one ran, gated on or not."""
+    if not head_to_head:
+        return []
+    gated = f"answers held to {rule}" if rule else f"not gated on: registry.gate_on={_gate_on_name(settings)}"
+    source = f"judge {head_to_head.get('judge')}, {head_to_head.get('decoding', 'greedy')}"
+    if not head_to_head.get("judged"):
+        return [f"answers vs {reference_name} ({source}; {gated}): {head_to_head.get('note') or 'none judged'}"]
+    lc_rate = head_to_head.get("lc_win_rate")
+    return [
+        f"answers vs {reference_name} ({source}; {gated}): {head_to_head['wins']} wins, {head_to_head['losses']} "
+        f"losses, {head_to_head['ties']} ties of {head_to_head['judged']} judged, win rate "
+        f"{head_to_head['win_rate']:.3f}, LC win rate {'–' if lc_rate is None else f'{lc_rate:.3f}'}, sign test "
+        f"p={head_to_head['p_value']:.3g} (one-sided, better), p={head_to_head['p_value_worse']:.3g} (worse)"
+    ]

@@ -32,8 +32,13 @@ def promote_model_task(
     gate: GateSettings,
     tracking_uri: str,
     lineage: dict[str, Any],
+    challenger_dir: str | None = None,
 ) -> dict[str, Any]:
     """Compare with the champion on this run's held-out pairs; move the alias if the gate says so.
+
+    With a judge (`eval_settings.judge`) and the challenger's model folder (`challenger_dir`),
+    both models also answer held-out prompts and the judge scores them (the judged
+    head-to-head, returned as `judge_vs_champion` and logged as `judge_vs_champion.json`).
 
     Runs under a Prefect concurrency slot per registered model, so two flow runs that
     finish together compare and move the alias one after the other. Idempotent: a retry
@@ -45,14 +50,19 @@ def promote_model_task(
         client = get_client(tracking_uri)
         recorded = finish_recorded_decision(client, name, version, current_gate)
         if recorded is not None:
-            return recorded
+            return {**recorded, "judge_vs_champion": None}
         fingerprint = (lineage.get("data") or {}).get("fingerprint")  # of the data this version trained on
-        decision, champion_block = decide(
-            client, name, heldout, heldout_path, eval_settings, gate, tracking_uri, fingerprint
-        )
-        card = render_model_card(name, version, lineage, heldout, decision, champion_block)
+        inputs = (client, name, heldout, heldout_path, eval_settings, gate, tracking_uri, fingerprint)
+        base_model = lineage.get("base_model")
+        decision, champion_block, answers = decide(*inputs, challenger_dir=challenger_dir, base_model=base_model)
+        card = render_model_card(name, version, lineage, heldout, decision, champion_block, answers)
         run_id = lineage["links"]["mlflow_run"]
-        return apply_decision(client, name, version, decision, card, run_id, current_gate)
+        if answers is not None:
+            client.log_dict(run_id, answers, "judge_vs_champion.json")
+        return {
+            **apply_decision(client, name, version, decision, card, run_id, current_gate),
+            "judge_vs_champion": answers,
+        }
 
 
 def decide(
@@ -64,19 +74,56 @@ def decide(
     gate: GateSettings,
     tracking_uri: str,
     challenger_fingerprint: str | None = None,
-) -> tuple[PromotionDecision, dict[str, Any] | None]:
-    """The gate's decision against the champion (re-evaluated on these pairs) or the starting model.
+    *,
+    challenger_dir: str | None = None,
+    base_model: str | None = None,
+) -> tuple[PromotionDecision, dict[str, Any] | None, dict[str, Any] | None]:
+    """The gate's decision against the champion (re-evaluated on these pairs) or the starting
+    model (`base_model`), the champion's block, and the judged head-to-head of the two models'
+    answers (None without a judge or without `challenger_dir`).
 
     A champion trained on other data than the challenger (`challenger_fingerprint`) is still
-    compared on these held-out pairs; the reason says so (`other_data_note`).
+    compared on these held-out pairs; the reason says so (`other_data_note`). Judging the
+    champion's answers needs only its registered model, not its training data.
     """
     champion = current_champion(client, name)
-    if champion is None:  # the judge compared the challenger with the starting model: it applies here
-        reference_name = "the starting model (no champion yet)"
-        return decide_promotion(heldout["trained"], heldout["base"], reference_name, gate, heldout.get("judge")), None
-    reference = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri)
-    decision = decide_promotion(heldout["trained"], reference, f"champion v{champion.version}", gate)
-    return with_data_note(decision, client, champion, challenger_fingerprint), reference
+    judging = challenger_dir is not None and eval_settings.judge != "none"
+    if champion is None:  # the evaluation's judge compared the challenger with the starting model: it applies
+        reference_name, judge = "the starting model (no champion yet)", heldout.get("judge")
+        loaded = _load(base_model, eval_settings) if judging and base_model else None
+        reference = heldout["base"]
+    else:
+        reference_name, judge = f"champion v{champion.version}", None
+        loaded = load_version(champion, eval_settings, tracking_uri) if judging else None
+        reference = evaluate_champion(champion, heldout_path, eval_settings, tracking_uri, loaded)
+    answers = judge_answers(challenger_dir, loaded, reference_name, heldout_path, eval_settings)
+    decision = decide_promotion(heldout["trained"], reference, reference_name, gate, judge, answers)
+    if champion is None:
+        return decision, None, answers
+    return with_data_note(decision, client, champion, challenger_fingerprint), reference, answers
+
+
+def judge_answers(
+    challenger_dir: str | None, reference: Any, reference_name: str, heldout_path: Path, eval_settings: EvalSettings
+) -> dict[str, Any] | None:
+    """The judged head-to-head of the challenger (loaded from `challenger_dir`) against the
+    loaded `reference` on the held-out prompts; None when either is missing."""
+    import pandas as pd
+
+    from simpo_core.eval.head_to_head import judge_head_to_head
+
+    if challenger_dir is None or reference is None:
+        return None
+    challenger = _load(challenger_dir, eval_settings)
+    pairs = pd.read_parquet(heldout_path)
+    return judge_head_to_head(challenger, reference, pairs, eval_settings, reference_name=reference_name)
+
+
+def _load(source: str, eval_settings: EvalSettings, base: Path | None = None) -> tuple[Any, Any]:
+    from simpo_core.models import load_model_and_tokenizer
+
+    options = {"trust_remote_code": eval_settings.trust_remote_code, "device": eval_settings.device}
+    return load_model_and_tokenizer(str(source), base=str(base) if base else None, **options)
 
 
 def with_data_note(
@@ -179,22 +226,25 @@ def apply_decision(
     }
 
 
-def evaluate_champion(champion, heldout_path: Path, eval_settings: EvalSettings, tracking_uri: str) -> dict[str, Any]:
+def evaluate_champion(
+    champion, heldout_path: Path, eval_settings: EvalSettings, tracking_uri: str, loaded: Any = None
+) -> dict[str, Any]:
     """Re-evaluate the champion's weights on this run's held-out pairs, on `eval_settings.device`
-    with its `trust_remote_code`; an adapter-only champion loads the base model logged beside it."""
+    with its `trust_remote_code`; an adapter-only champion loads the base model logged beside it.
+    `loaded`: the champion's `(model, tokenizer)` when `load_version` loaded them already."""
     import pandas as pd
 
     from simpo_core.eval.heldout import evaluate_model
-    from simpo_core.models import load_model_and_tokenizer
 
-    model_dir, base = download_version_model(champion, tracking_uri)
-    model, tokenizer = load_model_and_tokenizer(
-        str(model_dir),
-        trust_remote_code=eval_settings.trust_remote_code,
-        device=eval_settings.device,
-        base=str(base) if base else None,
-    )
+    model, tokenizer = loaded or load_version(champion, eval_settings, tracking_uri)
     return evaluate_model(model, tokenizer, pd.read_parquet(heldout_path), eval_settings)
+
+
+def load_version(version: Any, eval_settings: EvalSettings, tracking_uri: str) -> tuple[Any, Any]:
+    """A registered version's `(model, tokenizer)`, downloaded from the registry and loaded on
+    `eval_settings.device` (an adapter-only version with the base model logged beside it)."""
+    model_dir, base = download_version_model(version, tracking_uri)
+    return _load(model_dir, eval_settings, base)
 
 
 def download_version_model(version: Any, tracking_uri: str) -> tuple[Path, Path | None]:

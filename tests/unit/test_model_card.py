@@ -49,3 +49,40 @@ def test_card_names_lineage_numbers_and_verdict():
 def test_card_fits_a_registry_description():
     long_reason = PromotionDecision(True, "x" * 10_000)
     assert len(render_model_card("m", "1", LINEAGE, HELDOUT, long_reason)) <= MAX_CARD_CHARS
+
+
+HEAD_TO_HEAD = {
+    "judge": "reward-model",
+    "reference": "champion v3",
+    "decoding": "greedy",
+    "prompts": 16,
+    "judged": 16,
+    "wins": 9,
+    "losses": 2,
+    "ties": 5,
+    "win_rate": 11.5 / 16,
+    "lc_win_rate": 0.6912,
+    "p_value": 67 / 2048,
+    "note": "",
+    "samples": [
+        {
+            "prompt": f"List some fruit words ({i}).",
+            "challenger": "apple, pear `x`\n" + "plum " * 200,
+            "reference": "",
+            "challenger_score": 0.5,
+            "reference_score": -1.25,
+        }
+        for i in range(3)
+    ],
+}
+
+
+def test_card_shows_the_head_to_head_table_and_three_answer_pairs():
+    decision = PromotionDecision(True, "beats champion v3")
+    card = render_model_card("m", "4", LINEAGE, HELDOUT, decision, {"reward_accuracy": 0.9}, HEAD_TO_HEAD)
+    assert "## Answers judged against champion v3" in card
+    assert "| 16 | 9 | 2 | 5 | 0.719 | 0.691 | 0.0327 |" in card
+    assert card.count("- this version (0.500): `apple, pear 'x' plum plum") == 3  # one line, backticks made safe
+    assert card.count("- reference (-1.250): (empty)") == 3
+    assert "**3.** `List some fruit words (2).`" in card
+    assert len(card) <= MAX_CARD_CHARS and "- mlflow_run: `r-1`" in card  # long answers are cut, the links stay
