@@ -24,7 +24,7 @@ run: setup
 	$(BIN)/simpo run
 
 test: setup lint
-	$(BIN)/python -m pytest -m "unit or integration or flows or slow"
+	$(BIN)/python -m pytest -m "unit or integration or flows or slow" --durations=15
 
 # Lint, formatting and spelling; `make format` rewrites the files ruff would change.
 lint: setup

@@ -35,9 +35,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny")
 
 
-@pytest.fixture
-def dpo_en_demo_path() -> Path:
-    """The shared ShareGPT sample; tests that use it skip where ../shared is absent."""
+SAMPLE_DATA = TESTS_DIR / "data" / "dpo_en_demo_sample.json"
+# What each ShareGPT file holds: records, valid after validation, duplicates, system turns, multi-turn.
+DPO_EN_DEMO_FACTS = {
+    "dpo_en_demo_sample.json": {"records": 21, "valid": 20, "duplicates": 1, "system": 4, "multi_turn": 9},
+    "dpo_en_demo.json": {"records": 300, "valid": 295, "duplicates": 5, "system": 80, "multi_turn": 186},
+}
+
+
+@pytest.fixture(params=["sample", "shared"])
+def dpo_en_demo_path(request) -> Path:
+    """Real ShareGPT data: the sample shipped in tests/data (always), and the whole shared file
+    (only beside the team checkout; skipped elsewhere). `DPO_EN_DEMO_FACTS[path.name]` says what
+    each holds."""
+    if request.param == "sample":
+        return SAMPLE_DATA
     path = SHARED_DATA / "dpo_en_demo.json"
     if not path.exists():
         pytest.skip(f"shared sample data not found at {path} (only present beside the team checkout)")

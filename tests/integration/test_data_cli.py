@@ -6,6 +6,8 @@ import sys
 
 import pandas as pd
 
+from tests.conftest import DPO_EN_DEMO_FACTS
+
 
 def run_cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd)
@@ -18,10 +20,10 @@ def last_json(result):
 def test_validate_dpo_en_demo(dpo_en_demo_path, tmp_path):
     result = run_cli("validate", str(dpo_en_demo_path), "--out", str(tmp_path / "v"), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    summary = last_json(result)
-    assert (summary["total"], summary["valid"], summary["quarantined"]) == (300, 295, 5)
-    assert summary["reasons"] == {"duplicate_pair": 5} and summary["format"] == "sharegpt"
-    assert len(pd.read_parquet(summary["valid_path"])) == 295
+    summary, facts = last_json(result), DPO_EN_DEMO_FACTS[dpo_en_demo_path.name]
+    assert (summary["total"], summary["valid"]) == (facts["records"], facts["valid"])
+    assert summary["reasons"] == {"duplicate_pair": facts["duplicates"]} and summary["format"] == "sharegpt"
+    assert len(pd.read_parquet(summary["valid_path"])) == facts["valid"]
 
 
 def test_validate_fails_above_the_invalid_fraction_but_prints_the_summary(tmp_path):

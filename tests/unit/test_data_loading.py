@@ -7,6 +7,7 @@ import pytest
 
 from simpo_core.data.loading import load_preferences, parse_hub_id, parse_synthetic_spec
 from simpo_core.errors import ConfigError, DataError
+from tests.conftest import DPO_EN_DEMO_FACTS
 
 GOOD = {"prompt": "p", "chosen": "yes", "rejected": "no"}
 
@@ -132,9 +133,9 @@ def test_large_jsonl_streams_in_chunks(tmp_path, monkeypatch):
 
 
 def test_dpo_en_demo_every_record_is_read(dpo_en_demo_path):
-    loaded = load_preferences(str(dpo_en_demo_path))
-    assert (loaded.total, loaded.format) == (300, "sharegpt")
+    loaded, facts = load_preferences(str(dpo_en_demo_path)), DPO_EN_DEMO_FACTS[dpo_en_demo_path.name]
+    assert (loaded.total, loaded.format) == (facts["records"], "sharegpt")
     assert loaded.rows["load_reasons"].map(len).sum() == 0
     roles = loaded.rows["prompt"].map(lambda p: [m["role"] for m in p])
-    assert roles.map(lambda r: r[0] == "system").sum() == 80
-    assert roles.map(len).gt(1).sum() == 186  # 80 with a system turn + 106 multi-turn
+    assert roles.map(lambda r: r[0] == "system").sum() == facts["system"]
+    assert roles.map(len).gt(1).sum() == facts["multi_turn"]  # a system turn makes a prompt multi-turn too

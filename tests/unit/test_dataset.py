@@ -6,6 +6,7 @@ import pytest
 
 from simpo_core import PreferenceDataset
 from simpo_core.errors import DataError
+from tests.conftest import DPO_EN_DEMO_FACTS
 
 
 def write_jsonl(path, rows):
@@ -48,5 +49,5 @@ def test_unusable_rows_name_the_row_and_the_fix(tmp_path):
 
 def test_dpo_en_demo(dpo_en_demo_path):
     dataset = PreferenceDataset(dpo_en_demo_path)
-    assert dataset.stats()["count"] == 300
+    assert dataset.stats()["count"] == DPO_EN_DEMO_FACTS[dpo_en_demo_path.name]["records"]
     assert dataset[0]["prompt"][-1]["role"] == "user"

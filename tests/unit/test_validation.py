@@ -12,6 +12,7 @@ from simpo_core.data.settings import ValidateSettings
 from simpo_core.data.validation import append_quarantine, validate_preferences
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.tiny_model import build_tiny_tokenizer
+from tests.conftest import DPO_EN_DEMO_FACTS
 
 ALL_ROWS = ValidateSettings(max_invalid_fraction=1.0)  # no limit: every test counts its own rows
 
@@ -120,9 +121,9 @@ def test_append_quarantine_records_rows_dropped_later(tmp_path):
 
 def test_dpo_en_demo_every_record_accounted_for(dpo_en_demo_path, tmp_path):
     result = validate_preferences(load_preferences(str(dpo_en_demo_path)), tmp_path)
-    summary = result.summary
-    assert summary["total"] == 300 == summary["valid"] + summary["quarantined"]
-    assert summary["reasons"] == {"duplicate_pair": 5}
+    summary, facts = result.summary, DPO_EN_DEMO_FACTS[dpo_en_demo_path.name]
+    assert summary["total"] == facts["records"] == summary["valid"] + summary["quarantined"]
+    assert summary["reasons"] == {"duplicate_pair": facts["duplicates"]}
     originals = json.loads(dpo_en_demo_path.read_text())
     for line in quarantine(result.quarantine_path):
         # A true duplicate: the same record appears earlier in the file.
