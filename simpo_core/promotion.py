@@ -122,6 +122,7 @@ def decide_promotion(
         "accuracy": accuracy.as_dict(),
         "length_controlled": controlled.as_dict() if controlled else None,
         "judge_length_controlled_win_rate": judge_rate,
+        # The figures without the quoted answers: the evidence is a registry tag of bounded size.
         "head_to_head": {k: v for k, v in head_to_head.items() if k != "samples"} if head_to_head else None,
     }
     figures = _figures(accuracy, controlled, settings) + notes
@@ -240,18 +241,18 @@ def _head_to_head_blockers(
     if rule == "non-inferiority":
         if head_to_head["p_value_worse"] < alpha:
             return [
-                f"answers significantly worse than {reference_name}'s (sign test p={head_to_head['p_value_worse']:.3g} "
+                f"answers significantly worse than those of {reference_name} (sign test p={head_to_head['p_value_worse']:.3g} "
                 f"< {alpha:.3g} that the challenger loses more often)"
             ]
         return []
     if not head_to_head["p_value"] < alpha:
         return [
-            f"answers not significantly better than {reference_name}'s (sign test p={head_to_head['p_value']:.3g}, "
+            f"answers not significantly better than those of {reference_name} (sign test p={head_to_head['p_value']:.3g}, "
             f"superiority needs < {alpha:.3g})"
         ]
     lc_rate = head_to_head.get("lc_win_rate")
     if lc_rate is not None and lc_rate <= 0.5:
-        return [f"answers beat {reference_name}'s only by length (LC win rate {lc_rate:.3f} <= 0.5)"]
+        return [f"answers beat those of {reference_name} only by length (LC win rate {lc_rate:.3f} <= 0.5)"]
     return []
 
 

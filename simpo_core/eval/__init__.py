@@ -4,6 +4,8 @@
 - `metrics`: reward accuracy, length-controlled accuracy, margins, bootstrap intervals.
 - `generation`: answers to sampled prompts and the collapse checks.
 - `judges`: the synthetic judge and a reward-model judge.
+- `head_to_head`: the judged head-to-head of two models' answers for the champion gate (win
+  rate, length-controlled win rate, sign test).
 - `scoring`: one model's log-probs and preference block; length figures on the whole answers.
 - `heldout`: `evaluate_heldout` / `evaluate_model`, the evaluation step.
 - `report`: the Markdown, JSON and PNG reports.

@@ -60,8 +60,9 @@ def decide(challenger_outcomes, head_to_head, **settings):
 def test_a_challenger_that_loses_on_answers_is_refused_by_gate_on_judge_with_the_numbers():
     decision = decide(BETTER, LOSES, gate_on="judge")  # better reward accuracy does not help
     assert not decision.promoted
-    assert "answers not significantly better than champion v1's (sign test p=0.994, superiority needs < 0.05)" in (
-        decision.reason
+    assert (
+        "answers not significantly better than those of champion v1 (sign test p=0.994, superiority needs < 0.05)"
+        in (decision.reason)
     )
     assert "2 wins, 9 losses, 5 ties of 16 judged, win rate 0.281, LC win rate 0.270" in decision.reason
     assert decision.evidence["gate_on"] == "judge" and decision.evidence["head_to_head"]["wins"] == 2
@@ -91,7 +92,7 @@ def test_both_needs_both_rules():
 
 def test_non_inferiority_on_answers_refuses_only_significantly_worse_answers():
     refused = decide(REFERENCE, LOSES, gate_on="judge", gate="non-inferiority")
-    assert not refused.promoted and "answers significantly worse than champion v1's (sign test p=0.0327" in (
+    assert not refused.promoted and "answers significantly worse than those of champion v1 (sign test p=0.0327" in (
         refused.reason
     )
     ties = {**LOSES, "wins": 0, "losses": 0, "ties": 16, "win_rate": 0.5, "p_value": 1.0, "p_value_worse": 1.0}
@@ -114,7 +115,7 @@ def test_automatic_gate_on_is_accuracy_with_a_veto_on_worse_answers():
     tied = {**LOSES, "wins": 1, "losses": 1, "ties": 14, "p_value": 0.75, "p_value_worse": 0.75, "lc_win_rate": 0.5}
     assert decide(BETTER, tied).promoted  # answers not significantly worse: the veto stays silent
     vetoed = decide(BETTER, LOSES)
-    assert not vetoed.promoted and "answers significantly worse than champion v1's" in vetoed.reason
+    assert not vetoed.promoted and "answers significantly worse than those of champion v1" in vetoed.reason
 
 
 def test_gate_on_judge_without_a_judged_head_to_head_refuses():
