@@ -9,10 +9,13 @@ Attention stays within each sequence through an attention function registered wi
 transformers (`PACKED_SDPA`). For a packed call (`cu_seq_lens_q` given) on CUDA it runs
 FlexAttention, compiled once per process, with a document-causal block mask (token q sees kv
 iff both are in the same sequence and kv <= q) built once per forward and shared by every
-layer; elsewhere (CPU), or where FlexAttention is missing or fails, it runs PyTorch's causal
-SDPA on each sequence in turn (`set_packed_attention_backend` overrides the choice). For any
-other call it is exactly transformers' SDPA, so a model switched to it behaves as before
-everywhere else. Flash-attention models pack natively.
+layer, in one dtype (`attention_dtype`); elsewhere (CPU), or where FlexAttention is missing,
+it runs PyTorch's causal SDPA on each sequence in turn (`set_packed_attention_backend`
+overrides the choice). A call whose FlexAttention fails runs the loop instead, counted
+(`packed_attention_fallbacks`) and logged once per cause; the next call tries FlexAttention
+again, and backend `flex` makes the failure an error. For any other call it is exactly
+transformers' SDPA, so a model switched to it behaves as before everywhere else.
+Flash-attention models pack natively.
 """
 
 import functools
@@ -34,7 +37,8 @@ PACKED_SDPA = "simpo_packed_sdpa"
 PACKED_ATTENTION_BACKENDS = ("auto", "flex", "loop")
 _backend = "auto"
 _logged_paths: set[str] = set()
-_flex_failed = False
+_logged_failures: set[str] = set()
+_fallbacks = 0  # packed calls that fell back to the loop after FlexAttention failed
 _last_path = "none yet"
 
 # Model families whose decoders take per-token `position_ids` and route attention through
@@ -171,7 +175,7 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
 
 def _use_flex(query: torch.Tensor, dropout: float) -> bool:
     """Whether a packed call takes FlexAttention; logs each path the first time it is taken."""
-    use_flex = _backend != "loop" and dropout == 0.0 and not _flex_failed and _flex_available()
+    use_flex = _backend != "loop" and dropout == 0.0 and _flex_available()
     if _backend == "auto":
         use_flex = use_flex and query.is_cuda
     elif _backend == "flex" and not use_flex:
@@ -194,11 +198,32 @@ def last_packed_attention_path() -> str:
     return _last_path
 
 
-def _disable_flex() -> None:
-    global _flex_failed
-    _flex_failed = True
-    logger.warning("FlexAttention failed; packed attention falls back to the per-sequence loop", exc_info=True)
+def packed_attention_fallbacks() -> int:
+    """How many packed calls fell back to the loop because FlexAttention failed (this process)."""
+    return _fallbacks
+
+
+def _fall_back(error: Exception) -> None:
+    """Count one fallback; log each distinct cause once. Not sticky: the next call tries again,
+    so one transient failure does not move the rest of the process to the slow path."""
+    global _fallbacks
+    _fallbacks += 1
+    cause = f"{type(error).__name__}: {error}"[:300]
+    if cause not in _logged_failures:
+        _logged_failures.add(cause)
+        logger.warning("FlexAttention failed (%s); this call falls back to the per-sequence loop", cause)
     _record_path("loop (FlexAttention failed)")
+
+
+def attention_dtype(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.dtype:
+    """The one dtype FlexAttention computes in: the autocast dtype under autocast (what SDPA
+    would run in there), else the common dtype of the three. Under bf16 autocast a Llama's
+    rotary embedding hands attention float32 queries and keys beside bfloat16 values, which
+    FlexAttention refuses."""
+    device_type = query.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
 
 
 def _flex_packed(
@@ -209,6 +234,8 @@ def _flex_packed(
 
     attend = _compiled_flex() if query.is_cuda else flex_attention
     mask = row.block_mask(query.shape[2])
+    dtype = attention_dtype(query, key, value)
+    query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     output = attend(query, key, value, block_mask=mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
     return output.transpose(1, 2).contiguous()
 
@@ -245,10 +272,10 @@ def packed_sdpa_attention(
     if _use_flex(query, kwargs.get("dropout", 0.0)):
         try:
             return _flex_packed(query, key, value, row, kwargs.get("scaling")), None
-        except Exception:  # a compiler or kernel failure: the loop below is exact, only slower
+        except Exception as error:  # a compiler or kernel failure: the loop below is exact, only slower
             if _backend == "flex":
                 raise
-            _disable_flex()
+            _fall_back(error)
     parts = [
         sdpa_attention_forward(
             module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, is_causal=True, **kwargs

@@ -2,6 +2,8 @@
 forward. FlexAttention runs eagerly on CPU, forward only (torch has no CPU backward for
 it), and its first call costs about a second of setup, hence integration."""
 
+import functools
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -94,3 +96,50 @@ def test_auto_runs_the_loop_on_cpu(backend, monkeypatch, grouped_query_llama):
     assert lengths.tolist() == [4, 2, 6, 2, 5, 2]
     assert packing.last_packed_attention_path() == "loop"
     assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_flex_under_bf16_autocast_takes_one_dtype_and_matches_the_loop(backend, monkeypatch, grouped_query_llama):
+    """Under bf16 autocast Llama's rotary path hands attention float32 queries/keys beside
+    bfloat16 values (the compiled kernel on CUDA refuses that mix); FlexAttention gets one
+    dtype (autocast's) and agrees with the loop."""
+    from torch.nn.attention import flex_attention as flex_module
+
+    seen, real = [], flex_module.flex_attention
+
+    @functools.wraps(real)  # the same signature: the availability check reads it
+    def recording(query, key, value, **kwargs):
+        seen.append((query.dtype, key.dtype, value.dtype))
+        return real(query, key, value, **kwargs)
+
+    monkeypatch.setattr(flex_module, "flex_attention", recording)
+    model = grouped_query_llama().eval()
+    assert enable_packing(model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        backend("loop")
+        loop = sequence_logps(model, pack_pairs(PAIRS))[0]
+        backend("flex")  # a failure is an error here, not a fallback
+        flex = sequence_logps(model, pack_pairs(PAIRS))[0]
+    assert packing.last_packed_attention_path() == "FlexAttention (eager, cpu)"
+    assert set(seen) == {(torch.bfloat16,) * 3}  # one dtype in every layer
+    assert_close(flex.float(), loop.float(), rtol=2e-2, atol=5e-2)  # bfloat16 keeps 8 significant bits
+
+
+def test_a_flex_failure_falls_back_for_that_call_only_and_is_counted(backend, monkeypatch, grouped_query_llama):
+    model = grouped_query_llama().eval()
+    assert enable_packing(model)
+    backend("auto")
+    monkeypatch.setattr(packing, "_use_flex", lambda query, dropout: True)
+    failures = iter([RuntimeError("kernel failed")])
+
+    def flaky(*args):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real(*args)
+
+    real = packing._flex_packed
+    monkeypatch.setattr(packing, "_flex_packed", flaky)
+    before = packing.packed_attention_fallbacks()
+    with torch.no_grad():
+        sequence_logps(model, pack_pairs(PAIRS))  # the first layer's call fails, the next ones flex
+    assert packing.packed_attention_fallbacks() == before + 1
