@@ -33,6 +33,7 @@ IGNORED_TRAINING_FIELDS = (
     "num_processes",
     "nnodes",
     "fsdp_cpu_offload",
+    "num_threads",
 )
 # The code that decides the weights: reading, validating, auditing, mixing and splitting the
 # data, loading the model, the loss, the forward and the training loop.

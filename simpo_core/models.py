@@ -169,7 +169,8 @@ def load_model_and_tokenizer(
             adapter names (e.g. a copy logged beside it).
 
     Returns:
-        `(model, tokenizer)`.
+        `(model, tokenizer)`; torch's CPU threads are set for the model's size (the automatic
+        rule of `simpo_core.train.threads`).
 
     Raises:
         ConfigError: the source is missing, not cached while offline, or not safetensors.
@@ -194,6 +195,9 @@ def load_model_and_tokenizer(
         logger.info("loaded adapter %s onto its base model %s", adapter, weights)
     if device is not None:
         model = model.to(resolve_device(device))
+    from simpo_core.train.threads import apply_num_threads
+
+    apply_num_threads(None, model)  # evaluation and generation share the cores as training does
     return model, tokenizer
 
 

@@ -18,8 +18,8 @@ from simpo_core.errors import ConfigError
 Precision = Literal["auto", "fp32", "bf16-mixed", "bf16-pure"]
 SaveDtype = Literal["checkpoint", "float32", "bfloat16", "float16"]
 Strategy = Literal["ddp", "fsdp"]
-# Fields that decide where and on how many processes training runs, never what a step computes.
-LAYOUT_FIELDS = ("num_processes", "nnodes", "strategy", "fsdp_cpu_offload")
+# Fields that decide where and on how many processes (and threads) training runs, never what a step computes.
+LAYOUT_FIELDS = ("num_processes", "nnodes", "strategy", "fsdp_cpu_offload", "num_threads")
 
 
 class LoraSettings(BaseModel):
@@ -185,6 +185,15 @@ class SimPOConfig(BaseModel):
         False,
         description="Under fsdp on GPUs: keep the sharded parameters, gradients and optimizer state in CPU memory "
         "(slower; for models whose shards do not fit GPU memory).",
+    )
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads per process (torch intra-op). null chooses: the cores this process may use "
+        "(its CPU affinity, shared among torchrun's processes on the machine, capped by OMP_NUM_THREADS when set), "
+        "and one thread per 4 M model parameters at most, so small models and concurrent jobs do not oversubscribe "
+        "the cores (docs/performance.md, Threads).",
     )
 
     @model_validator(mode="after")

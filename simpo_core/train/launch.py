@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import watchdog
+from simpo_core.train import threads, watchdog
 from simpo_core.train.distributed import torchrun_command
 from simpo_core.train.worker import TrainJob, TrainResult, finished_training
 
@@ -71,7 +71,11 @@ def launch(job: TrainJob, resume: bool = False) -> TrainResult:
     )
     job_process = subprocess.Popen(
         command,
-        env={**os.environ, **watchdog.launcher_environment()},
+        env={
+            **os.environ,
+            **threads.torchrun_environment(job.config.num_threads, job.config.num_processes),
+            **watchdog.launcher_environment(),
+        },
         start_new_session=True,  # its own group: stopped as one, out of reach of signals meant for ours
         preexec_fn=watchdog.die_with_parent(),
     )

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint
+from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint, threads
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
@@ -89,6 +89,7 @@ class SimPOTrainer:
         self.rank = distributed.rank()
         self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
         self.model, self.precision = prepare_model(model, self.config, device)
+        self.num_threads = threads.apply_num_threads(self.config.num_threads, self.model)  # before any step
         self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
         self.parallel = Parallel(self.model, self.config.strategy, self.precision, self.config.fsdp_cpu_offload)
