@@ -16,8 +16,8 @@ from prefect.runtime import flow_run
 
 from flows.params import RetrainParams
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.promotion import GateSettings
-from simpo_core.rerun import RerunPlan, eval_identity
+from simpo_core.gate.promotion import GateSettings
+from simpo_core.gate.rerun import RerunPlan, eval_identity
 from simpo_core.train.config import SimPOConfig
 from tasks.evaluate import evaluate_holdout_task
 from tasks.promotion import promote_model_task

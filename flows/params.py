@@ -16,9 +16,9 @@ from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
+from simpo_core.gate.promotion import GateSettings
 from simpo_core.generate.settings import GenerateSettings
 from simpo_core.models import DEVICE_PATTERN, EMBEDDED_MODELS
-from simpo_core.promotion import GateSettings
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import LoraSettings, SimPOConfig
 

@@ -20,8 +20,8 @@ from flows.params import RetrainParams, check_sources
 from simpo_core.data.mix import SourceSpec, check_unique_names
 from simpo_core.data.settings import SplitSettings, ValidateSettings
 from simpo_core.errors import ConfigError
+from simpo_core.gate.rerun import gate_identity
 from simpo_core.generate.settings import GenerateSettings
-from simpo_core.rerun import gate_identity
 from tasks.data import (
     audit_length_balance_task,
     audit_mix_task,

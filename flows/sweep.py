@@ -21,9 +21,9 @@ from flows.params import RetrainParams, check_sources
 from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.identity import model_identity, resolved_training, training_identity
-from simpo_core.promotion import GateSettings
-from simpo_core.rerun import eval_identity, gate_identity
+from simpo_core.gate.identity import model_identity, resolved_training, training_identity
+from simpo_core.gate.promotion import GateSettings
+from simpo_core.gate.rerun import eval_identity, gate_identity
 from simpo_core.sweep import (
     Stage,
     SweepSettings,

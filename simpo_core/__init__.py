@@ -4,9 +4,12 @@
 - `audit`: chosen/rejected length balance.
 - `train`: config, loss, log-probs, trainer, checkpoints, data parallelism, the worker.
 - `eval`: held-out metrics, generation checks, judges, reports.
-- `models` (model and tokenizer resolution, the embedded `tiny` model), `promotion` (the
-  champion gate), `identity` (what makes two trainings the same), `rerun` (skip, regate or
-  train a rerun of a registered training), `errors`, `env` (process defaults).
+- `generate`: on-policy pairs from a model's own answers, scored by a judge.
+- `gate`: the pure decisions of scheduled retraining: training identity, rerun plan
+  (skip, regate or train), paired tests, the champion gate, the model card.
+- `models` (model and tokenizer resolution, the embedded `tiny` model), `settings` (the base
+  of every step's settings), `sweep` (trial plans and winner selection), `tiny_model`,
+  `errors`, `env` (process defaults).
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from simpo_core.errors import ConfigError
-from simpo_core.identity import IGNORED_TRAINING_FIELDS
-from simpo_core.promotion import MIN_DISTINCT_RATE
+from simpo_core.gate.identity import IGNORED_TRAINING_FIELDS
+from simpo_core.gate.promotion import MIN_DISTINCT_RATE
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 

@@ -80,7 +80,7 @@ def keep_by_content(path: Path, kept_dir: Path) -> Path:
     """`kept_dir/<sha256 of the file>/<name>`: a copy of `path` at a place its content names."""
     import shutil
 
-    from simpo_core.identity import file_sha256
+    from simpo_core.gate.identity import file_sha256
 
     kept = Path(kept_dir).resolve() / file_sha256(Path(path))[:16] / Path(path).name
     if not kept.is_file():
@@ -123,7 +123,7 @@ def _log_pairs_dataset(result: GenerationResult, tracking_uri: str, run_id: str)
     import pandas as pd
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
-    from simpo_core.identity import file_sha256
+    from simpo_core.gate.identity import file_sha256
 
     preview = pd.read_json(result.pairs_path, lines=True).head(1000)[["chosen", "rejected"]]
     source = CodeDatasetSource(tags={"generator": result.generator["source"], "judge": result.judge["name"]})

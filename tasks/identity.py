@@ -5,7 +5,7 @@ it (`training.identity`) and the gate records its decision on the version togeth
 the evaluation and gate settings it was taken under (`promotion.gate_identity`). A nightly
 run on an unchanged export skips a decided training, regates one that was registered but
 never decided (or decided under other settings), and trains only what is new
-(`simpo_core.rerun`). Prefect's task cache is not used for this on purpose: cached results
+(`simpo_core.gate.rerun`). Prefect's task cache is not used for this on purpose: cached results
 live in the result storage of the worker that ran the task, while the registry is shared by
 every worker and survives them.
 """
@@ -15,8 +15,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from simpo_core.identity import model_identity, resolved_training, training_code_version, training_identity
-from simpo_core.rerun import RerunPlan, VersionRecord, plan_rerun
+from simpo_core.gate.identity import model_identity, resolved_training, training_code_version, training_identity
+from simpo_core.gate.rerun import RerunPlan, VersionRecord, plan_rerun
 from tasks.champion import current_champion
 from tasks.retry import COMPUTE_TASK, IO_TASK, tracking_errors
 from tasks.tracking import get_client

@@ -11,9 +11,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.model_card import render_model_card
-from simpo_core.promotion import GateSettings, PromotionDecision, decide_promotion
-from simpo_core.rerun import gate_identity
+from simpo_core.gate.model_card import render_model_card
+from simpo_core.gate.promotion import GateSettings, PromotionDecision, decide_promotion
+from simpo_core.gate.rerun import gate_identity
 from tasks.champion import current_champion, move_champion
 from tasks.identity import DECISION_TAG, GATE_TAG
 from tasks.retry import IO_TASK, tracking_errors

@@ -8,6 +8,8 @@ replayed itself, so replays do not compound) in one Parquet file, identified by 
 file's SHA-256; replay reads that file and refuses one whose digest does not match.
 """
 
+import hashlib
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,10 +17,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simpo_core.errors import DataError
-from simpo_core.identity import file_sha256
 
 SOURCE_NAME_COLUMN = "source_name"  # written by the mix: which source a row came from
 BATCH_ROWS = 65_536
+HASH_CHUNK_BYTES = 16 * 2**20
+logger = logging.getLogger(__name__)
 
 
 def write_row_record(valid_path: Path, out_path: Path, exclude_sources: list[str] = ()) -> str:
@@ -61,3 +64,15 @@ def check_row_record(path: Path, expected: str, what: str) -> Path:
             f"recorded {expected[:12]}); it was changed or damaged, so it is not replayed"
         )
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content, streamed (a multi-GB checkpoint never sits in memory)."""
+    size = path.stat().st_size
+    if size > 1024 * HASH_CHUNK_BYTES:
+        logger.info("hashing %s (%.1f GB) once for the training identity", path, size / 1e9)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -33,7 +33,7 @@ from simpo_core.eval.generation import Generation, generate_responses, sample_pr
 from simpo_core.eval.heldout import normalize_pairs
 from simpo_core.eval.judges import ScoreFn, build_judge, win_rate
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.paired_test import binomial_tail_at_least
+from simpo_core.gate.paired_test import binomial_tail_at_least
 
 logger = logging.getLogger(__name__)
 

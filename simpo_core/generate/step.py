@@ -40,7 +40,7 @@ def generate_step(
         ConfigError: a model or judge that cannot load.
         DataError: unreadable prompts, or no prompt gave a pair.
     """
-    from simpo_core.identity import model_identity
+    from simpo_core.gate.identity import model_identity
     from simpo_core.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(generator_source, trust_remote_code=trust_remote_code, device=device)
@@ -82,7 +82,7 @@ def build_generation_judge(settings: GenerateSettings, device: str = "auto") -> 
 def judge_identity(settings: GenerateSettings) -> dict[str, str]:
     """The judge's name and what it is: the content of a reward model's folder, else the name."""
     if settings.judge == "reward-model" and settings.judge_model and Path(settings.judge_model).is_dir():
-        from simpo_core.identity import folder_digest
+        from simpo_core.gate.identity import folder_digest
 
         return {"name": settings.judge, "identity": "folder:" + folder_digest(Path(settings.judge_model))}
     return {"name": settings.judge, "identity": settings.judge}

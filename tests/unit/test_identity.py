@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from simpo_core import identity as identity_module
 from simpo_core.errors import ConfigError
-from simpo_core.identity import (
+from simpo_core.gate import identity as identity_module
+from simpo_core.gate.identity import (
     folder_digest,
     model_identity,
     resolved_training,

@@ -1,7 +1,7 @@
 """The model card a registered version carries: lineage, held-out table and the gate's verdict."""
 
-from simpo_core.model_card import MAX_CARD_CHARS, render_model_card
-from simpo_core.promotion import PromotionDecision
+from simpo_core.gate.model_card import MAX_CARD_CHARS, render_model_card
+from simpo_core.gate.promotion import PromotionDecision
 
 LINEAGE = {
     "base_model": "tiny",

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from simpo_core.paired_test import compare_length_controlled, sign_flip_p_at_most
-from simpo_core.promotion import GateSettings, decide_promotion
+from simpo_core.gate.paired_test import compare_length_controlled, sign_flip_p_at_most
+from simpo_core.gate.promotion import GateSettings, decide_promotion
 
 CUBE_ROOT = 0.05 ** (1 / 3)  # 0.3684031
 

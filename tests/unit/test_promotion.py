@@ -2,8 +2,8 @@
 
 import pytest
 
-from simpo_core.paired_test import binomial_tail_at_least, clopper_pearson_lower, compare_accuracy
-from simpo_core.promotion import GateSettings, decide_promotion
+from simpo_core.gate.paired_test import binomial_tail_at_least, clopper_pearson_lower, compare_accuracy
+from simpo_core.gate.promotion import GateSettings, decide_promotion
 
 PAIRS = 212
 REFERENCE = "1" * 150 + "0" * 62  # 150 of 212 right

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from simpo_core.promotion import GateSettings
+from simpo_core.gate.promotion import GateSettings
 from tasks import promotion
 
 PAIRS = 40

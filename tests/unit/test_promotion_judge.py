@@ -3,7 +3,7 @@
 import pytest
 
 from simpo_core.eval.head_to_head import sign_test
-from simpo_core.promotion import GateSettings, decide_promotion
+from simpo_core.gate.promotion import GateSettings, decide_promotion
 
 PAIRS = 212
 REFERENCE = "1" * 150 + "0" * 62

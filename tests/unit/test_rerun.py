@@ -1,8 +1,8 @@
 """What a rerun of a registered training does: skip only what was decided, regate the rest."""
 
 from simpo_core.eval.settings import EvalSettings
-from simpo_core.promotion import GateSettings
-from simpo_core.rerun import VersionRecord, eval_identity, gate_identity, plan_rerun
+from simpo_core.gate.promotion import GateSettings
+from simpo_core.gate.rerun import VersionRecord, eval_identity, gate_identity, plan_rerun
 
 IDENTITY = "a" * 64
 GATE = "gate-now"

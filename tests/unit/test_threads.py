@@ -102,7 +102,7 @@ def test_num_threads_is_a_layout_setting():
 
 
 def test_num_threads_is_not_part_of_the_training_identity():
-    from simpo_core.identity import training_identity
+    from simpo_core.gate.identity import training_identity
 
     def identity(config: SimPOConfig) -> str:
         return training_identity("data", {}, config.model_dump(mode="json"), "model", code_version="v")

@@ -3,7 +3,7 @@
 Pure logic on two evaluation blocks measured on the same held-out pairs (and the judge's
 verdicts: the evaluation's against the starting model, the judged head-to-head of both
 models' answers), so the rule is tested on literal per-pair outcomes and the registry code
-only applies the decision. The tests are in `simpo_core.paired_test` and
+only applies the decision. The tests are in `simpo_core.gate.paired_test` and
 `simpo_core.eval.head_to_head`; `docs/evaluation.md` says why they were chosen.
 
 `registry.gate_on` says what decides: `reward_accuracy` (the paired test on held-out pairs),
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from simpo_core.paired_test import PairedComparison, compare_accuracy, compare_length_controlled
+from simpo_core.gate.paired_test import PairedComparison, compare_accuracy, compare_length_controlled
 from simpo_core.settings import StepSettings
 
 MIN_DISTINCT_RATE = 0.5  # greedy answers to different prompts: below this share distinct is collapse

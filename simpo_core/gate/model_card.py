@@ -5,7 +5,7 @@ registry page and logged as `model_card.md` beside the run.
 
 from typing import Any
 
-from simpo_core.promotion import PromotionDecision
+from simpo_core.gate.promotion import PromotionDecision
 
 CARD_METRICS = (
     ("reward accuracy", "reward_accuracy", "reward_accuracy_ci"),

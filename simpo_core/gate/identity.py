@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from simpo_core.data.record import file_sha256
+
 logger = logging.getLogger(__name__)
 
 # Settings that change neither the weights nor the data a training sees. The process count
@@ -39,7 +41,6 @@ IGNORED_TRAINING_FIELDS = (
 # data, loading the model, the loss, the forward and the training loop.
 TRAINING_CODE = ("data", "audit", "train", "models.py", "tiny_model.py")
 PACKAGE = "simpo-pipeline"
-HASH_CHUNK_BYTES = 16 * 2**20
 DIGEST_CACHE_FILE = ".simpo-digests.json"  # beside the weights: (name, size, times, inode) -> sha256
 
 
@@ -92,7 +93,7 @@ def training_code_version() -> str:
         package = version(PACKAGE)
     except PackageNotFoundError:  # run from a source tree that was never installed
         package = "source"
-    root = Path(__file__).parent
+    root = Path(__file__).parents[1]  # simpo_core/
     digest = hashlib.sha256()
     for entry in TRAINING_CODE:
         files = sorted((root / entry).rglob("*.py")) if (root / entry).is_dir() else [root / entry]
@@ -158,18 +159,6 @@ def folder_digest(folder: Path) -> str:
         digest.update(f"{path.relative_to(folder).as_posix()}:{stat.st_size}:{fresh[key]}\n".encode())
     if fresh != cache:
         _write_cache(cache_path, fresh)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content, streamed (a multi-GB checkpoint never sits in memory)."""
-    size = path.stat().st_size
-    if size > 1024 * HASH_CHUNK_BYTES:
-        logger.info("hashing %s (%.1f GB) once for the training identity", path, size / 1e9)
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
