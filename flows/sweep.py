@@ -19,6 +19,7 @@ from flows.alerts import alert_on_failure, check_alert_block
 from flows.model_steps import decision_lock, training_config, training_folder
 from flows.params import RetrainParams, check_sources
 from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder
+from simpo_core.devices import TrialPlacement, trial_placement
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.identity import model_identity, resolved_training, training_identity
@@ -58,6 +59,7 @@ class SweepContext:
     data_fingerprint: str
     data_settings: dict[str, Any]
     model_id: str = ""
+    placement: TrialPlacement | None = None  # how many trials at once, and the GPUs of each
 
     def __post_init__(self) -> None:
         self.model_id = model_identity(self.params.model.source)
@@ -154,7 +156,8 @@ def _run_stages(
     params, tracking_uri = context.params, context.tracking_uri
     outcomes: list[TrialOutcome] = []
     stages_run, best = [], {}
-    with task_runner(sweep) as runner:
+    context.placement = trial_placement(sweep, params.model.device, base.num_processes)
+    with task_runner(sweep, context.placement) as runner:
         for stage in stages:
             trials = stage_trials(stage, best, base, [outcome.trial for outcome in outcomes])
             stages_run.append({"name": stage.name, "trials": [trial.name for trial in trials]})
@@ -165,7 +168,7 @@ def _run_stages(
                 for t in trials
             ]
             run_ids = start_trial_runs_task(tracking_uri, params.registry.experiment_name, parent, described)
-            outcomes += run_trials(runner, trials, run_ids, sweep.max_concurrency, context)
+            outcomes += run_trials(runner, trials, run_ids, context.placement.concurrency, context)
             selection = select_winner(outcomes, sweep)
             if selection.winner is None:
                 get_run_logger().warning("stopping after stage %r: %s", stage.name, selection.reason)
@@ -174,31 +177,35 @@ def _run_stages(
     return outcomes, stages_run
 
 
-def task_runner(sweep: SweepSettings) -> Any:
-    """`local`: a thread pool of `max_concurrency` workers; `dask`: prefect-dask's runner on the
-    scheduler at `dask_address`, or on a local cluster of `max_concurrency` one-thread workers."""
+def task_runner(sweep: SweepSettings, placement: TrialPlacement | None = None) -> Any:
+    """`local`: a thread pool of `placement.concurrency` workers; `dask`: prefect-dask's runner on
+    the scheduler at `dask_address`, or on a local cluster of that many one-thread worker
+    processes, each seeing only its GPUs."""
+    placement = placement or trial_placement(sweep, "auto", 1)
     if sweep.runner == "local":
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=sweep.max_concurrency)
+        return ThreadPoolTaskRunner(max_workers=placement.concurrency)
     from prefect_dask import DaskTaskRunner  # imported only here: the local path does not pay for it
 
     if sweep.dask_address:
         return DaskTaskRunner(address=sweep.dask_address)
     # One thread per worker: one trial per worker at a time. Scheduler on loopback, no dashboard.
-    cluster = {"n_workers": sweep.max_concurrency, "threads_per_worker": 1, "host": "127.0.0.1"}
-    return DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": None})
+    cluster = {"n_workers": placement.concurrency, "threads_per_worker": 1, "host": "127.0.0.1"}
+    return DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": None, **placement.cluster_options()})
 
 
 def run_trials(
     runner: Any, trials: list[Trial], run_ids: dict[str, str], limit: int, context: SweepContext
 ) -> list[TrialOutcome]:
-    """Train then evaluate each trial, at most `limit` trials in flight; a failed trial is
-    recorded with its error and the others go on."""
+    """Train then evaluate each trial, at most `limit` trials in flight, each on its own GPUs
+    (`context.placement`) until it is done; a failed trial is recorded with its error and the
+    others go on."""
     queue, in_flight, done = list(trials), {}, {}
     while queue or in_flight:
         while queue and len(in_flight) < limit:
             trial = queue.pop(0)
+            context.placement.acquire(trial.name)
             in_flight[_submit_training(runner, trial, run_ids[trial.name], context)] = (trial, None)
         future = next(as_completed(list(in_flight)))
         trial, trained = in_flight.pop(future)
@@ -206,12 +213,14 @@ def run_trials(
         try:
             value = future.result()
         except Exception as error:  # recorded on the trial: the sweep goes on without it
+            context.placement.release(trial.name)
             get_run_logger().warning("trial %s failed: %s", trial.name, error)
             done[trial.name] = TrialOutcome(trial, error=f"{type(error).__name__}: {error}"[:500], extra=extra)
             continue
         if trained is None:
             in_flight[_submit_evaluation(runner, trial, value, run_ids[trial.name], context)] = (trial, value)
         else:
+            context.placement.release(trial.name)
             extra.update(
                 model_dir=trained["model_dir"], steps=trained["steps"], reused=trained["reused"], heldout=value
             )
@@ -230,7 +239,7 @@ def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepConte
         "tracking_uri": context.tracking_uri,
         "run_id": run_id,
         "trust_remote_code": params.model.trust_remote_code,
-        "device": params.model.device,
+        "device": context.placement.device_of(trial.name),
         "fresh": params.force,
     }
     return runner.submit(task, arguments)
@@ -243,7 +252,7 @@ def _submit_evaluation(runner: Any, trial: Trial, trained: dict[str, Any], run_i
         "base_source": params.model.source,
         "trained_dir": trained["model_dir"],
         "heldout_path": context.split.heldout_path,
-        "settings": _eval_settings(params, trial.config),
+        "settings": _eval_settings(params, trial.config, context.placement.device_of(trial.name)),
         "out_dir": context.run_dir / "eval" / trial.name,
         "tracking_uri": context.tracking_uri,
         "run_id": run_id,
@@ -251,10 +260,10 @@ def _submit_evaluation(runner: Any, trial: Trial, trained: dict[str, Any], run_i
     return runner.submit(task, arguments)
 
 
-def _eval_settings(params: RetrainParams, config: Any) -> EvalSettings:
+def _eval_settings(params: RetrainParams, config: Any, device: str | None = None) -> EvalSettings:
     model = params.model
     return EvalSettings.for_training(
-        params.eval, config, device=model.device, trust_remote_code=model.trust_remote_code
+        params.eval, config, device=device or model.device, trust_remote_code=model.trust_remote_code
     )
 
 

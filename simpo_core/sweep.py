@@ -56,7 +56,13 @@ class SweepSettings(StepSettings):
     runner: Literal["local", "dask"] = Field(
         "local", description="local: threads in the flow's process; dask: a Dask cluster (dask_address or local)"
     )
-    max_concurrency: int = Field(1, ge=1, le=256, description="trials trained and evaluated at the same time")
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="trials trained and evaluated at the same time; unset: one per GPU (per train.num_processes "
+        "GPUs) with model.device auto, else 1 (simpo_core.devices.trial_placement)",
+    )
     dask_address: str | None = Field(
         None, min_length=1, description="Dask scheduler address (tcp://host:8786); none: a local cluster"
     )

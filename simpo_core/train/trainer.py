@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from simpo_core.devices import TrainingRng, draws_randomness
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint, threads
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
@@ -88,7 +89,11 @@ class SimPOTrainer:
         self.world_size = distributed.init_distributed()
         self.rank = distributed.rank()
         self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
-        self.model, self.precision = prepare_model(model, self.config, device)
+        # Its own generator states: trainings in threads of one process share torch's (`devices`).
+        self.rng = TrainingRng(self.config.seed)
+        with self.rng.drawing():  # adapter initialisation seeds every generator
+            self.model, self.precision = prepare_model(model, self.config, device)
+        self._draws = draws_randomness(self.model)  # dropout: training steps draw from self.rng
         self.num_threads = threads.apply_num_threads(self.config.num_threads, self.model)  # before any step
         self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
@@ -165,7 +170,7 @@ class SimPOTrainer:
         for index, (micro_pairs, counts) in enumerate(micro_batches):
             batch = collate_for(self.model, micro_pairs, self.tokenizer.pad_token_id)
             last = index == len(micro_batches) - 1
-            with self._autocast(), nullcontext() if backward else torch.no_grad(), self.parallel.gradient_sync(last):
+            with self._autocast(), self._grad_or_rng(backward), self.parallel.gradient_sync(last):
                 logps = self.parallel.pair_logps({k: v.to(self.device) for k, v in batch.items()})
                 losses, chosen_rewards, rejected_rewards = self.loss_fn(logps)
                 loss = self.loss_fn.step_loss(losses, logps, n_pairs, n_tokens) * (1.0 if counts else 0.0)
@@ -181,6 +186,12 @@ class SimPOTrainer:
         if not math.isfinite(totals["loss"]):  # every process sees the same sum and stops together
             self._diverged(f"the loss is {totals['loss']}")
         return totals
+
+    def _grad_or_rng(self, backward: bool) -> Any:
+        """Evaluation: no gradients. Training: dropout draws from this training's generators."""
+        if not backward:
+            return torch.no_grad()
+        return self.rng.drawing(self.device) if self._draws else nullcontext()
 
     def _optimizer_step(self, pairs: Sequence[EncodedPair]) -> dict[str, float]:
         lr = self.scheduler.get_last_lr()[0]
@@ -243,12 +254,13 @@ class SimPOTrainer:
         if total > 0 and not self.train_pairs:
             raise ConfigError("train_dataset is empty; give SimPOTrainer at least one pair or set max_steps: 0")
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config, max(total, 1))
-        torch.manual_seed(self.config.seed)
+        self.rng.reset()  # dropout starts from the seed
         self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], StepWindow()
         self.monitor = EvalMonitor(self.config.early_stopping, self.config.monitor_window)
         self.stopped_early_at_step = None
         if resume:
-            self._resume()
+            with self.rng.drawing():  # the checkpoint restores every generator: into this training's states
+                self._resume()
         logger.info(
             "training %d steps (%d pairs, %d per step, lr %g)",
             total,
@@ -364,10 +376,11 @@ class SimPOTrainer:
             "config": self.config.model_dump(mode="json"),
         }
         where = (self.config.output_dir, self.global_step, self.model, self.optimizer, self.scheduler, state)
-        if self.config.strategy == "fsdp":  # every process writes its shards; resumable on any process count
-            sharded_checkpoint.save_checkpoint(*where, self.config.save_total_limit)
-        elif self.rank == 0:  # processes hold identical weights and optimizer states
-            checkpoint.save_checkpoint(*where, self.config.save_total_limit)
+        with self.rng.drawing(self.device):  # the checkpoint records this training's generator state
+            if self.config.strategy == "fsdp":  # every process writes its shards; resumable on any process count
+                sharded_checkpoint.save_checkpoint(*where, self.config.save_total_limit)
+            elif self.rank == 0:  # processes hold identical weights and optimizer states
+                checkpoint.save_checkpoint(*where, self.config.save_total_limit)
         distributed.barrier()
         self._notify("checkpoint", self.last_metrics)
 

@@ -145,13 +145,12 @@ def read_pairs(path: Path) -> Any:
 
 def build_trainer(job: TrainJob) -> Any:
     """Load the starting model and the data and build the `SimPOTrainer` (seeded by the config)."""
-    import torch
-
+    from simpo_core.devices import seeded
     from simpo_core.models import load_model_and_tokenizer
     from simpo_core.train.trainer import SimPOTrainer
 
-    torch.manual_seed(job.config.seed)
-    model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code)
+    with seeded(job.config.seed, "cpu"):  # weights the checkpoint lacks start alike, whatever loads beside
+        model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code)
     train_rows = read_pairs(job.train_data)
     eval_rows = read_pairs(job.eval_data) if job.eval_data else None
     return SimPOTrainer(

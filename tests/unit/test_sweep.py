@@ -159,3 +159,74 @@ def test_local_runner_is_a_thread_pool_and_dask_builds_a_cluster_or_connects():
     assert cluster.cluster_kwargs["host"] == "127.0.0.1"  # the scheduler listens on loopback only
     remote = task_runner(SweepSettings(runner="dask", dask_address="tcp://10.0.0.5:8786"))
     assert remote.address == "tcp://10.0.0.5:8786" and remote.cluster_kwargs == {}
+
+
+def test_dask_local_cluster_gives_each_worker_its_own_gpus():
+    from flows.sweep import task_runner
+    from simpo_core.devices import gpu_worker_class, trial_placement
+
+    sweep = SweepSettings(runner="dask")
+    assert sweep.max_concurrency is None  # unset: decided by the machine (one per GPU, 1 without)
+    runner = task_runner(sweep, trial_placement(sweep, "auto", per_trial=1, gpus=3))
+    kwargs = runner.cluster_kwargs
+    assert kwargs["n_workers"] == 3 and kwargs["threads_per_worker"] == 1
+    assert kwargs["worker_class"] is gpu_worker_class() and kwargs["gpu_groups"] == ["0", "1", "2"]
+
+
+class _Done:
+    """A finished future as `as_completed` sees it."""
+
+    _final_state = True
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+
+class _Runner:
+    """Runs each submitted task at once, recording the device it was given and the GPUs in use."""
+
+    def __init__(self, placement, failing):
+        self.placement, self.failing, self.calls = placement, failing, []
+
+    def submit(self, task, arguments):
+        trial = task.task_run_name.split("-trial-", 1)[1]
+        training = task.task_run_name.startswith("train-")
+        device = arguments["device"] if training else arguments["settings"].device
+        self.calls.append((task.task_run_name, device, self.placement.pool.in_use()))
+        if training and trial in self.failing:
+            return _Done(RuntimeError("out of memory"))
+        result = {"model_dir": f"/m/{trial}", "steps": 1, "reused": False} if training else {"trained": {}}
+        return _Done(result)
+
+
+def test_concurrent_trials_train_and_evaluate_on_their_own_gpu_and_give_it_back(monkeypatch, tmp_path):
+    import logging
+    from types import SimpleNamespace
+
+    import flows.sweep as sweep_flow
+    from flows.params import RetrainParams
+    from simpo_core.devices import trial_placement
+
+    monkeypatch.setattr(sweep_flow, "get_run_logger", lambda: logging.getLogger("test"))
+    placement = trial_placement(SweepSettings(max_concurrency=3), "auto", per_trial=1, gpus=4)
+    context = SimpleNamespace(
+        params=RetrainParams(), split=SimpleNamespace(heldout_path=tmp_path / "heldout.jsonl"), run_dir=tmp_path,
+        tracking_uri="sqlite://", identity=lambda trial: trial.name * 8, placement=placement,
+    )  # fmt: skip
+    trials = [Trial(name, "grid", {}, TINY) for name in ("a", "b", "c", "d", "e")]
+    runner = _Runner(placement, failing={"b"})
+    outcomes = sweep_flow.run_trials(runner, trials, {t.name: "run" for t in trials}, 3, context)
+
+    assert [o.error for o in outcomes] == [None, "RuntimeError: out of memory", None, None, None]
+    for name, device, in_use in runner.calls:
+        assert device.startswith("cuda:") and max(in_use.values()) <= 1, (name, in_use)  # never two trials on one GPU
+    devices = {name: device for name, device, _ in runner.calls}
+    for trial in ("a", "c", "d", "e"):  # a trial is evaluated where it trained
+        assert devices[f"evaluate-trial-{trial}"] == devices[f"train-trial-{trial}"]
+    assert placement.pool.in_use() == dict.fromkeys(["cuda:0", "cuda:1", "cuda:2", "cuda:3"], 0)  # all given back
+    assert placement.held == {}
