@@ -96,3 +96,17 @@ def test_a_trial_trained_beside_another_gets_the_weights_it_gets_alone(
     assert not changed, f"weights differ from the trial trained alone: {changed[:3]}"
     other = _weights(results["other"].model_dir)
     assert any(not torch.equal(alone[name], other[name]) for name in alone)  # the other trial trained differently
+
+
+def test_a_resumed_training_continues_its_own_dropout_stream(tiny_model_dir, pairs_file, tmp_path):
+    """The checkpoint records this training's generator state and resuming restores it: the
+    resumed run ends with the uninterrupted run's weights."""
+    uninterrupted = _job(tiny_model_dir, pairs_file, tmp_path / "whole", seed=1, lr=1e-3, lora=True)
+    uninterrupted.config = uninterrupted.config.model_copy(update={"save_steps": 3})
+    whole = _weights(run_training(uninterrupted).model_dir)
+
+    resumed = _job(tiny_model_dir, pairs_file, tmp_path / "resumed", seed=1, lr=1e-3, lora=True)
+    shutil.copytree(tmp_path / "whole" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")
+    result = run_training(resumed, resume=True)
+    assert result.resumed_from_step == 3
+    assert all(torch.equal(whole[name], tensor) for name, tensor in _weights(result.model_dir).items())
