@@ -20,7 +20,7 @@ from typing import Any
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
-from tasks.tracking import redact
+from tasks.helpers.tracking import redact
 
 ARTIFACT_KEY = "simpo-failure"
 # MLflow limits tag values to 8000 characters; the error is cut well below that.
@@ -182,7 +182,7 @@ def tag_mlflow_run(params: dict[str, Any], summary: FailureSummary) -> None:
     """Tag the flow run's MLflow run with `failure.step`, `failure.error`, `failure.summary`."""
     if summary.mlflow_run_id is None:
         return  # the flow failed before it opened its MLflow run: nothing to tag
-    from tasks.tracking import get_client, resolve_tracking_uri
+    from tasks.helpers.tracking import get_client, resolve_tracking_uri
 
     with _quick_mlflow_requests():
         client = get_client(resolve_tracking_uri(_registry(params).get("tracking_uri")))
@@ -197,7 +197,7 @@ def tag_mlflow_run(params: dict[str, Any], summary: FailureSummary) -> None:
 
 def _find_mlflow_run(params: dict[str, Any], flow_run_id: str) -> tuple[str | None, Any]:
     """The MLflow run this flow run opened (tag `flow_run_id`), or None when there is none yet."""
-    from tasks.tracking import get_client, resolve_tracking_uri
+    from tasks.helpers.tracking import get_client, resolve_tracking_uri
 
     registry = _registry(params)
     try:

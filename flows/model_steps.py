@@ -190,8 +190,8 @@ def gate_version(
 
 def skipped_summary(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
     """The summary of a run that ends early: this training is registered and decided already."""
-    from tasks.champion import current_champion
-    from tasks.tracking import get_client
+    from tasks.helpers.champion import current_champion
+    from tasks.helpers.tracking import get_client
 
     champion = current_champion(get_client(run.tracking_uri), run.name)
     return {

@@ -33,10 +33,10 @@ from tasks.data import (
     validate_preferences_task,
 )
 from tasks.generation import generate_pairs_task
+from tasks.helpers.tracking import resolve_tracking_uri
 from tasks.identity import check_training_identity_task, training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
 from tasks.replay import replay_sources_task
-from tasks.tracking import resolve_tracking_uri
 
 GENERATED_SOURCE = "generated"  # the name of the generated pairs in a mix of sources
 GENERATED_DIR = "generated"  # under output_dir: generated pairs kept by content (stable fingerprints)

@@ -9,8 +9,8 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.helpers.tracking import resolve_tracking_uri
 from tasks.staging import stage_champion_task
-from tasks.tracking import resolve_tracking_uri
 
 
 @flow(name="simpo-refresh-serving", log_prints=True, timeout_seconds=2 * 3600)

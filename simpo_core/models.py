@@ -170,7 +170,7 @@ def load_model_and_tokenizer(
 
     Returns:
         `(model, tokenizer)`; torch's CPU threads are set for the model's size (the automatic
-        rule of `simpo_core.train.threads`).
+        rule of `simpo_core.threads`).
 
     Raises:
         ConfigError: the source is missing, not cached while offline, or not safetensors.
@@ -195,7 +195,7 @@ def load_model_and_tokenizer(
         logger.info("loaded adapter %s onto its base model %s", adapter, weights)
     if device is not None:
         model = model.to(resolve_device(device))
-    from simpo_core.train.threads import apply_num_threads
+    from simpo_core.threads import apply_num_threads
 
     apply_num_threads(None, model)  # evaluation and generation share the cores as training does
     return model, tokenizer

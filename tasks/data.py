@@ -20,8 +20,8 @@ from simpo_core.data.split import SplitResult, write_split
 from simpo_core.data.validation import ValidationResult
 from simpo_core.data.validation_stream import validate_source
 from simpo_core.models import load_tokenizer
-from tasks.retry import IO_TASK, ONE_SHOT_TASK
-from tasks.tracking import get_client, log_metrics
+from tasks.helpers.retry import IO_TASK, ONE_SHOT_TASK
+from tasks.helpers.tracking import get_client, log_metrics
 
 
 @task(name="load-preferences", timeout_seconds=1800, **IO_TASK)

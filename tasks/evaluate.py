@@ -7,8 +7,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.eval.settings import EvalSettings
-from tasks.retry import COMPUTE_TASK
-from tasks.tracking import get_client, log_metrics, numeric_metrics
+from tasks.helpers.retry import COMPUTE_TASK
+from tasks.helpers.tracking import get_client, log_metrics, numeric_metrics
 
 
 @task(name="evaluate-holdout", timeout_seconds=3 * 3600, **COMPUTE_TASK)

@@ -8,8 +8,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.generate.pairs import GenerationResult
 from simpo_core.generate.settings import GenerateSettings
-from tasks.retry import COMPUTE_TASK, tracking_errors
-from tasks.tracking import get_client
+from tasks.helpers.retry import COMPUTE_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 
 CHAMPION_URI = "models:/{name}@champion"
 
@@ -19,7 +19,7 @@ def resolve_generator(generator: str | None, fallback: str, name: str, tracking_
     champion of `name` (downloaded from the registry), else `fallback` (the starting model)."""
     if generator:
         return generator, generator
-    from tasks.champion import current_champion
+    from tasks.helpers.champion import current_champion
     from tasks.promotion import download_version_model
 
     with tracking_errors(tracking_uri, "finding the champion to generate with"):
@@ -93,7 +93,7 @@ def keep_by_content(path: Path, kept_dir: Path) -> Path:
 
 def publish_generation(result: GenerationResult, tracking_uri: str, run_id: str) -> None:
     """The pairs file as an artifact and dataset input of the run, its counts as metrics."""
-    from tasks.tracking import log_metrics
+    from tasks.helpers.tracking import log_metrics
 
     client = get_client(tracking_uri)
     summary = result.summary()

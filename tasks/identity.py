@@ -17,9 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.gate.identity import model_identity, resolved_training, training_code_version, training_identity
 from simpo_core.gate.rerun import RerunPlan, VersionRecord, plan_rerun
-from tasks.champion import current_champion
-from tasks.retry import COMPUTE_TASK, IO_TASK, tracking_errors
-from tasks.tracking import get_client
+from tasks.helpers.champion import current_champion
+from tasks.helpers.retry import COMPUTE_TASK, IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 
 IDENTITY_TAG = "training.identity"
 DECISION_TAG = "promotion.decision"

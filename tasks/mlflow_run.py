@@ -5,8 +5,8 @@ from typing import Any
 import yaml
 from prefect import get_run_logger, task
 
-from tasks.retry import IO_TASK
-from tasks.tracking import ensure_experiment, flatten, get_client, redact, redact_params
+from tasks.helpers.retry import IO_TASK
+from tasks.helpers.tracking import ensure_experiment, flatten, get_client, redact, redact_params
 
 
 @task(name="start-tracking", timeout_seconds=120, **IO_TASK)

@@ -14,10 +14,10 @@ from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.model_card import render_model_card
 from simpo_core.gate.promotion import GateSettings, PromotionDecision, decide_promotion
 from simpo_core.gate.rerun import gate_identity
-from tasks.champion import current_champion, move_champion
+from tasks.helpers.champion import current_champion, move_champion
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 from tasks.identity import DECISION_TAG, GATE_TAG
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import get_client
 
 LOCK_WAIT_SECONDS = 2 * 3600  # under the task's 3 h timeout
 

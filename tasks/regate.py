@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 from tasks.registry import EVAL_TAG, HELDOUT_ARTIFACT
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import get_client
 
 
 @task(name="recorded-heldout", timeout_seconds=600, **IO_TASK)

@@ -6,11 +6,11 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 from tasks.identity import IDENTITY_TAG
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import get_client
 
-SERVING_CODE = Path(__file__).with_name("serving_model.py")
+SERVING_CODE = Path(__file__).parent / "helpers" / "serving_model.py"
 PROMPT_CODE = Path(__file__).parents[1] / "simpo_core" / "train" / "prompt_format.py"  # copied beside it
 BASE_MODEL_ARTIFACT = "base_model"  # the base folder logged beside an adapter-only policy
 SERVING_EXAMPLE = [{"prompt": "List some fruit words."}]

@@ -14,8 +14,8 @@ from simpo_core.data.mix import SourceSpec
 from simpo_core.data.record import check_row_record, write_row_record
 from simpo_core.data.validation import ValidationResult
 from simpo_core.errors import DataError
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import get_client
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 
 ROWS_ARTIFACT_DIR = "training-rows"
 ROWS_FILE = "rows.parquet"
@@ -47,7 +47,7 @@ def replay_sources_task(name: str, tracking_uri: str, fraction: float, output_di
     Raises:
         DataError: the champion has no record, or its record is missing or does not match its digest.
     """
-    from tasks.champion import current_champion
+    from tasks.helpers.champion import current_champion
 
     logger = get_run_logger()
     with tracking_errors(tracking_uri, "reading the champion's training rows"):

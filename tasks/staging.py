@@ -22,9 +22,9 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from simpo_core.errors import ConfigError
-from tasks.champion import current_champion
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import get_client
+from tasks.helpers.champion import current_champion
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import get_client
 
 CURRENT = "current"
 

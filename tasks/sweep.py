@@ -12,8 +12,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from tasks.retry import IO_TASK, tracking_errors
-from tasks.tracking import ensure_experiment, flatten, get_client, redact_params
+from tasks.helpers.retry import IO_TASK, tracking_errors
+from tasks.helpers.tracking import ensure_experiment, flatten, get_client, redact_params
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 TRIAL_TAG = "sweep.trial"

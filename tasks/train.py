@@ -11,8 +11,8 @@ from prefect.runtime import task_run
 from simpo_core.data.split import SplitResult
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.worker import TrainJob, TrainResult
-from tasks.retry import COMPUTE_TASK
-from tasks.tracking import get_client, log_metrics
+from tasks.helpers.retry import COMPUTE_TASK
+from tasks.helpers.tracking import get_client, log_metrics
 
 
 class TrainingProgress:

@@ -134,7 +134,7 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
 def registry_client(args: argparse.Namespace) -> tuple[Any, str]:
     """The MLflow client and registered model name the registry commands work on."""
     from flows.params import RegistryLocation
-    from tasks.tracking import get_client, resolve_tracking_uri
+    from tasks.helpers.tracking import get_client, resolve_tracking_uri
 
     name = args.name or RegistryLocation().registered_model_name
     return get_client(resolve_tracking_uri(args.tracking_uri)), name

@@ -38,7 +38,7 @@ def step(name: str, **details: Any) -> Iterator[None]:
 
 def describe_error(error: BaseException) -> str:
     """`ExceptionType: message`, as the failure alerts and MLflow tags write it, secrets hidden."""
-    from tasks.tracking import redact
+    from tasks.helpers.tracking import redact
 
     message = str(error)
     return redact(f"{type(error).__name__}: {message}" if message else type(error).__name__)

@@ -91,7 +91,7 @@ def _logged_figures(raw_params: dict[str, Any], mlflow_run_id: str | None) -> di
     """The validation and audit figures the run logged to MLflow before it failed."""
     if mlflow_run_id is None:
         return {}
-    from tasks.tracking import get_client, resolve_tracking_uri
+    from tasks.helpers.tracking import get_client, resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri((raw_params.get("registry") or {}).get("tracking_uri"))
     metrics = get_client(tracking_uri).get_run(mlflow_run_id).data.metrics

@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     from simpo_core.generate.settings import GenerateSettings
     from simpo_core.generate.step import generate_step
     from tasks.generation import resolve_generator
-    from tasks.tracking import resolve_tracking_uri
+    from tasks.helpers.tracking import resolve_tracking_uri
 
     settings = settings_from_args(GenerateSettings, args, SETTINGS_FLAGS)
     settings.judge_trust_remote_code = args.judge_trust_remote_code

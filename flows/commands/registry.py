@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tasks.champion import current_champion, read_history
+    from tasks.helpers.champion import current_champion, read_history
 
     client, name = registry_client(args)
     champion = current_champion(client, name)

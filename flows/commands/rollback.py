@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tasks.champion import rollback
+    from tasks.helpers.champion import rollback
 
     client, name = registry_client(args)
     event = rollback(client, name, args.reason, args.to_version)

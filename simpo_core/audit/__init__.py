@@ -4,4 +4,5 @@
 - `balance`: the audit step (`audit` / `audit_length_balance`) and its policies.
 - `truncation`: how many pairs the training limits would cut, counted as the trainer counts tokens.
 - `report`: the JSON, Markdown and PNG reports.
+- `settings`: `AuditSettings`, every audit default.
 """

@@ -14,4 +14,6 @@
 - `record`: the record of the rows a training used (by digest), which `data.replay` reads back.
 - `synthetic`: the embedded demo data with a learnable preference and a set length bias.
 - `dataset`: `PreferenceDataset`, the notebook-friendly view of a source.
+- `sft_data`: the prompt/answer rows of the SFT stage.
+- `settings`: `ValidateSettings` and `SplitSettings`, every data-step default.
 """

@@ -9,4 +9,5 @@
 - `scoring`: one model's log-probs and preference block; length figures on the whole answers.
 - `heldout`: `evaluate_heldout` / `evaluate_model`, the evaluation step.
 - `report`: the Markdown, JSON and PNG reports.
+- `saved`: `evaluate_saved`, the evaluation of saved model folders (what the CLI and the task call).
 """

@@ -6,7 +6,12 @@
   and the chunked output head that gives per-sequence log-probs without full logits.
 - `setup`, `trainer`, `checkpoint`, `distributed`: `SimPOTrainer`, its optimizer and
   schedule, resumable checkpoints and data parallelism under torchrun.
-- `threads`: the CPU threads a process runs, from its cores and its model's size.
+- `precision`: the dtype policies (`fp32`, `bf16-mixed`, `bf16-pure`) and autocast.
+- `prompt_format`: how prompts are rendered and shortened, shared with serving.
+- `monitor`: the margin monitor and early stopping.
+- `parallel`, `sharded_checkpoint`: DDP and FSDP2 wrapping, sharded checkpoints.
+- `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
+- `sft`: the SFT stage SimPO starts from (and the embedded `tiny` model's SFT build).
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point
   that `simpo train` and the torchrun processes run.
 """

@@ -24,8 +24,9 @@ import subprocess
 import traceback
 from pathlib import Path
 
+from simpo_core import threads
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import threads, watchdog
+from simpo_core.train import watchdog
 from simpo_core.train.distributed import torchrun_command
 from simpo_core.train.worker import TrainJob, TrainResult, finished_training
 

@@ -18,7 +18,7 @@ from test_alerts import webhook_receiver
 from flows.automations import FINAL_STATES, LATE_AFTER, automation_names, ensure_automations
 from flows.commands.deploy import PREFECT_FILE, deploy_automations
 from simpo_core.errors import ConfigError
-from tasks.champion import CHAMPION_MOVED, model_resource_id
+from tasks.helpers.champion import CHAMPION_MOVED, model_resource_id
 
 pytestmark = pytest.mark.slow
 

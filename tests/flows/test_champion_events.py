@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 from prefect_events import wait_for_events
 
-from tasks.champion import CHAMPION_MOVED, model_resource_id, move_champion, rollback
+from tasks.helpers.champion import CHAMPION_MOVED, model_resource_id, move_champion, rollback
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def _announced_payload(name: str) -> dict:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.champion import announce_move
+    from tasks.helpers.champion import announce_move
 
     sent = []
     with patch("prefect.events.emit_event", lambda *args, **kwargs: sent.append(kwargs)):
@@ -89,7 +89,7 @@ def test_the_serving_refresh_is_triggered_by_the_champion_of_the_nightly_model()
     from prefect.events.schemas.events import Resource
     from prefect.flows import load_flow_from_entrypoint
 
-    from tasks.champion import CHAMPION_MOVED, model_resource_id
+    from tasks.helpers.champion import CHAMPION_MOVED, model_resource_id
 
     refresh = next(d for d in DEPLOYMENTS if d["entrypoint"] == REFRESH_SERVING)
     nightly = next(d for d in DEPLOYMENTS if d["name"] == "nightly")

@@ -36,8 +36,8 @@ def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
 @pytest.mark.slow
 def test_tracking_outage_during_registration(prefect_harness, tmp_path, tiny_model_dir, monkeypatch, caplog):
     """Server down: retries with backoff, then a clear error; back up: exactly one version."""
+    from tasks.helpers.retry import TrackingUnavailableError
     from tasks.registry import register_model_task
-    from tasks.retry import TrackingUnavailableError
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 
 from flows.cli import main
 from simpo_core.errors import ConfigError
-from tasks.champion import move_champion, read_history, rollback
+from tasks.helpers.champion import move_champion, read_history, rollback
 
 NAME = "simpo-policy"
 

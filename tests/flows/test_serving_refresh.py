@@ -6,7 +6,7 @@ import os
 import pytest
 from mlflow import MlflowClient
 
-from tasks.champion import move_champion
+from tasks.helpers.champion import move_champion
 
 NAME = "simpo-policy"
 

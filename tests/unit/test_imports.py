@@ -39,3 +39,21 @@ def test_no_layer_imports_the_one_above():
                     names = [node.module]
                 found += [f"{path.relative_to(root)}: {name}" for name in names if name.split(".")[0] in above]
     assert found == []
+
+
+def test_every_package_map_names_its_modules():
+    """Each package's docstring is its map: every module in it is named there (`name`)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    missing = []
+    for init in sorted([*(root / "simpo_core").rglob("__init__.py"), root / "tasks" / "helpers" / "__init__.py"]):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        for module in sorted(init.parent.glob("*.py")):
+            if module.name != "__init__.py" and f"`{module.stem}`" not in doc:
+                missing.append(str(module.relative_to(root)))
+        for package in sorted(p for p in init.parent.iterdir() if (p / "__init__.py").is_file()):
+            if f"`{package.name}`" not in doc:
+                missing.append(str(package.relative_to(root)))
+    assert missing == []

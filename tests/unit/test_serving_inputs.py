@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.serving_model import _messages, _rows
+from tasks.helpers.serving_model import _messages, _rows
 
 TURNS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 FRUIT = [{"role": "user", "content": "List some fruit words."}]

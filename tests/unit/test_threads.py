@@ -4,9 +4,9 @@ more threads than the model's size profits from (affinity mocked)."""
 import pytest
 import torch
 
-from simpo_core.train import threads
+from simpo_core import threads
+from simpo_core.threads import PARAMETERS_PER_THREAD, resolve_num_threads
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
-from simpo_core.train.threads import PARAMETERS_PER_THREAD, resolve_num_threads
 
 
 @pytest.fixture

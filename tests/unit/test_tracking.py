@@ -1,4 +1,4 @@
-from tasks.tracking import default_artifact_location, flatten, numeric_metrics, redact, redact_params
+from tasks.helpers.tracking import default_artifact_location, flatten, numeric_metrics, redact, redact_params
 
 
 def test_redact_hides_uri_passwords_and_tokens():

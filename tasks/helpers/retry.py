@@ -7,7 +7,7 @@ from typing import Any
 from prefect.cache_policies import NONE
 
 from simpo_core.errors import SimpoError
-from tasks.tracking import redact
+from tasks.helpers.tracking import redact
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
