@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from simpo_core import threads
 from simpo_core.devices import TrainingRng, draws_randomness
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint, threads
+from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
