@@ -36,15 +36,15 @@ from simpo_core.sweep import (
     stage_trials,
     trial_summary,
 )
-from tasks.champion import current_champion
 from tasks.evaluate import evaluate_holdout_task
+from tasks.helpers.champion import current_champion
+from tasks.helpers.tracking import get_client, resolve_tracking_uri
 from tasks.identity import check_training_identity_task
 from tasks.mlflow_run import end_tracking_run, start_tracking_run
 from tasks.promotion import promote_model_task
 from tasks.registry import register_model_task
 from tasks.replay import record_training_rows_task
 from tasks.sweep import log_sweep_results_task, start_trial_runs_task
-from tasks.tracking import get_client, resolve_tracking_uri
 from tasks.train import train_simpo_task
 
 

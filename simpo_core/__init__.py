@@ -10,7 +10,8 @@
   (skip, regate or train), paired tests, the champion gate, the model card.
 - `models` (model and tokenizer resolution, the embedded `tiny` model), `settings` (the base
   of every step's settings), `sweep` (trial plans and winner selection), `tiny_model`,
-  `errors`, `env` (process defaults).
+  `threads` (the CPU threads a process runs, from its cores and its model's size), `errors`,
+  `env` (process defaults).
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.
