@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "train.max_steps=50 or 'sweep.grid={lr: [1e-3, 3e-4]}'",
     )
     parser.add_argument("--runner", choices=["local", "dask"], help="where trials run (default local)")
-    parser.add_argument("--max-concurrency", type=int, help="trials at the same time (default 1)")
+    parser.add_argument("--max-concurrency", type=int, help="trials at the same time (default: one per GPU, 1 without)")
     parser.add_argument("--dask-address", help="Dask scheduler address for --runner dask (default: a local cluster)")
     add_json_flag(parser)
 
@@ -42,11 +42,11 @@ def main(args: argparse.Namespace) -> int:
     with step("check-sources"):
         check_sources(params)
     logger.info(
-        "starting simpo-sweep: %s on %s, runner %s x%d",
+        "starting simpo-sweep: %s on %s, runner %s x%s",
         ", ".join(f"{stage.name} ({len(stage.combos)})" for stage in stages),
         params.model.source,
         sweep.runner,
-        sweep.max_concurrency,
+        sweep.max_concurrency or "one per GPU (1 without)",
     )
     from flows.commands._flow_run import run_flow
     from flows.sweep import simpo_sweep
