@@ -74,9 +74,9 @@ bench: setup
 	$(BIN)/python -c "import trl" 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[bench]"
 	$(BIN)/python bench/bench_trainer.py $(BENCH_ARGS)
 
-# Every GPU path on one CUDA GPU (not a test): training bf16-mixed (full and LoRA), evaluation
-# and generation on the GPU, packed vs padded, the 1B benchmark against TRL (and Liger when
-# installed); one JSON line last. Refuses (exit 2) without CUDA. GPU_CHECK_ARGS="--steps 100".
+# Every GPU path on one CUDA GPU, stage by stage (not a test; docs/performance.md, gpu-check):
+# one JSON line per stage as it ends, a summary line last; exit 1 when a stage failed, 2 without
+# CUDA. GPU_CHECK_ARGS="--full" for longer shapes, "--dry-run" on the CPU, "--stages packing".
 GPU_CHECK_ARGS ?=
 .PHONY: gpu-check
 gpu-check: setup
