@@ -120,6 +120,7 @@ def train_and_gate(run: TrainingRun) -> dict[str, Any]:
         "model_dir": trained["model_dir"],
         "resumed_from_step": trained["resumed_from_step"],
         "reused_training": trained["reused"],
+        "packed_attention_path": trained["packed_attention_path"],
         "regated": False,
     }
 

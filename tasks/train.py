@@ -94,9 +94,10 @@ def train_simpo_task(
         resume = find_latest_checkpoint(out_dir) is not None
         if resume:
             logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
-        if needs_launch(job):
-            return train_under_torchrun(job, resume, tracking_uri, run_id)
-        return training_result(train_in_process(job, resume, tracking_uri, run_id))
+        result = launch_training(job, resume, tracking_uri, run_id) if needs_launch(job) else None
+        result = result or train_in_process(job, resume, tracking_uri, run_id)
+        log_attention_path(result, tracking_uri, run_id)
+        return training_result(result)
 
 
 def train_in_process(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> TrainResult:
@@ -113,17 +114,32 @@ def training_result(result: TrainResult) -> dict[str, Any]:
     create_markdown_artifact(
         _summary_markdown(result.history, result.model_dir), key="training-summary", description="SimPO training"
     )
-    get_run_logger().info("trained %d steps; model saved to %s", result.steps, result.model_dir)
+    get_run_logger().info(
+        "trained %d steps; model saved to %s; packed attention: %s (%d fallbacks)",
+        result.steps,
+        result.model_dir,
+        result.packed_attention_path or "not used",
+        result.packed_attention_fallbacks,
+    )
     return {
         "model_dir": str(result.model_dir),
         "steps": result.steps,
         "final_metrics": result.final_metrics,
         "resumed_from_step": result.resumed_from_step,
         "reused": result.reused,
+        "packed_attention_path": result.packed_attention_path,
+        "packed_attention_fallbacks": result.packed_attention_fallbacks,
     }
 
 
-def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> dict[str, Any]:
+def log_attention_path(result: TrainResult, tracking_uri: str, run_id: str) -> None:
+    """How packed attention ran (`train.packed_attention_path`) and how often it fell back."""
+    client = get_client(tracking_uri)
+    client.set_tag(run_id, "train.packed_attention_path", result.packed_attention_path or "not used")
+    log_metrics(client, run_id, {"train/packed_attention_fallbacks": result.packed_attention_fallbacks})
+
+
+def launch_training(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> TrainResult:
     """Run the training worker in `num_processes` processes (on `nnodes` machines) under torchrun.
 
     Metrics reach MLflow when the processes finish (from the history the main process writes).
@@ -135,7 +151,7 @@ def train_under_torchrun(job: TrainJob, resume: bool, tracking_uri: str, run_id:
     client = get_client(tracking_uri)
     for entry in result.history:
         log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)
-    return training_result(result)
+    return result
 
 
 def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:

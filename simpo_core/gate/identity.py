@@ -36,6 +36,7 @@ IGNORED_TRAINING_FIELDS = (
     "nnodes",
     "fsdp_cpu_offload",
     "num_threads",
+    "packed_attention",  # how attention runs, not what it computes (both paths are exact)
 )
 # The code that decides the weights: reading, validating, auditing, mixing and splitting the
 # data, loading the model, the loss, the forward and the training loop.

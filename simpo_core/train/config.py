@@ -195,6 +195,12 @@ class SimPOConfig(BaseModel):
         "and one thread per 4 M model parameters at most, so small models and concurrent jobs do not oversubscribe "
         "the cores (docs/performance.md, Threads).",
     )
+    packed_attention: Literal["auto", "flex", "loop"] = Field(
+        "auto",
+        description="How packed batches run attention: auto (FlexAttention on CUDA, falling back to the exact "
+        "per-sequence loop for a call where it fails, counted), flex (FlexAttention; a failure is an error) or "
+        "loop (the per-sequence loop).",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "SimPOConfig":

@@ -24,7 +24,7 @@ import torch
 from simpo_core import threads
 from simpo_core.devices import TrainingRng, draws_randomness
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed, precision, sharded_checkpoint
+from simpo_core.train import checkpoint, distributed, packing, precision, sharded_checkpoint
 from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
 from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
@@ -96,6 +96,7 @@ class SimPOTrainer:
             self.model, self.precision = prepare_model(model, self.config, device)
         self._draws = draws_randomness(self.model)  # dropout: training steps draw from self.rng
         self.num_threads = threads.apply_num_threads(self.config.num_threads, self.model)  # before any step
+        packing.set_packed_attention_backend(self.config.packed_attention)
         self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
         self.parallel = Parallel(self.model, self.config.strategy, self.precision, self.config.fsdp_cpu_offload)

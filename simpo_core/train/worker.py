@@ -81,6 +81,8 @@ class TrainResult:
     history: list[dict[str, Any]]
     resumed_from_step: int | None = None  # the checkpoint this training continued from
     reused: bool = False  # True when a finished training was found and nothing was trained
+    packed_attention_path: str = ""  # how the last packed call ran attention ("loop", "FlexAttention ...")
+    packed_attention_fallbacks: int = 0  # packed calls that fell back to the loop after FlexAttention failed
 
     @property
     def final_metrics(self) -> dict[str, Any]:
@@ -161,14 +163,18 @@ def build_trainer(job: TrainJob) -> Any:
 def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) -> TrainResult:
     """Save the model (`<output_dir>/final`, with its starting model recorded) and the history."""
     from simpo_core.models import write_provenance
+    from simpo_core.train import packing
 
     output_dir = Path(job.config.output_dir)
     model_dir = Path(trainer.save_model(str(output_dir / FINAL_DIR)))
     result = TrainResult(model_dir, trainer.global_step, history, trainer.resumed_from_step)
+    result.packed_attention_path = packing.last_packed_attention_path()
+    result.packed_attention_fallbacks = packing.packed_attention_fallbacks()
     if trainer.rank == 0:  # under torchrun the main process writes the shared files
         write_provenance(model_dir, job.model)
         (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
         done = {"steps": result.steps, "resumed_from_step": result.resumed_from_step}
+        done.update(packed_attention_path=result.packed_attention_path, fallbacks=result.packed_attention_fallbacks)
         (output_dir / DONE_FILE).write_text(json.dumps(done))
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
@@ -193,7 +199,10 @@ def finished_training(output_dir: Path) -> TrainResult | None:
     if not (output_dir / DONE_FILE).is_file():
         return None
     done = json.loads((output_dir / DONE_FILE).read_text())
-    return TrainResult(output_dir / FINAL_DIR, done["steps"], read_history(output_dir), done["resumed_from_step"])
+    result = TrainResult(output_dir / FINAL_DIR, done["steps"], read_history(output_dir), done["resumed_from_step"])
+    result.packed_attention_path = done.get("packed_attention_path", "")
+    result.packed_attention_fallbacks = done.get("fallbacks", 0)
+    return result
 
 
 def clear_training(output_dir: Path) -> None:
