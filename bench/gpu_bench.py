@@ -52,6 +52,7 @@ def _fresh(ctx: Context) -> Any:
     gc.collect()
     if ctx.cuda:
         torch.cuda.empty_cache()
+    vars(model).pop("forward", None)  # accelerate wraps the instance's forward in autocast for TRL's run
     model.load_state_dict(work["initial"])
     model.config._attn_implementation = "sdpa"  # our trainer switches it to packed attention
     model.gradient_checkpointing_disable()  # a no-op unless a trainer switched it on

@@ -39,6 +39,7 @@ from gpu_bench import stage_bench_ours, stage_bench_trl, stage_bench_trl_liger  
 from gpu_common import MODES, Checks, Context, StageSkip, dumps  # noqa: E402
 from gpu_packing import stage_packing  # noqa: E402
 from gpu_stages import (  # noqa: E402
+    ENGINES,
     stage_engines,
     stage_environment,
     stage_evaluation,
@@ -143,6 +144,14 @@ def time_limit(name: str, seconds: int, on_hang: Callable[[], None]) -> Iterator
         signal.signal(signal.SIGALRM, previous)
 
 
+def stage_limit(ctx: Context, name: str) -> int:
+    """Seconds stage `name` may run: the engines stage outlasts its subprocesses' own limits,
+    so that each of them, not the stage, is what times out."""
+    if name == "engines":
+        return len(ENGINES) * ctx.sizes.command_timeout_s + 120
+    return ctx.sizes.stage_timeout_s
+
+
 def release_memory() -> None:
     """Hand what a finished stage held back to the GPU, so the next stage's peak is its own."""
     import gc
@@ -165,14 +174,16 @@ def run_stage(ctx: Context, name: str, report: Report) -> dict:
         faulthandler.dump_traceback(all_threads=True)
         error = f"stage {name} did not return {HANG_GRACE_S} s after its time limit; the process was ended"
         measured = dict(figures)  # a copy: the stuck thread may still be writing to it
-        report.write({**line, "ok": False, "seconds": time.perf_counter() - start, **measured, "error": error})
+        report.write(
+            {**line, "ok": False, "seconds": time.perf_counter() - start, **measured, "warnings": None, "error": error}
+        )
         report.summary(ctx, error=error)
         os._exit(3)
 
     logging.getLogger("simpo_core").addHandler(warnings)
     log(f"{name}: starting")
     try:  # what libraries print (TRL prints its logs) goes to stderr, so stdout stays JSON lines
-        with time_limit(name, ctx.sizes.stage_timeout_s, hung), redirect_stdout(sys.stderr):
+        with time_limit(name, stage_limit(ctx, name), hung), redirect_stdout(sys.stderr):
             STAGES[name](ctx, figures, checks)
     except StageSkip as skip:
         line["skipped"] = str(skip) or "skipped"

@@ -19,6 +19,7 @@ from typing import Any
 from gpu_common import Checks, Context, learned, peak_memory_gb, reset_peak_memory, start_model
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINES = ("single", "ddp", "fsdp")
 
 # What simpo_core's packed attention takes from transformers (`simpo_core.train.packing`).
 TRANSFORMERS_INTERNALS = (
@@ -177,9 +178,11 @@ def run_command(command: list[str], timeout: int, log: Path, env: dict[str, str]
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
             raise RuntimeError(f"ran past its {timeout} s limit and was killed; {_tail(log)}") from None
+        finally:  # on the limit, and when the stage itself is interrupted: no worker outlives it
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     if code != 0:
         raise RuntimeError(f"exited with {code}; {_tail(log)}")
     return time.perf_counter() - start
@@ -247,7 +250,7 @@ def stage_engines(ctx: Context, figures: dict, checks: Checks) -> None:
     batch = ctx.sizes.train.get("batch_size", 16)
     data.write_text("".join(json.dumps(row) + "\n" for row in generate_pairs(ctx.sizes.engine_steps * batch, seed=1)))
     begin, weights = load_file(str(model_dir / "model.safetensors")), {}
-    for name in ("single", "ddp", "fsdp"):
+    for name in ENGINES:
         worker = ["-m", "simpo_core.train.worker", "--config", str(_engine_job(ctx, name, model_dir, data))]
         command = [sys.executable, *worker] if name == "single" else torchrun_command(worker, 1)
         log = ctx.work / "engines" / f"{name}.log"
