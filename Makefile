@@ -66,6 +66,14 @@ bench-mix: setup
 bench-memory: setup
 	$(BIN)/python bench/bench_memory.py $(BENCH_MEMORY_ARGS)
 
+# Two small trainings started together against one alone, with the automatic thread rule and
+# with every core per process (not a test). BENCH_CONCURRENT_ARGS="--repeats 1" for a quick run,
+# "--knee" for seconds per step by thread count.
+BENCH_CONCURRENT_ARGS ?=
+.PHONY: bench-concurrent
+bench-concurrent: setup
+	$(BIN)/python bench/bench_concurrent.py $(BENCH_CONCURRENT_ARGS)
+
 # Trainer throughput, peak memory and MFU against TRL (not a test): installs the `bench`
 # extra into .venv when missing. BENCH_ARGS="--vocabs 32000 --steps 6" for a quick run.
 BENCH_ARGS ?=
