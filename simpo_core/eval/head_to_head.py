@@ -31,7 +31,7 @@ from simpo_core.data.schema import Message
 from simpo_core.errors import ConfigError
 from simpo_core.eval.generation import Generation, generate_responses, sample_prompts
 from simpo_core.eval.heldout import normalize_pairs
-from simpo_core.eval.judges import ScoreFn, build_judge, win_rate
+from simpo_core.eval.judges import ScoreFn, judge_for, win_rate
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.paired_test import binomial_tail_at_least
 
@@ -215,13 +215,7 @@ def judge_head_to_head(
 
 
 def _configured_judge(settings: EvalSettings) -> ScoreFn:
-    score_fn = build_judge(
-        settings.judge,
-        reward_model_path=settings.reward_model_path,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        device=settings.device,
-    )
+    score_fn = judge_for(settings)
     if score_fn is None:
         raise ConfigError("the judged head-to-head needs a judge: set eval.judge to synthetic or reward-model")
     return score_fn

@@ -204,16 +204,10 @@ def evaluate_heldout(
         DataError: no pairs, or rows that are not preference pairs.
         ConfigError: unknown judge, or a reward model that cannot be loaded.
     """
-    from simpo_core.eval.judges import build_judge
+    from simpo_core.eval.judges import judge_for
 
     settings = settings or EvalSettings()
-    score_fn = build_judge(
-        settings.judge,
-        reward_model_path=settings.reward_model_path,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        device=settings.device,
-    )
+    score_fn = judge_for(settings)
     rows = normalize_pairs(pairs)
     prompts = sample_prompts([row["prompt"] for row in rows], settings.generation_samples, settings.seed)
     scorer, generator = scorer or default_scorer, generator or generate_responses

@@ -55,6 +55,18 @@ def build_judge(name: str, **options: Any) -> ScoreFn | None:
     return _REGISTRY[name](**options)
 
 
+def judge_for(settings: Any) -> ScoreFn | None:
+    """The judge an evaluation's settings name (`EvalSettings.judge`), with its reward-model
+    options (path, batch size, length bound, device); None for "none"."""
+    return build_judge(
+        settings.judge,
+        reward_model_path=settings.reward_model_path,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+        device=settings.device,
+    )
+
+
 def win_rate(base_scores: Sequence[float], trained_scores: Sequence[float], seed: int) -> dict[str, Any]:
     """Share of prompts where the trained answer scores higher; a tie counts half.
 
