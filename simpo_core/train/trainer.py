@@ -97,6 +97,7 @@ class SimPOTrainer:
         self._draws = draws_randomness(self.model)  # dropout: training steps draw from self.rng
         self.num_threads = threads.apply_num_threads(self.config.num_threads, self.model)  # before any step
         packing.set_packed_attention_backend(self.config.packed_attention)
+        self.fallbacks_before = packing.packed_attention_fallbacks()  # the process-wide count so far
         self.resumed_from_step: int | None = None  # set when train(resume=True) finds a checkpoint
         self.loss_fn = SimPOLoss.from_config(self.config)
         self.parallel = Parallel(self.model, self.config.strategy, self.precision, self.config.fsdp_cpu_offload)

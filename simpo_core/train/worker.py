@@ -169,7 +169,7 @@ def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) 
     model_dir = Path(trainer.save_model(str(output_dir / FINAL_DIR)))
     result = TrainResult(model_dir, trainer.global_step, history, trainer.resumed_from_step)
     result.packed_attention_path = packing.last_packed_attention_path()
-    result.packed_attention_fallbacks = packing.packed_attention_fallbacks()
+    result.packed_attention_fallbacks = packing.packed_attention_fallbacks() - trainer.fallbacks_before
     if trainer.rank == 0:  # under torchrun the main process writes the shared files
         write_provenance(model_dir, job.model)
         (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))

@@ -23,6 +23,9 @@ def start_run(workdir, name: str):
 
 def test_two_overlapping_runs_of_one_training_register_one_version(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, tmp_path / ".simpo" / "models" / "tiny")
+    # The tracking store exists, as it does for a schedule: two first-ever starts would race to
+    # create its tables (MLflow's schema migration), which is not what this test is about.
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
     processes = [start_run(tmp_path, name) for name in ("a", "b")]
     summaries = []
     for process in processes:

@@ -37,3 +37,8 @@ def test_flex_makes_a_failure_an_error_not_a_fallback(job):
     # FlexAttention has no CPU backward: under "flex" the training step fails, loudly.
     with pytest.raises(Exception, match="(?i)flex|backward|not implemented|not supported"):
         run_training(job("flex"))
+
+
+def test_fallbacks_are_counted_per_training_not_per_process(job, monkeypatch):
+    monkeypatch.setattr(packing, "_fallbacks", packing.packed_attention_fallbacks() + 5)  # earlier trainings
+    assert run_training(job("auto")).packed_attention_fallbacks == 0
