@@ -295,7 +295,7 @@ def _register_winner(
                 **decision,
                 "model_version": plan.version,
                 "promotion_reason": plan.reason,
-                **{"champion_version": champion_version},
+                "champion_version": champion_version,
             }
         if plan.action == "regate":
             version = str(plan.version)

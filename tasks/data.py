@@ -21,7 +21,7 @@ from simpo_core.data.validation import ValidationResult
 from simpo_core.data.validation_stream import validate_source
 from simpo_core.models import load_tokenizer
 from tasks.helpers.retry import IO_TASK, ONE_SHOT_TASK
-from tasks.helpers.tracking import get_client, log_metrics
+from tasks.helpers.tracking import get_client, log_dataset_input, log_metrics
 
 
 @task(name="load-preferences", timeout_seconds=1800, **IO_TASK)
@@ -139,31 +139,14 @@ PREVIEW_ROWS = 1000  # rows of valid.parquet shown with the dataset in MLflow
 def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: str, name: str | None = None) -> None:
     """Record the source and its fingerprint as an MLflow dataset input of the run (named
     `name`, or after the source)."""
-    import mlflow
     import pyarrow.parquet as pq
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.exceptions import MlflowException
 
-    # A code source with tags works for every kind of source (files, hub ids, generated
-    # data); the fingerprint is the dataset digest, so a changed export shows as new data.
     tags = {"source": result.source, "format": result.format, "fingerprint": result.fingerprint}
     batches = pq.ParquetFile(result.valid_path).iter_batches(batch_size=PREVIEW_ROWS, columns=["chosen", "rejected"])
     preview = next(batches, None)
     preview = preview.to_pandas() if preview is not None else _empty_preview()
-    dataset = mlflow.data.from_pandas(
-        preview,
-        source=CodeDatasetSource(tags=tags),
-        name=name or Path(result.source).name or result.source,
-        digest=result.fingerprint[:36],
-    )
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        try:
-            mlflow.log_input(dataset, context="training")
-        except MlflowException:
-            # Two runs registering the same new dataset at once: one insert wins, and the
-            # second attempt finds the dataset and links it.
-            mlflow.log_input(dataset, context="training")
+    label = name or Path(result.source).name or result.source
+    log_dataset_input(tracking_uri, run_id, preview, tags, label, result.fingerprint, "training")
 
 
 def _empty_preview() -> Any:

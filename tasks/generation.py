@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from simpo_core.generate.pairs import GenerationResult
 from simpo_core.generate.settings import GenerateSettings
 from tasks.helpers.retry import COMPUTE_TASK, tracking_errors
-from tasks.helpers.tracking import get_client
+from tasks.helpers.tracking import get_client, log_dataset_input
 
 CHAMPION_URI = "models:/{name}@champion"
 
@@ -80,7 +80,7 @@ def keep_by_content(path: Path, kept_dir: Path) -> Path:
     """`kept_dir/<sha256 of the file>/<name>`: a copy of `path` at a place its content names."""
     import shutil
 
-    from simpo_core.gate.identity import file_sha256
+    from simpo_core.data.record import file_sha256
 
     kept = Path(kept_dir).resolve() / file_sha256(Path(path))[:16] / Path(path).name
     if not kept.is_file():
@@ -119,16 +119,13 @@ def publish_generation(result: GenerationResult, tracking_uri: str, run_id: str)
 
 
 def _log_pairs_dataset(result: GenerationResult, tracking_uri: str, run_id: str) -> None:
-    import mlflow
     import pandas as pd
-    from mlflow.data.code_dataset_source import CodeDatasetSource
 
-    from simpo_core.gate.identity import file_sha256
+    from simpo_core.data.record import file_sha256
+    from tasks.data import PREVIEW_ROWS
 
-    preview = pd.read_json(result.pairs_path, lines=True).head(1000)[["chosen", "rejected"]]
-    source = CodeDatasetSource(tags={"generator": result.generator["source"], "judge": result.judge["name"]})
-    digest = file_sha256(Path(result.pairs_path))[:36]
-    dataset = mlflow.data.from_pandas(preview, source=source, name="generated-pairs", digest=digest)
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_input(dataset, context="generation")
+    # The first rows only: the file is read no further than the preview.
+    preview = pd.read_json(result.pairs_path, lines=True, nrows=PREVIEW_ROWS)[["chosen", "rejected"]]
+    tags = {"generator": result.generator["source"], "judge": result.judge["name"]}
+    digest = file_sha256(Path(result.pairs_path))
+    log_dataset_input(tracking_uri, run_id, preview, tags, "generated-pairs", digest, "generation")

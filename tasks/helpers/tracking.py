@@ -110,3 +110,23 @@ def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -
 
 def _metric_key(key: str) -> str:
     return re.sub(r"[^\w\-./ ]", "_", key)
+
+
+def log_dataset_input(
+    tracking_uri: str, run_id: str, preview: Any, tags: dict[str, str], name: str, digest: str, context: str
+) -> None:
+    """Record a dataset as an input of the run: a preview frame, its tags (a code source with
+    tags suits files, hub ids and generated data alike) and its digest (a change shows as new data)."""
+    import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.exceptions import MlflowException
+
+    dataset = mlflow.data.from_pandas(preview, source=CodeDatasetSource(tags=tags), name=name, digest=digest[:36])
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        try:
+            mlflow.log_input(dataset, context=context)
+        except MlflowException:
+            # Two runs registering the same new dataset at once: one insert wins, and the
+            # second attempt finds the dataset and links it.
+            mlflow.log_input(dataset, context=context)

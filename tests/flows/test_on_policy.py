@@ -1,6 +1,7 @@
 """The on-policy loop: the model's own answers, judged, become the pairs it trains on."""
 
 import pandas as pd
+from mlflow import MlflowClient
 
 ON_POLICY = (
     "generate.prompts=synthetic:n=60,seed=3",
@@ -22,6 +23,9 @@ def test_a_run_with_prompts_trains_on_judged_pairs_of_its_own_answers(run_flow, 
     pairs = pd.read_json(generation["pairs_path"], lines=True)
     assert len(pairs) == generation["pairs"] and (pairs["chosen_score"] > pairs["rejected_score"]).all()
     assert first["validation"]["total"] == generation["pairs"] and first["skipped"] is False
+    client = MlflowClient(tracking_uri=run_flow.tracking_uri)
+    inputs = client.get_run(first["mlflow_run_id"]).inputs.dataset_inputs
+    assert "generated-pairs" in {item.dataset.name for item in inputs}  # the pairs are the run's data
 
     again = run_flow(*ON_POLICY, *judge)
     if first["promoted"]:  # the champion answers now: other pairs, another training
