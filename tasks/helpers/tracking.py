@@ -7,6 +7,7 @@ on a global active run and a retried task logs into the same run.
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,22 @@ from simpo_core.env import state_dir
 _URI_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@")
 _TOKENS = re.compile(r"\b(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9_-]{10,}|ghp_[A-Za-z0-9]{10,})\b")
 SECRET_KEYS = ("password", "token", "secret", "api_key", "apikey", "credential")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a flow run logs: the MLflow tracking URI and the id of its run.
+
+    One value handed from step to step (instead of two strings), so a function that logs
+    cannot be given the URI of one store and the run of another.
+    """
+
+    uri: str
+    run_id: str
+
+    def client(self):
+        """An `MlflowClient` on this store (tracking and registry)."""
+        return get_client(self.uri)
 
 
 def redact(text: str) -> str:
