@@ -15,10 +15,17 @@
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.
+
+The root also wires the one dependency that points up: resolving the embedded `tiny` model
+(`models`) needs its SFT build, which is training (`train.tiny_sft`). `models` never imports
+`train`; the root, which sees every layer, hands it the builder.
 """
 
 from importlib import import_module
+from pathlib import Path
 from typing import Any
+
+from simpo_core import models
 
 __version__ = "0.1.0"
 
@@ -31,13 +38,22 @@ _EXPORTS = {
     "simpo_loss": "simpo_core.train.loss",
     "PreferenceDataset": "simpo_core.data.dataset",
     "SimpoError": "simpo_core.errors",
-    "build_tiny_model": "simpo_core.models",
-    "build_tiny_tokenizer": "simpo_core.models",
+    "build_tiny_model": "simpo_core.tiny_model",
+    "build_tiny_tokenizer": "simpo_core.tiny_model",
     "load_model_and_tokenizer": "simpo_core.models",
     "generate_pairs": "simpo_core.data.synthetic",
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+def _build_embedded_tiny(cache_dir: Path) -> Path:
+    from simpo_core.train.tiny_sft import build_embedded_tiny  # torch loads only when `tiny` is built
+
+    return build_embedded_tiny(cache_dir)
+
+
+models.register_embedded_build(models.TINY, _build_embedded_tiny)
 
 
 def __getattr__(name: str) -> Any:

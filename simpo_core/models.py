@@ -1,9 +1,10 @@
 """Resolve a model source (`tiny`, a local folder or a hub id) and load it safely.
 
-The embedded default `tiny` (`simpo_core.tiny_model`) is a seeded small Llama with an
-offline byte tokenizer, built and cached on first use. As SimPO expects, `tiny` is an SFT
-model: the from-scratch build (`tiny-scratch`) after a few seconds of SFT that teach the
-answer format (`simpo_core.train.sft.build_tiny_sft`).
+The embedded default `tiny` is a seeded small Llama with an offline byte tokenizer, built
+and cached on first use. As SimPO expects, `tiny` is an SFT model: the from-scratch build
+(`tiny-scratch`, `simpo_core.tiny_model`) after a few seconds of SFT that teach the answer
+format. That SFT is training, a layer above this one, so this module never imports it: the
+package root registers its builder (`register_embedded_build`), and resolving `tiny` calls it.
 
 Security defaults: `trust_remote_code` stays off unless the caller turns it on (and then
 it is logged), and weights load from safetensors only.
@@ -11,6 +12,7 @@ it is logged), and weights load from safetensors only.
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from simpo_core.env import state_dir
@@ -22,6 +24,22 @@ TINY = "tiny"  # the SFT'd tiny model, the default starting model
 TINY_SCRATCH = "tiny-scratch"  # the same model from random weights, before SFT
 EMBEDDED_MODELS = (TINY, TINY_SCRATCH)
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the `model.device` values every stage accepts
+
+# How an embedded model is built: the embedded models' cache folder in, the model's folder out.
+EmbeddedBuild = Callable[[Path], Path]
+_EMBEDDED_BUILDS: dict[str, EmbeddedBuild] = {}
+
+
+def register_embedded_build(name: str, build: EmbeddedBuild) -> None:
+    """Name the function that builds (or finds cached) embedded model `name`.
+
+    The SFT'd `tiny` is built by training (`simpo_core.train.tiny_sft.build_embedded_tiny`),
+    which imports this module; the package root registers it here so that this module never
+    imports training.
+    """
+    if name not in EMBEDDED_MODELS:
+        raise ValueError(f"{name!r} is not an embedded model; they are {', '.join(EMBEDDED_MODELS)}")
+    _EMBEDDED_BUILDS[name] = build
 
 
 def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
@@ -38,12 +56,7 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
         A local folder path or the hub id unchanged.
     """
     if source in EMBEDDED_MODELS:
-        from simpo_core.tiny_model import save_tiny, save_tiny_sft
-
-        models = cache_dir or state_dir() / "models"
-        if source == TINY_SCRATCH:
-            return str(save_tiny(models / "tiny"))
-        return str(save_tiny_sft(models / "tiny-sft", scratch=models / "tiny"))
+        return str(_embedded_model(source, cache_dir or state_dir() / "models"))
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not is_adapter_folder(path):
@@ -55,6 +68,18 @@ def resolve_model_source(source: str, cache_dir: Path | None = None) -> str:
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise ConfigError(f"model path {source} does not exist; check the path or pass 'tiny'")
     return source
+
+
+def _embedded_model(source: str, cache_dir: Path) -> Path:
+    """The folder of embedded model `source`, built into `cache_dir` on first use."""
+    if source == TINY_SCRATCH:
+        from simpo_core.tiny_model import save_tiny
+
+        return save_tiny(cache_dir / "tiny")
+    build = _EMBEDDED_BUILDS.get(source)
+    if build is None:  # the package root registers `tiny` whenever any simpo_core module is imported
+        raise ConfigError(f"no builder is registered for the embedded model {source!r}")
+    return build(cache_dir)
 
 
 def is_adapter_folder(path: str | Path) -> bool:

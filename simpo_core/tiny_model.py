@@ -1,11 +1,11 @@
-"""The embedded `tiny` model: a seeded small Llama with an offline byte tokenizer, and its SFT build.
+"""The embedded `tiny-scratch` model: a seeded small Llama with an offline byte tokenizer.
 
 Nothing is downloaded: ByT5's byte-level tokenizer needs no vocabulary file and gets a chat
-template; the model is built from a config with a fixed seed. Both builds are saved with
-`save_pretrained` into a cache folder (`.simpo/models/tiny` from scratch, `tiny-sft` after
-the SFT stage), written privately and renamed, so every later step loads them like any hub
-model and concurrent builders never share a half-written folder. `models.resolve_model_source`
-maps the sources `tiny` and `tiny-scratch` here.
+template; the model is built from a config with a fixed seed. It is saved with
+`save_pretrained` into a cache folder (`.simpo/models/tiny`), written privately and renamed,
+so every later step loads it like any hub model and concurrent builders never share a
+half-written folder. `models.resolve_model_source` maps the source `tiny-scratch` here; the
+default `tiny` is this model after SFT, which training builds (`simpo_core.train.tiny_sft`).
 """
 
 import logging
@@ -14,7 +14,6 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TINY_SEED = 1234
-TINY_SFT_MARKER = "tiny_sft.json"  # the recipe of a complete SFT build
 
 
 # A role-tagged template: simple enough for a byte-level model to learn, and it renders
@@ -109,55 +108,6 @@ def save_tiny(target: Path, seed: int = TINY_SEED) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
     logger.info("built the tiny model (seed %d, %d parameters) in %s", seed, model.num_parameters(), target)
     return target
-
-
-def save_tiny_sft(target: Path, scratch: Path | None = None) -> Path:
-    """The SFT'd tiny model in `target`, trained once from the from-scratch build and cached.
-
-    Reuses a complete earlier build of the same recipe (`train.sft.tiny_sft_recipe`: data,
-    settings, seed). Builders take an exclusive lock (`fcntl.flock` on a file beside
-    `target`), so processes starting at once train it once and the others wait and reuse
-    it; the build is written into a private temporary folder and renamed, so an interrupted
-    build never leaves a half-saved model.
-
-    Args:
-        target: the cache folder of the SFT'd build.
-        scratch: the from-scratch build it starts from (built when missing); `tiny` beside
-            `target` by default.
-    """
-    import fcntl
-    import shutil
-    import tempfile
-
-    from simpo_core.train.sft import build_tiny_sft, tiny_sft_recipe
-
-    target, recipe = Path(target), tiny_sft_recipe()
-    if _has_recipe(target, recipe):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        if _has_recipe(target, recipe):  # another process built it while this one waited
-            return target
-        start = save_tiny(scratch or target.parent / "tiny")
-        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-        try:
-            build_tiny_sft(start, partial)
-            shutil.rmtree(target, ignore_errors=True)  # a build of an older recipe
-            partial.rename(target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return target
-
-
-def _has_recipe(folder: Path, recipe: dict) -> bool:
-    import json
-
-    marker = folder / TINY_SFT_MARKER
-    try:
-        return json.loads(marker.read_text()).get("recipe") == recipe
-    except (OSError, ValueError):
-        return False
 
 
 def _is_complete(folder: Path, seed: int) -> bool:

@@ -132,7 +132,7 @@ def embedded_model_identity(source: str) -> str:
 
     recipe: dict[str, Any] = {"architecture": TINY_ARCHITECTURE, "seed": TINY_SEED, "template": TINY_CHAT_TEMPLATE}
     if source == TINY:
-        from simpo_core.train.sft import tiny_sft_recipe
+        from simpo_core.train.tiny_sft import tiny_sft_recipe
 
         recipe["sft"] = tiny_sft_recipe()
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()

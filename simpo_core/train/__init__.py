@@ -4,14 +4,15 @@
 - `loss`: the SimPO objective and `PairLogps`, what the forward hands to the loss.
 - `tokenization`, `packing`, `chunked_logps`, `logps`: pairs to tensors, the packed forward
   and the chunked output head that gives per-sequence log-probs without full logits.
-- `setup`, `trainer`, `checkpoint`, `distributed`: `SimPOTrainer`, its optimizer and
-  schedule, resumable checkpoints and data parallelism under torchrun.
+- `setup`, `schedule`, `trainer`, `events`, `checkpoint`, `distributed`: `SimPOTrainer`, its
+  optimizer, the learning-rate schedule, the events it reports to its listeners, resumable
+  checkpoints and data parallelism under torchrun.
 - `precision`: the dtype policies (`fp32`, `bf16-mixed`, `bf16-pure`) and autocast.
 - `prompt_format`: how prompts are rendered and shortened, shared with serving.
 - `monitor`: the margin monitor and early stopping.
 - `parallel`, `sharded_checkpoint`: DDP and FSDP2 wrapping, sharded checkpoints.
 - `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
-- `sft`: the SFT stage SimPO starts from (and the embedded `tiny` model's SFT build).
+- `sft`, `tiny_sft`: the SFT stage SimPO starts from, and the embedded `tiny` model's SFT build.
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point
   that `simpo train` and the torchrun processes run.
 """

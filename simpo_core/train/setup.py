@@ -1,6 +1,5 @@
 """What the trainer builds before its first step: the model as trained, the optimizer, the schedule."""
 
-import functools
 from typing import Any
 
 import torch
@@ -10,6 +9,7 @@ from simpo_core.train import checkpoint, precision
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import model_device
 from simpo_core.train.packing import enable_packing
+from simpo_core.train.schedule import warmup_decay_schedule
 
 
 def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | None = None) -> tuple[Any, str]:
@@ -78,12 +78,16 @@ def build_optimizer(
     model: Any, config: SimPOConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters (decay on matrices only) and the warmup + decay schedule."""
+    optimizer = build_adamw(model, config.lr, config.weight_decay)
+    return optimizer, warmup_decay_schedule(optimizer, total_steps, config.warmup_ratio, config.lr_scheduler)
+
+
+def build_adamw(model: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; `weight_decay` on matrices only."""
     params = list(checkpoint.trainable_parameters(model).values())
     decay = [p for p in params if p.dim() >= 2]  # matrices decay; biases and norms do not
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel updates each tensor in one pass, without foreach's full-size temporaries.
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=fused)
-    schedule = functools.partial(config.lr_multiplier, total_steps=total_steps)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)

@@ -9,15 +9,15 @@ padding where the model allows it (`packing`), and the output head runs in chunk
 response positions only (`logps.sequence_logps`), as in SimPO training.
 
 `SFTSettings` holds every default; the embedded `tiny` model's SFT build uses them as they
-are (`tiny_model.save_tiny_sft`).
+are (`tiny_sft`).
 """
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import Field, model_validator
@@ -25,13 +25,13 @@ from pydantic import Field, model_validator
 from simpo_core.data.schema import prompt_to_messages
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.settings import StepSettings
+from simpo_core.train.events import TrainerEvents
 from simpo_core.train.packing import pack_sequences
 from simpo_core.train.prompt_format import render_prompt_ids
+from simpo_core.train.schedule import Scheduler, warmup_decay_schedule
 from simpo_core.train.tokenization import pad_sequences, response_ids, truncate_pair
 
 logger = logging.getLogger(__name__)
-
-Callback = Callable[[int, dict[str, float]], None]
 
 
 class SFTSettings(StepSettings):
@@ -41,7 +41,7 @@ class SFTSettings(StepSettings):
     max_steps: int = Field(300, ge=0, description="Optimizer steps; 0 trains nothing.")
     batch_size: int = Field(8, ge=1, description="Prompt/response rows per optimizer step.")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="Fraction of the steps with a linear warmup from 0.")
-    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="Decay after warmup.")
+    lr_scheduler: Scheduler = Field("cosine", description="Decay after warmup.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null: no clipping.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices.")
     seed: int = Field(0, ge=0, description="Seed of the data order.")
@@ -117,7 +117,7 @@ def sft_train(
     tokenizer: Any,
     rows: Sequence[Mapping[str, Any]],
     settings: SFTSettings | None = None,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[TrainerEvents] = (),
 ) -> SFTResult:
     """Fine-tune `model` on prompt/response rows (next-token NLL of the responses).
 
@@ -126,7 +126,7 @@ def sft_train(
         tokenizer: its tokenizer, with a pad token.
         rows: `{"prompt": str or messages, "response": str}` (see `data.sft_data`).
         settings: hyperparameters; `SFTSettings()` when None.
-        callbacks: `callback(step, {"loss", "lr"})` at every logged step.
+        callbacks: listeners whose `on_log(step, {"step", "loss", "lr"})` runs at every logged step.
 
     Returns:
         `SFTResult` with the model trained in place (in eval mode) and the loss curve.
@@ -175,8 +175,8 @@ def sft_train(
                 result.history.append(entry)
                 window = []
                 logger.info("sft step %d/%d: loss %.4f", step, settings.max_steps, entry["loss"])
-                for callback in callbacks:
-                    callback(step, entry)
+                for listener in callbacks:
+                    listener.on_log(step, dict(entry))
     model.eval()
     result.seconds = time.monotonic() - started
     return result
@@ -185,19 +185,13 @@ def sft_train(
 def _optimizer(model: Any, settings: SFTSettings) -> tuple[Any, Any]:
     """The SimPO trainer's AdamW and warmup + decay schedule, with the SFT settings."""
     from simpo_core.train.checkpoint import trainable_parameters
-    from simpo_core.train.config import SimPOConfig
-    from simpo_core.train.setup import build_optimizer
+    from simpo_core.train.setup import build_adamw
 
     if not trainable_parameters(model):
         raise ConfigError("the model has no trainable parameters; unfreeze it before SFT")
-
-    schedule = SimPOConfig(
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_ratio=settings.warmup_ratio,
-        lr_scheduler=settings.lr_scheduler,
-    )
-    return build_optimizer(model, schedule, max(settings.max_steps, 1))
+    optimizer = build_adamw(model, settings.lr, settings.weight_decay)
+    total = max(settings.max_steps, 1)
+    return optimizer, warmup_decay_schedule(optimizer, total, settings.warmup_ratio, settings.lr_scheduler)
 
 
 class SFTJob(StepSettings):
@@ -253,54 +247,3 @@ def run_sft_job(job: SFTJob) -> dict[str, Any]:
     record = {**summary, "job": job.model_dump(mode="json"), "history": result.history}
     (out / "sft_run.json").write_text(json.dumps(record, indent=1))
     return summary
-
-
-# The embedded `tiny` model's SFT stage: rows of `data.sft_data.generate_format_rows`.
-TINY_SFT_ROWS = 2000
-TINY_SFT_DATA_SEED = 0
-TINY_SFT_SETTINGS = SFTSettings()  # the defaults: about 10 s on two CPU cores
-TINY_SFT_VERSION = 1  # raise when the build changes in a way the settings do not show
-
-
-def tiny_sft_recipe() -> dict[str, Any]:
-    """Everything the SFT'd `tiny` build depends on; a cached build with another recipe is rebuilt."""
-    from simpo_core.tiny_model import TINY_SEED
-
-    return {
-        "version": TINY_SFT_VERSION,
-        "scratch_seed": TINY_SEED,
-        "rows": TINY_SFT_ROWS,
-        "data_seed": TINY_SFT_DATA_SEED,
-        "settings": TINY_SFT_SETTINGS.model_dump(mode="json"),
-    }
-
-
-def build_tiny_sft(scratch_dir: str | Path, out_dir: str | Path) -> SFTResult:
-    """Train the from-scratch tiny model in `scratch_dir` on the format rows and save it to `out_dir`.
-
-    Writes the model and tokenizer (`save_pretrained`, safetensors), the provenance
-    (`tiny-scratch`) and `tiny_sft.json`: the recipe, the loss curve and the seconds.
-    """
-    import json
-
-    from simpo_core.data.sft_data import generate_format_rows
-    from simpo_core.models import TINY_SCRATCH, load_model_and_tokenizer, write_provenance
-    from simpo_core.tiny_model import TINY_SFT_MARKER
-
-    model, tokenizer = load_model_and_tokenizer(str(scratch_dir))
-    rows = generate_format_rows(TINY_SFT_ROWS, seed=TINY_SFT_DATA_SEED)
-    settings = TINY_SFT_SETTINGS
-    result = sft_train(model, tokenizer, rows, settings)
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    write_provenance(out_dir, TINY_SCRATCH)
-    record = {"recipe": tiny_sft_recipe(), "history": result.history, "seconds": round(result.seconds, 2)}
-    (out_dir / TINY_SFT_MARKER).write_text(json.dumps(record, indent=1))
-    logger.info(
-        "SFT of the tiny model: %d steps in %.1f s, final loss %.3f",
-        settings.max_steps,
-        result.seconds,
-        result.final_loss or float("nan"),
-    )
-    return result

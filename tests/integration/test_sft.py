@@ -10,9 +10,18 @@ import torch
 
 from simpo_core.data.sft_data import generate_format_rows
 from simpo_core.models import load_model_and_tokenizer, read_base_model
-from simpo_core.tiny_model import TINY_SFT_MARKER
+from simpo_core.train.events import TrainerEvents
 from simpo_core.train.logps import packed_attention, sequence_logps
 from simpo_core.train.sft import SFTSettings, collate_rows, encode_rows, sft_train
+from simpo_core.train.tiny_sft import TINY_SFT_MARKER
+
+
+class LoggedSteps(TrainerEvents):
+    def __init__(self):
+        self.entries = []
+
+    def on_log(self, step, metrics):
+        self.entries.append((step, metrics))
 
 
 @pytest.fixture
@@ -35,10 +44,12 @@ def test_sft_lowers_the_loss_and_leaves_the_model_as_it_was_set_up(scratch):
     model, tokenizer = scratch
     rows = generate_format_rows(64, seed=2)
     settings = SFTSettings(max_steps=24, batch_size=8, logging_steps=8, warmup_ratio=0.0, lr_scheduler="constant")
-    result = sft_train(model, tokenizer, rows, settings)
+    logged = LoggedSteps()
+    result = sft_train(model, tokenizer, rows, settings, callbacks=[logged])
     losses = [entry["loss"] for entry in result.history]
     print(f"\nSFT loss by 8 steps: {losses}")
     assert [entry["step"] for entry in result.history] == [8, 16, 24]
+    assert logged.entries == [(entry["step"], entry) for entry in result.history]
     # From ln(384) = 5.95 nats (a uniform guess over the byte ids) to under 3: letters, commas,
     # spaces and the final period are already likelier than the other ids after 24 steps.
     assert losses[0] > 3.5 and losses[-1] < 3.0
@@ -52,11 +63,10 @@ def test_tiny_sft_build_is_cached_and_built_once_by_concurrent_processes(tiny_mo
     target = tmp_path / "tiny-sft"
     code = (
         "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-        "from simpo_core.train import sft\n"
-        "sft.TINY_SFT_ROWS = 16\n"
-        "sft.TINY_SFT_SETTINGS = sft.SFTSettings(max_steps=2, batch_size=2)\n"
-        "from simpo_core.tiny_model import save_tiny_sft\n"
-        f"save_tiny_sft({str(target)!r}, scratch={str(tiny_model_dir)!r})\n"
+        "from simpo_core.train import sft, tiny_sft\n"
+        "tiny_sft.TINY_SFT_ROWS = 16\n"
+        "tiny_sft.TINY_SFT_SETTINGS = sft.SFTSettings(max_steps=2, batch_size=2)\n"
+        f"tiny_sft.save_tiny_sft({str(target)!r}, scratch={str(tiny_model_dir)!r})\n"
     )
     processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]
     logs = [process.communicate(timeout=120)[1] for process in processes]

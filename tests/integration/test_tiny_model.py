@@ -59,6 +59,17 @@ def test_load_model_and_tokenizer_from_saved_folder(tiny_model_dir, no_network):
     assert not any(p.isnan().any() for p in model.parameters())
 
 
+def test_tiny_resolves_to_the_sft_build_that_training_registers(tmp_path, monkeypatch):
+    """`tiny` is the SFT build beside the from-scratch one in the cache (no training here: the
+    build is replaced by a recorder)."""
+    from simpo_core.train import tiny_sft
+
+    calls = []
+    monkeypatch.setattr(tiny_sft, "save_tiny_sft", lambda target, scratch: calls.append((target, scratch)) or target)
+    assert resolve_model_source("tiny", cache_dir=tmp_path) == str(tmp_path / "tiny-sft")
+    assert calls == [(tmp_path / "tiny-sft", tmp_path / "tiny")]
+
+
 def test_missing_model_path_is_a_clear_error(tmp_path):
     from simpo_core.errors import ConfigError
 

@@ -106,19 +106,3 @@ def test_tiny_preset_uses_a_large_learning_rate_and_accepts_overrides():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="llama3-8b-instruct"):
         SimPOConfig.preset("llama-4")
-
-
-@pytest.mark.parametrize(
-    "schedule, expected",
-    [
-        ("linear", [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]),
-        ("cosine", [0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
-        ("constant", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
-    ],
-)
-def test_lr_multiplier(schedule, expected):
-    """10 steps, warmup_ratio 0.2 → 2 warmup steps: 0, 1/2, then decay over the 8 steps left,
-    progress (s − 2)/8. Linear 1 − p; cosine (1 + cos πp)/2, e.g. p = 1/4 → 0.8535534."""
-    config = SimPOConfig(warmup_ratio=0.2, lr_scheduler=schedule)
-    steps = [0, 1, 2, 4, 6, 8, 10]
-    assert [config.lr_multiplier(s, 10) for s in steps] == pytest.approx(expected)

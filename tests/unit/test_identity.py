@@ -49,7 +49,7 @@ def test_the_embedded_models_are_identified_by_their_recipe_not_their_build(tmp_
     tiny, scratch = model_identity("tiny"), model_identity("tiny-scratch")
     assert tiny.startswith("embedded:tiny:") and scratch.startswith("embedded:tiny-scratch:") and tiny != scratch
     assert not (tmp_path / ".simpo").exists()
-    monkeypatch.setattr("simpo_core.train.sft.TINY_SFT_ROWS", 1)
+    monkeypatch.setattr("simpo_core.train.tiny_sft.TINY_SFT_ROWS", 1)
     assert model_identity("tiny") != tiny  # another SFT recipe is another starting model
 
 
