@@ -8,18 +8,22 @@ second one.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect.runtime import flow_run
 
 from flows.params import RetrainParams
+from simpo_core.audit.balance import AuditResult
+from simpo_core.data.split import SplitResult
+from simpo_core.data.validation import ValidationResult
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.promotion import GateSettings
 from simpo_core.gate.rerun import RerunPlan, eval_identity
 from simpo_core.train.config import SimPOConfig
 from tasks.evaluate import evaluate_holdout_task
+from tasks.helpers.tracking import Tracking
 from tasks.promotion import promote_model_task
 from tasks.regate import recorded_heldout_task, version_model_task
 from tasks.registry import register_model_task
@@ -32,30 +36,32 @@ DECISIONS_DIR = ".decisions"  # under TRAININGS_DIR: one lock per training ident
 
 @dataclass
 class TrainingRun:
-    """What the model steps of one flow run share: its settings, data and where it logs."""
+    """What the model steps of one training share: its settings, data and where it logs.
+
+    `training` is what trains: the `train` group with the model group's LoRA (a sweep's
+    winner: its trial's settings); `tracking` names the MLflow run the version comes from,
+    and `links` adds runs the model card names besides it (a sweep's parent run).
+    """
 
     params: RetrainParams
     identity: str
-    tracking_uri: str
-    run_id: str
+    training: SimPOConfig
+    tracking: Tracking
     run_dir: Path
-    validated: Any
-    audited: Any
-    split: Any
+    validated: ValidationResult
+    audited: AuditResult
+    split: SplitResult
+    links: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.params.registry.registered_model_name
 
     @property
-    def training(self) -> SimPOConfig:
-        return training_config(self.params)
-
-    @property
     def eval_settings(self) -> EvalSettings:
         model = self.params.model
         return EvalSettings.for_training(
-            self.params.eval, self.params.train, device=model.device, trust_remote_code=model.trust_remote_code
+            self.params.eval, self.training, device=model.device, trust_remote_code=model.trust_remote_code
         )
 
     @property
@@ -88,63 +94,56 @@ def train_and_gate(run: TrainingRun) -> dict[str, Any]:
         run.training,
         run.split,
         run.folder,
-        run.tracking_uri,
-        run.run_id,
+        run.tracking,
         model.trust_remote_code,
         model.device,
         params.force,
     )
+    model_dir = str(trained.model_dir)
     heldout = evaluate_holdout_task(
-        model.source,
-        trained["model_dir"],
-        run.split.heldout_path,
-        run.eval_settings,
-        run.run_dir / "eval",
-        run.tracking_uri,
-        run.run_id,
+        model.source, model_dir, run.split.heldout_path, run.eval_settings, run.run_dir / "eval", run.tracking
     )
-    record_training_rows_task(run.validated, run.run_dir / "data", run.tracking_uri, run.run_id)
+    return {
+        **register_and_gate(run, model_dir, heldout),
+        "train_steps": trained.steps,
+        "model_dir": model_dir,
+        "resumed_from_step": trained.resumed_from_step,
+        "reused_training": trained.reused,
+        "packed_attention_path": trained.packed_attention_path,
+        "regated": False,
+    }
+
+
+def register_and_gate(run: TrainingRun, model_dir: str, heldout: dict[str, Any]) -> dict[str, Any]:
+    """Record the rows this training used, register the model in `model_dir` as a new version
+    (alias `challenger`) and let the gate decide; `simpo-retrain` and `simpo-sweep` alike."""
+    record_training_rows_task(run.validated, run.run_dir / "data", run.tracking)
     version = register_model_task(
-        trained["model_dir"],
+        model_dir,
         run.name,
-        run.tracking_uri,
-        run.run_id,
+        run.tracking,
         heldout,
-        model.source,
+        run.params.model.source,
         run.identity,
         eval_identity(run.eval_settings),
     )
-    return {
-        **gate_version(run, version, heldout, trained["model_dir"]),
-        "train_steps": trained["steps"],
-        "model_dir": trained["model_dir"],
-        "resumed_from_step": trained["resumed_from_step"],
-        "reused_training": trained["reused"],
-        "packed_attention_path": trained["packed_attention_path"],
-        "regated": False,
-    }
+    return gate_version(run, version, heldout, model_dir)
 
 
 def regate_version(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
     """Gate a registered version of this training without training it again: its held-out result
     is reused when it was measured under the current evaluation settings, else measured again."""
-    model, version = run.params.model, str(plan.version)
-    heldout = recorded_heldout_task(run.name, version, eval_identity(run.eval_settings), run.tracking_uri)
+    model, version, uri = run.params.model, str(plan.version), run.tracking.uri
+    heldout = recorded_heldout_task(run.name, version, eval_identity(run.eval_settings), uri)
     model_dir = None
     if heldout is None:
-        model_dir = version_model_task(run.name, version, run.folder, run.tracking_uri)
+        model_dir = version_model_task(run.name, version, run.folder, uri)
         heldout = evaluate_holdout_task(
-            model.source,
-            model_dir,
-            run.split.heldout_path,
-            run.eval_settings,
-            run.run_dir / "eval",
-            run.tracking_uri,
-            run.run_id,
+            model.source, model_dir, run.split.heldout_path, run.eval_settings, run.run_dir / "eval", run.tracking
         )
     challenger_dir = model_dir
     if challenger_dir is None and run.params.eval.judge != "none":  # the judged head-to-head needs its answers
-        challenger_dir = version_model_task(run.name, version, run.folder, run.tracking_uri)
+        challenger_dir = version_model_task(run.name, version, run.folder, uri)
     return {
         **gate_version(run, version, heldout, challenger_dir),
         "train_steps": 0,
@@ -166,25 +165,25 @@ def gate_version(
         "data": run.validated.report(),
         "audit": {key: value for key, value in run.audited.report.items() if key != "buckets"},
         "training": run.training.model_dump(mode="json"),  # with the model group's LoRA
-        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run.run_id},
+        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run.tracking.run_id, **run.links},
     }
-    decision = promote_model_task(
+    verdict = promote_model_task(
         run.name,
         version,
         heldout,
         run.split.heldout_path,
         run.eval_settings,
         run.gate,
-        run.tracking_uri,
+        run.tracking,
         lineage,
         challenger_dir,
     )
     return {
-        "heldout": {**heldout, "judge_vs_champion": decision.get("judge_vs_champion")},
+        "heldout": {**heldout, "judge_vs_champion": verdict.judge_vs_champion},
         "model_version": version,
-        "promoted": decision["promoted"],
-        "promotion_reason": decision["reason"],
-        "champion_version": decision["champion_version"],
+        "promoted": verdict.promoted,
+        "promotion_reason": verdict.reason,
+        "champion_version": verdict.champion_version,
         "skipped": False,
     }
 
@@ -192,9 +191,8 @@ def gate_version(
 def skipped_summary(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
     """The summary of a run that ends early: this training is registered and decided already."""
     from tasks.helpers.champion import current_champion
-    from tasks.helpers.tracking import get_client
 
-    champion = current_champion(get_client(run.tracking_uri), run.name)
+    champion = current_champion(run.tracking.client(), run.name)
     return {
         "skipped": True,
         "regated": False,

@@ -1,6 +1,5 @@
 """The `simpo-retrain` flow: load → validate → audit → split → train → evaluate → register → promote."""
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +7,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.alerts import alert_on_failure, check_alert_block
+from flows.data_steps import data_steps
 from flows.model_steps import (
     TrainingRun,
     decision_lock,
@@ -17,28 +17,17 @@ from flows.model_steps import (
     training_config,
 )
 from flows.params import RetrainParams, check_sources
-from simpo_core.data.mix import SourceSpec, check_unique_names
+from flows.tracked_run import run_folder, run_tracked
 from simpo_core.data.settings import SplitSettings, ValidateSettings
-from simpo_core.errors import ConfigError
 from simpo_core.gate.rerun import gate_identity
+from simpo_core.generate.pairs import GenerationResult
 from simpo_core.generate.settings import GenerateSettings
-from tasks.data import (
-    audit_length_balance_task,
-    audit_mix_task,
-    audit_named_source_task,
-    load_preferences_task,
-    mix_sources_task,
-    split_holdout_task,
-    validate_named_source_task,
-    validate_preferences_task,
-)
 from tasks.generation import generate_pairs_task
-from tasks.helpers.tracking import resolve_tracking_uri
+from tasks.helpers.tracking import Tracking
 from tasks.identity import check_training_identity_task, training_identity_task
-from tasks.mlflow_run import end_tracking_run, start_tracking_run
-from tasks.replay import replay_sources_task
 
-GENERATED_SOURCE = "generated"  # the name of the generated pairs in a mix of sources
+__all__ = ["retrain_run_name", "run_folder", "simpo_retrain"]
+
 GENERATED_DIR = "generated"  # under output_dir: generated pairs kept by content (stable fingerprints)
 
 
@@ -70,54 +59,34 @@ def retrain_run_name() -> str:
 )
 def simpo_retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     """Retrain a policy with SimPO on fresh preference data and promote it if it wins."""
-    started = time.perf_counter()
     check_sources(params)
-    run_id_of_flow = str(flow_run.get_id() or "local")
-    run_dir = run_folder(params.output_dir, run_id_of_flow)
-    tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
-    mlflow_run_id = start_tracking_run(
-        tracking_uri,
-        params.registry.experiment_name,
-        flow_run.get_name() or "simpo-retrain",
-        run_id_of_flow,
-        params.model_dump(mode="json"),
+    summary = run_tracked(
+        params, "simpo-retrain", params.model_dump(mode="json"), lambda folder, run: _retrain_steps(params, folder, run)
     )
-    try:
-        summary = _retrain_steps(params, run_dir, tracking_uri, mlflow_run_id)
-    except BaseException:
-        end_tracking_run(tracking_uri, mlflow_run_id, "FAILED")
-        raise
-    end_tracking_run(tracking_uri, mlflow_run_id, "FINISHED")
-    summary.update(
-        mlflow_run_id=mlflow_run_id,
-        flow_run_id=run_id_of_flow,
-        run_dir=str(run_dir),
-        wall_seconds=round(time.perf_counter() - started, 1),
-    )
-    get_run_logger().info("done in %.1f s: %s", summary["wall_seconds"], summary["promotion_reason"])
+    get_run_logger().info("%s", summary["promotion_reason"])
     return summary
 
 
-def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
-    generation = generate_steps(params, run_dir, tracking_uri, run_id)
-    pairs = generation["pairs_path"] if generation else None
-    validated, audited, split = data_steps(params, run_dir, tracking_uri, run_id, pairs)
-    model = params.model
+def _retrain_steps(params: RetrainParams, run_dir: Path, tracking: Tracking) -> dict[str, Any]:
+    generation = generate_steps(params, run_dir, tracking)
+    pairs = str(generation.pairs_path) if generation else None
+    validated, audited, split = data_steps(params, run_dir, tracking, pairs)
+    model, training = params.model, training_config(params)
     identity = training_identity_task(
-        validated.fingerprint, data_settings(params, generation), training_config(params), model.source, model.device
+        validated.fingerprint, data_settings(params, generation), training, model.source, model.device
     )
-    run = TrainingRun(params, identity, tracking_uri, run_id, run_dir, validated, audited, split)
+    run = TrainingRun(params, identity, training, tracking, run_dir, validated, audited, split)
     summary = {
         "validation": validated.summary,
         "audit": audited.report,
         "registered_model_name": run.name,
-        "training_identity": identity,
-        "generation": generation,
+        "training_identity": run.identity,
+        "generation": generation.summary() if generation else None,
     }
     # Held until the gate decided: an overlapping run of this training waits, then finds its version.
-    with decision_lock(params.output_dir, identity):
+    with decision_lock(params.output_dir, run.identity):
         current_gate = gate_identity(run.eval_settings, run.gate)
-        plan = check_training_identity_task(identity, run.name, tracking_uri, current_gate, params.force)
+        plan = check_training_identity_task(run.identity, run.name, tracking.uri, current_gate, params.force)
         if plan.action == "skip":
             return {**summary, **skipped_summary(run, plan)}
         if plan.action == "regate":
@@ -125,7 +94,7 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         return {**summary, **train_and_gate(run)}
 
 
-def data_settings(params: RetrainParams, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+def data_settings(params: RetrainParams, generation: GenerationResult | None = None) -> dict[str, Any]:
     """The data-step settings that are part of a training's identity (with generated pairs: the
     prompts' fingerprint, the generator's and the judge's identity and the sampling settings)."""
     settings = {
@@ -134,18 +103,19 @@ def data_settings(params: RetrainParams, generation: dict[str, Any] | None = Non
         "audit": params.audit.model_dump(mode="json"),
     }
     if generation is not None:
+        summary = generation.summary()
         settings["generate"] = {
-            "prompts": generation["prompt_validation"]["fingerprint"],
-            "generator": generation["generator"]["identity"],
-            "judge": generation["judge"]["identity"],
-            "sampling": generation["sampling"],
+            "prompts": summary["prompt_validation"]["fingerprint"],
+            "generator": summary["generator"]["identity"],
+            "judge": summary["judge"]["identity"],
+            "sampling": summary["sampling"],
         }
     return settings
 
 
-def generate_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+def generate_steps(params: RetrainParams, run_dir: Path, tracking: Tracking) -> GenerationResult | None:
     """With `generate.prompts`: the champion (or `generate.generator`) answers them, the judge
-    picks; the summary of the pairs made, or None without prompts."""
+    picks; the pairs made, or None without prompts."""
     generate, model = params.generate, params.model
     if generate.prompts is None:
         return None
@@ -156,101 +126,8 @@ def generate_steps(params: RetrainParams, run_dir: Path, tracking_uri: str, run_
         GenerateSettings.fields_of(generate),
         run_dir / "generate",
         params.registry.registered_model_name,
-        tracking_uri,
-        run_id,
+        tracking,
         model.device,
         model.trust_remote_code,
         Path(params.output_dir) / GENERATED_DIR,
     )
-
-
-def data_steps(
-    params: RetrainParams, run_dir: Path, tracking_uri: str, run_id: str, generated: str | None = None
-) -> tuple[Any, Any, Any]:
-    """Check the source, validate it (streamed), audit length balance, split the held-out pairs.
-
-    With `data.sources` (or `data.replay` and a champion to replay) each source is validated
-    and audited on its own and the mix of them is split."""
-    data, model = params.data, params.model
-    sources = data.sources or [SourceSpec(source=data.source, fraction=1.0)]
-    if generated is not None:  # the generated pairs are the data, mixed with data.sources when given
-        mine = SourceSpec(source=generated, name=GENERATED_SOURCE, fraction=1.0)
-        sources = [*data.sources, mine] if data.sources else [mine]
-    if data.replay > 0:
-        sources = [
-            *sources,
-            *replay_sources_task(params.registry.registered_model_name, tracking_uri, data.replay, params.output_dir),
-        ]
-    if len(sources) > 1 or data.sources is not None:
-        validated, audited = _mixed_data_steps(params, sources, run_dir, tracking_uri, run_id)
-    else:
-        load_preferences_task(sources[0].source)
-        validated = validate_preferences_task(
-            sources[0].source,
-            ValidateSettings.fields_of(data),
-            model.source,
-            run_dir / "data",
-            tracking_uri,
-            run_id,
-            model.trust_remote_code,
-        )
-        audited = audit_length_balance_task(
-            validated, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
-        )
-    split = split_holdout_task(
-        validated.valid_path,
-        SplitSettings.fields_of(data),
-        run_dir / "data",
-        tracking_uri,
-        run_id,
-    )
-    return validated, audited, split
-
-
-def _mixed_data_steps(
-    params: RetrainParams, sources: list[SourceSpec], run_dir: Path, tracking_uri: str, run_id: str
-) -> tuple[Any, Any]:
-    """Validate and audit each source in its own folder (`data/sources/NAME`), then mix them."""
-    data, model = params.data, params.model
-    try:
-        check_unique_names(sources)
-    except ValueError as error:
-        raise ConfigError(f"data.sources: {error}") from None
-    settings = ValidateSettings.fields_of(data)
-    parts, reports = [], {}
-    for spec in sources:
-        load_preferences_task(spec.source)
-        validated = validate_named_source_task(
-            spec,
-            settings,
-            model.source,
-            run_dir / "data" / "sources" / spec.name,
-            tracking_uri,
-            run_id,
-            model.trust_remote_code,
-        )
-        reports[spec.name] = audit_named_source_task(
-            spec.name,
-            validated,
-            model.source,
-            params.audit,
-            run_dir / "audit" / "sources" / spec.name,
-            tracking_uri,
-            run_id,
-            model.trust_remote_code,
-        )
-        parts.append((spec, validated))
-    mixed = mix_sources_task(parts, run_dir / "data", tracking_uri, run_id)
-    audited = audit_mix_task(
-        mixed, reports, model.source, params.audit, run_dir / "audit", tracking_uri, run_id, model.trust_remote_code
-    )
-    return mixed, audited
-
-
-def run_folder(output_dir: str, name: str) -> Path:
-    """`output_dir/name`, refusing a name that would land outside `output_dir`."""
-    base = Path(output_dir).resolve()
-    folder = (base / name).resolve()
-    if folder.parent != base:
-        raise ConfigError(f"run folder name {name!r} would escape output_dir {base}")
-    return folder

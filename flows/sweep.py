@@ -6,25 +6,31 @@ task runner, pick the winner on the held-out pairs, register it and let the gate
     winner → register-model → promote-model        (as in `simpo-retrain`)
 """
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
-from prefect.runtime import flow_run
 
 from flows.alerts import alert_on_failure, check_alert_block
-from flows.model_steps import decision_lock, training_config, training_folder
+from flows.data_steps import data_steps
+from flows.model_steps import (
+    TrainingRun,
+    decision_lock,
+    gate_version,
+    register_and_gate,
+    training_config,
+    training_folder,
+)
 from flows.params import RetrainParams, check_sources
-from flows.retrain import data_settings, data_steps, retrain_run_name, run_folder
+from flows.retrain import data_settings, retrain_run_name
+from flows.tracked_run import run_tracked
 from simpo_core.devices import TrialPlacement, trial_placement
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.identity import model_identity, resolved_training, training_identity
-from simpo_core.gate.promotion import GateSettings
-from simpo_core.gate.rerun import eval_identity, gate_identity
+from simpo_core.gate.rerun import gate_identity
 from simpo_core.sweep import (
     Stage,
     SweepSettings,
@@ -36,14 +42,11 @@ from simpo_core.sweep import (
     stage_trials,
     trial_summary,
 )
+from simpo_core.train.worker import TrainResult
 from tasks.evaluate import evaluate_holdout_task
 from tasks.helpers.champion import current_champion
-from tasks.helpers.tracking import get_client, resolve_tracking_uri
+from tasks.helpers.tracking import Tracking
 from tasks.identity import check_training_identity_task
-from tasks.mlflow_run import end_tracking_run, start_tracking_run
-from tasks.promotion import promote_model_task
-from tasks.registry import register_model_task
-from tasks.replay import record_training_rows_task
 from tasks.sweep import log_sweep_results_task, start_trial_runs_task
 from tasks.train import train_simpo_task
 
@@ -54,7 +57,7 @@ class SweepContext:
 
     params: RetrainParams
     split: Any
-    tracking_uri: str
+    parent: Tracking  # the sweep's own MLflow run; each trial logs into a child run of it
     run_dir: Path
     data_fingerprint: str
     data_settings: dict[str, Any]
@@ -86,7 +89,6 @@ def sweep_run_name() -> str:
 )
 def simpo_sweep(params: RetrainParams = RetrainParams(), sweep: SweepSettings = SweepSettings()) -> dict[str, Any]:
     """Try training settings on the same data, register the best trial as the challenger."""
-    started = time.perf_counter()
     check_sources(params)
     if params.generate.prompts is not None:
         raise ConfigError(
@@ -94,44 +96,29 @@ def simpo_sweep(params: RetrainParams = RetrainParams(), sweep: SweepSettings = 
             "file (--data), or leave generate.prompts unset"
         )
     stages = planned_stages(sweep, training_config(params))  # a bad value fails before any work
-    run_id_of_flow = str(flow_run.get_id() or "local")
-    run_dir = run_folder(params.output_dir, run_id_of_flow)
-    tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     resolved = {**params.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json")}
-    parent = start_tracking_run(
-        tracking_uri, params.registry.experiment_name, flow_run.get_name() or "simpo-sweep", run_id_of_flow, resolved
+    summary = run_tracked(
+        params, "simpo-sweep", resolved, lambda folder, parent: _sweep_steps(params, sweep, stages, folder, parent)
     )
-    try:
-        summary = _sweep_steps(params, sweep, stages, run_dir, tracking_uri, parent)
-    except BaseException:
-        end_tracking_run(tracking_uri, parent, "FAILED")
-        raise
-    end_tracking_run(tracking_uri, parent, "FINISHED")
-    summary.update(
-        mlflow_run_id=parent,
-        flow_run_id=run_id_of_flow,
-        run_dir=str(run_dir),
-        wall_seconds=round(time.perf_counter() - started, 1),
-    )
-    get_run_logger().info("sweep done in %.1f s: %s", summary["wall_seconds"], summary["winner_reason"])
+    get_run_logger().info("%s", summary["winner_reason"])
     return summary
 
 
 def _sweep_steps(
-    params: RetrainParams, sweep: SweepSettings, stages: list[Stage], run_dir: Path, tracking_uri: str, parent: str
+    params: RetrainParams, sweep: SweepSettings, stages: list[Stage], run_dir: Path, parent: Tracking
 ) -> dict[str, Any]:
-    validated, audited, split = data_steps(params, run_dir, tracking_uri, parent)
+    validated, audited, split = data_steps(params, run_dir, parent)
     settings = data_settings(params)
-    context = SweepContext(params, split, tracking_uri, run_dir, validated.fingerprint, settings)
-    outcomes, stages_run = _run_stages(sweep, stages, training_config(params), parent, context)
+    context = SweepContext(params, split, parent, run_dir, validated.fingerprint, settings)
+    outcomes, stages_run = _run_stages(sweep, stages, training_config(params), context)
     selection = select_winner(outcomes, sweep)
     rows = results_table(outcomes, selection)
     swept = list(dict.fromkeys(name for outcome in outcomes for name in outcome.trial.settings))
     runs = {outcome.trial.name: outcome.extra["mlflow_run_id"] for outcome in outcomes}
     failed = [outcome.trial.name for outcome in outcomes if outcome.error]
-    files = log_sweep_results_task(tracking_uri, parent, rows, runs, failed, swept, sweep.metric, run_dir / "sweep")
+    files = log_sweep_results_task(parent, rows, runs, failed, swept, sweep.metric, run_dir / "sweep")
     winner = next((outcome for outcome in outcomes if outcome.trial.name == selection.winner), None)
-    registry = _register_winner(params, winner, split, validated, audited, tracking_uri, parent)
+    registry = _register_winner(winner, context, validated, audited)
     return {
         "validation": validated.summary,
         "audit": audited.report,
@@ -150,10 +137,10 @@ def _sweep_steps(
 
 
 def _run_stages(
-    sweep: SweepSettings, stages: list[Stage], base: Any, parent: str, context: SweepContext
+    sweep: SweepSettings, stages: list[Stage], base: Any, context: SweepContext
 ) -> tuple[list[TrialOutcome], list[dict[str, Any]]]:
     """Run the stages in order on one task runner; each stage starts from the best trial so far."""
-    params, tracking_uri = context.params, context.tracking_uri
+    params = context.params
     outcomes: list[TrialOutcome] = []
     stages_run, best = [], {}
     context.placement = trial_placement(sweep, params.model.device, base.num_processes)
@@ -167,7 +154,7 @@ def _run_stages(
                 {"name": t.name, "stage": t.stage, "settings": t.settings, "training": t.config.model_dump(mode="json")}
                 for t in trials
             ]
-            run_ids = start_trial_runs_task(tracking_uri, params.registry.experiment_name, parent, described)
+            run_ids = start_trial_runs_task(context.parent, params.registry.experiment_name, described)
             outcomes += run_trials(runner, trials, run_ids, context.placement.concurrency, context)
             selection = select_winner(outcomes, sweep)
             if selection.winner is None:
@@ -221,9 +208,7 @@ def run_trials(
             in_flight[_submit_evaluation(runner, trial, value, run_ids[trial.name], context)] = (trial, value)
         else:
             context.placement.release(trial.name)
-            extra.update(
-                model_dir=trained["model_dir"], steps=trained["steps"], reused=trained["reused"], heldout=value
-            )
+            extra.update(model_dir=str(trained.model_dir), steps=trained.steps, reused=trained.reused, heldout=value)
             done[trial.name] = TrialOutcome(trial, trained=value["trained"], extra=extra)
     return [done[trial.name] for trial in trials]
 
@@ -236,8 +221,7 @@ def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepConte
         "config": trial.config,
         "split": context.split,
         "out_dir": training_folder(params.output_dir, context.identity(trial)),
-        "tracking_uri": context.tracking_uri,
-        "run_id": run_id,
+        "tracking": Tracking(context.parent.uri, run_id),
         "trust_remote_code": params.model.trust_remote_code,
         "device": context.placement.device_of(trial.name),
         "fresh": params.force,
@@ -245,17 +229,16 @@ def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepConte
     return runner.submit(task, arguments)
 
 
-def _submit_evaluation(runner: Any, trial: Trial, trained: dict[str, Any], run_id: str, context: SweepContext):
+def _submit_evaluation(runner: Any, trial: Trial, trained: TrainResult, run_id: str, context: SweepContext):
     params = context.params
     task = evaluate_holdout_task.with_options(task_run_name=f"evaluate-trial-{trial.name}")
     arguments = {
         "base_source": params.model.source,
-        "trained_dir": trained["model_dir"],
+        "trained_dir": str(trained.model_dir),
         "heldout_path": context.split.heldout_path,
         "settings": _eval_settings(params, trial.config, context.placement.device_of(trial.name)),
         "out_dir": context.run_dir / "eval" / trial.name,
-        "tracking_uri": context.tracking_uri,
-        "run_id": run_id,
+        "tracking": Tracking(context.parent.uri, run_id),
     }
     return runner.submit(task, arguments)
 
@@ -268,28 +251,31 @@ def _eval_settings(params: RetrainParams, config: Any, device: str | None = None
 
 
 def _register_winner(
-    params: RetrainParams,
-    winner: TrialOutcome | None,
-    split: Any,
-    validated: Any,
-    audited: Any,
-    tracking_uri: str,
-    parent: str,
+    winner: TrialOutcome | None, context: SweepContext, validated: Any, audited: Any
 ) -> dict[str, Any]:
-    """Register the winner and run the gate, with the retraining flow's tasks and arguments."""
-    name, model = params.registry.registered_model_name, params.model
+    """Register the winner and run the gate, with the retraining flow's steps."""
+    params = context.params
+    name = params.registry.registered_model_name
     decision = {"registered_model_name": name, "model_version": None, "registered": False, "promoted": False}
     if winner is None:
         return {**decision, "promotion_reason": "nothing registered: no trial qualifies", "champion_version": None}
-    config, identity = winner.trial.config, winner.extra["identity"]
-    eval_settings, gate = _eval_settings(params, config), GateSettings.fields_of(params.registry)
-    heldout, run_id = winner.extra["heldout"], winner.extra["mlflow_run_id"]
-    with decision_lock(params.output_dir, identity):  # an overlapping run of this training: one version
-        plan = check_training_identity_task(
-            identity, name, tracking_uri, gate_identity(eval_settings, gate), params.force
-        )
+    run = TrainingRun(
+        params,
+        winner.extra["identity"],
+        winner.trial.config,
+        Tracking(context.parent.uri, winner.extra["mlflow_run_id"]),
+        context.run_dir,
+        validated,
+        audited,
+        context.split,
+        links={"sweep_mlflow_run": context.parent.run_id},
+    )
+    heldout, model_dir = winner.extra["heldout"], winner.extra["model_dir"]
+    with decision_lock(params.output_dir, run.identity):  # an overlapping run of this training: one version
+        current_gate = gate_identity(run.eval_settings, run.gate)
+        plan = check_training_identity_task(run.identity, name, run.tracking.uri, current_gate, params.force)
         if plan.action == "skip":  # this sweep ran before: its winner is registered and decided already
-            champion = current_champion(get_client(tracking_uri), name)
+            champion = current_champion(run.tracking.client(), name)
             champion_version = str(champion.version) if champion else None
             return {
                 **decision,
@@ -298,55 +284,14 @@ def _register_winner(
                 "champion_version": champion_version,
             }
         if plan.action == "regate":
-            version = str(plan.version)
+            verdict = gate_version(run, str(plan.version), heldout, model_dir)
         else:
-            record_training_rows_task(validated, Path(validated.valid_path).parent / "record", tracking_uri, run_id)
-            model_dir = winner.extra["model_dir"]
-            version = register_model_task(
-                model_dir, name, tracking_uri, run_id, heldout, model.source, identity, eval_identity(eval_settings)
-            )
-        challenger_dir = winner.extra["model_dir"]
-        verdict = _gate_winner(
-            params, config, version, heldout, split, validated, audited, run_id, parent, challenger_dir
-        )
+            verdict = register_and_gate(run, model_dir, heldout)
     return {
         **decision,
-        "model_version": version,
+        "model_version": verdict["model_version"],
         "registered": plan.action == "train",
         "promoted": verdict["promoted"],
-        "promotion_reason": verdict["reason"],
+        "promotion_reason": verdict["promotion_reason"],
         "champion_version": verdict["champion_version"],
     }
-
-
-def _gate_winner(
-    params: RetrainParams,
-    config: Any,
-    version: str,
-    heldout: dict[str, Any],
-    split: Any,
-    validated: Any,
-    audited: Any,
-    run_id: str,
-    parent: str,
-    challenger_dir: str | None = None,
-) -> dict[str, Any]:
-    lineage = {
-        "base_model": params.model.source,
-        "data": validated.report(),
-        "audit": {key: value for key, value in audited.report.items() if key != "buckets"},
-        "training": config.model_dump(mode="json"),
-        "links": {"flow_run": str(flow_run.get_id() or "local"), "mlflow_run": run_id, "sweep_mlflow_run": parent},
-    }
-    name = params.registry.registered_model_name
-    return promote_model_task(
-        name,
-        version,
-        heldout,
-        split.heldout_path,
-        _eval_settings(params, config),
-        GateSettings.fields_of(params.registry),
-        resolve_tracking_uri(params.registry.tracking_uri),
-        lineage,
-        challenger_dir,
-    )

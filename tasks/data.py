@@ -21,7 +21,7 @@ from simpo_core.data.validation import ValidationResult
 from simpo_core.data.validation_stream import validate_source
 from simpo_core.models import load_tokenizer
 from tasks.helpers.retry import IO_TASK, ONE_SHOT_TASK
-from tasks.helpers.tracking import get_client, log_dataset_input, log_metrics
+from tasks.helpers.tracking import Tracking, log_dataset_input, log_metrics
 
 
 @task(name="load-preferences", timeout_seconds=1800, **IO_TASK)
@@ -35,28 +35,36 @@ def load_preferences_task(source: str) -> str:
 
 @task(name="validate-preferences", timeout_seconds=3600, **ONE_SHOT_TASK)
 def validate_preferences_task(
-    source: str,
+    spec: SourceSpec,
     settings: ValidateSettings,
     tokenizer_source: str,
     out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     trust_remote_code: bool = False,
+    part_of_mix: bool = False,
 ) -> ValidationResult:
-    """Stream the source through the schema; bad rows go to quarantine.jsonl with their reasons."""
+    """Stream one source through the schema; bad rows go to quarantine.jsonl with their reasons.
+
+    The only source of a run is the run's data (`data/` metrics, the `data.fingerprint` tag);
+    a source that is `part_of_mix` logs under `data/<name>/` and the mix step tags the run.
+    """
     tokenizer = limit_tokenizer(settings, tokenizer_source, trust_remote_code)
-    result = validate_source(source, out_dir, settings, tokenizer=tokenizer)
+    result = validate_source(spec.source, out_dir, settings, tokenizer=tokenizer)
     summary = result.summary
-    client = publish_validation(result, tracking_uri, run_id)
-    client.set_tag(run_id, "data.fingerprint", result.fingerprint)
-    client.set_tag(run_id, "data.format", result.format)
-    reasons = [{"reason": reason, "rows": count} for reason, count in summary["reasons"].items()]
-    create_table_artifact(
-        reasons or [{"reason": "none", "rows": 0}],
-        key="quarantine-reasons",
-        description=f"{summary['quarantined']} of {summary['total']} rows quarantined ({result.format} layout)",
+    name = spec.name if part_of_mix else ""
+    client = publish_validation(result, tracking, name)
+    if not part_of_mix:
+        client.set_tag(tracking.run_id, "data.fingerprint", result.fingerprint)
+        client.set_tag(tracking.run_id, "data.format", result.format)
+        reasons = [{"reason": reason, "rows": count} for reason, count in summary["reasons"].items()]
+        create_table_artifact(
+            reasons or [{"reason": "none", "rows": 0}],
+            key="quarantine-reasons",
+            description=f"{summary['quarantined']} of {summary['total']} rows quarantined ({result.format} layout)",
+        )
+    get_run_logger().info(
+        "%s: valid %d, quarantined %d of %d", spec.name, summary["valid"], summary["quarantined"], summary["total"]
     )
-    get_run_logger().info("valid %d, quarantined %d of %d", summary["valid"], summary["quarantined"], summary["total"])
     return result
 
 
@@ -67,14 +75,14 @@ def limit_tokenizer(settings: ValidateSettings, tokenizer_source: str, trust_rem
     return load_tokenizer(tokenizer_source, trust_remote_code)
 
 
-def publish_validation(result: ValidationResult, tracking_uri: str, run_id: str, name: str = "") -> Any:
+def publish_validation(result: ValidationResult, tracking: Tracking, name: str = "") -> Any:
     """Log a validation's counts, quarantine file and dataset input to MLflow (under
     `data/<name>/` for one source of a mix); returns the MLflow client."""
-    client = get_client(tracking_uri)
+    client = tracking.client()
     prefix = f"data/{name}/" if name else "data/"
-    log_metrics(client, run_id, {f"{prefix}{k}": result.summary[k] for k in ("total", "valid", "quarantined")})
-    client.log_artifact(run_id, str(result.quarantine_path), f"data/sources/{name}" if name else "data")
-    _log_dataset_lineage(result, run_id, tracking_uri, name=name or None)
+    log_metrics(client, tracking.run_id, {f"{prefix}{k}": result.summary[k] for k in ("total", "valid", "quarantined")})
+    client.log_artifact(tracking.run_id, str(result.quarantine_path), f"data/sources/{name}" if name else "data")
+    _log_dataset_lineage(result, tracking, name=name or None)
     return client
 
 
@@ -84,25 +92,26 @@ def audit_length_balance_task(
     tokenizer_source: str,
     settings: AuditSettings,
     out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     trust_remote_code: bool = False,
+    name: str = "",
 ) -> AuditResult:
-    """Measure how well length alone predicts the label; warn, fail or rebalance."""
+    """Measure how well length alone predicts the label; warn, fail or rebalance (for one
+    source of a mix, `name`, before the mix: its rebalancing drops its own rows)."""
     result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
-    publish_audit(result, tracking_uri, run_id, "chosen/rejected length balance")
+    publish_audit(result, tracking, "chosen/rejected length balance", name)
     return result
 
 
-def publish_audit(result: AuditResult, tracking_uri: str, run_id: str, description: str, name: str = "") -> None:
+def publish_audit(result: AuditResult, tracking: Tracking, description: str, name: str = "") -> None:
     """Log an audit's figures and files to MLflow (under `audit/<name>/` for one source of a
     mix) and, for the audit the run trains on, its Markdown report as a Prefect artifact."""
-    client = get_client(tracking_uri)
+    client = tracking.client()
     prefix = f"audit/{name}/" if name else "audit/"
     numbers = {k: v for k, v in result.report.items() if isinstance(v, (int, float))}
-    log_metrics(client, run_id, {f"{prefix}{k}": v for k, v in numbers.items()})
+    log_metrics(client, tracking.run_id, {f"{prefix}{k}": v for k, v in numbers.items()})
     for path in result.paths.values():
-        client.log_artifact(run_id, str(path), f"audit/sources/{name}" if name else "audit")
+        client.log_artifact(tracking.run_id, str(path), f"audit/sources/{name}" if name else "audit")
     if name:
         return
     markdown_path = result.paths.get("markdown")
@@ -114,14 +123,12 @@ def publish_audit(result: AuditResult, tracking_uri: str, run_id: str, descripti
 
 
 @task(name="split-holdout", timeout_seconds=600, **ONE_SHOT_TASK)
-def split_holdout_task(
-    valid_path: Path, settings: SplitSettings, out_dir: Path, tracking_uri: str, run_id: str
-) -> SplitResult:
+def split_holdout_task(valid_path: Path, settings: SplitSettings, out_dir: Path, tracking: Tracking) -> SplitResult:
     """Split by prompt hash and write train.parquet and heldout.parquet."""
     result = write_split(valid_path, out_dir, settings)
     log_metrics(
-        get_client(tracking_uri),
-        run_id,
+        tracking.client(),
+        tracking.run_id,
         {"data/train_pairs": result.train_pairs, "data/heldout_pairs": result.heldout_pairs},
     )
     get_run_logger().info("split: %d train pairs, %d held-out pairs", result.train_pairs, result.heldout_pairs)
@@ -136,7 +143,7 @@ def split_holdout_task(
 PREVIEW_ROWS = 1000  # rows of valid.parquet shown with the dataset in MLflow
 
 
-def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: str, name: str | None = None) -> None:
+def _log_dataset_lineage(result: ValidationResult, tracking: Tracking, name: str | None = None) -> None:
     """Record the source and its fingerprint as an MLflow dataset input of the run (named
     `name`, or after the source)."""
     import pyarrow.parquet as pq
@@ -146,7 +153,7 @@ def _log_dataset_lineage(result: ValidationResult, run_id: str, tracking_uri: st
     preview = next(batches, None)
     preview = preview.to_pandas() if preview is not None else _empty_preview()
     label = name or Path(result.source).name or result.source
-    log_dataset_input(tracking_uri, run_id, preview, tags, label, result.fingerprint, "training")
+    log_dataset_input(tracking, preview, tags, label, result.fingerprint, "training")
 
 
 def _empty_preview() -> Any:
@@ -161,51 +168,13 @@ SOURCES_TAG = "data.sources"  # JSON list of the mixed sources (lineage)
 MAX_TAG_CHARS = 8000
 
 
-@task(name="validate-source", timeout_seconds=3600, **ONE_SHOT_TASK)
-def validate_named_source_task(
-    spec: SourceSpec,
-    settings: ValidateSettings,
-    tokenizer_source: str,
-    out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
-    trust_remote_code: bool = False,
-) -> ValidationResult:
-    """Validate one source of a mix into its own folder; its dataset input is named after it."""
-    tokenizer = limit_tokenizer(settings, tokenizer_source, trust_remote_code)
-    result = validate_source(spec.source, out_dir, settings, tokenizer=tokenizer)
-    summary = result.summary
-    publish_validation(result, tracking_uri, run_id, spec.name)
-    get_run_logger().info(
-        "%s: valid %d, quarantined %d of %d", spec.name, summary["valid"], summary["quarantined"], summary["total"]
-    )
-    return result
-
-
-@task(name="audit-source", timeout_seconds=3600, **ONE_SHOT_TASK)
-def audit_named_source_task(
-    name: str,
-    validated: ValidationResult,
-    tokenizer_source: str,
-    settings: AuditSettings,
-    out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
-    trust_remote_code: bool = False,
-) -> dict[str, Any]:
-    """Audit one source of a mix on its own (a rebalance drops its rows before the mix); returns the report."""
-    result = audit(validated, load_tokenizer(tokenizer_source, trust_remote_code), settings, out_dir)
-    publish_audit(result, tracking_uri, run_id, "", name)
-    return result.report
-
-
 @task(name="mix-sources", timeout_seconds=1800, **ONE_SHOT_TASK)
 def mix_sources_task(
-    parts: list[tuple[SourceSpec, ValidationResult]], out_dir: Path, tracking_uri: str, run_id: str
+    parts: list[tuple[SourceSpec, ValidationResult]], out_dir: Path, tracking: Tracking
 ) -> ValidationResult:
     """Mix the validated sources by prompt hash into one valid.parquet; record what each gave."""
     validated, mix = mix_validated(parts, out_dir)
-    client = get_client(tracking_uri)
+    client, run_id = tracking.client(), tracking.run_id
     client.set_tag(run_id, "data.fingerprint", validated.fingerprint)
     client.set_tag(run_id, "data.format", validated.format)
     described = json.dumps(
@@ -230,18 +199,18 @@ def mix_sources_task(
 @task(name="audit-mix", timeout_seconds=3600, **ONE_SHOT_TASK)
 def audit_mix_task(
     mixed: ValidationResult,
-    per_source: dict[str, dict[str, Any]],
+    per_source: dict[str, AuditResult],
     tokenizer_source: str,
     settings: AuditSettings,
     out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     trust_remote_code: bool = False,
 ) -> AuditResult:
     """Measure the mixed rows (each source already had its policy applied) and combine the reports."""
     # Policy warn: measuring the mix drops nothing and fails nothing (the sources had their policy).
     tokenizer = load_tokenizer(tokenizer_source, trust_remote_code)
     measured = audit(mixed, tokenizer, settings.model_copy(update={"policy": "warn"}), out_dir)
-    measured.report = combine_audits(measured.report, per_source, settings.policy)
-    publish_audit(measured, tracking_uri, run_id, "chosen/rejected length balance of the mixed rows")
+    reports = {name: result.report for name, result in per_source.items()}
+    measured.report = combine_audits(measured.report, reports, settings.policy)
+    publish_audit(measured, tracking, "chosen/rejected length balance of the mixed rows")
     return measured

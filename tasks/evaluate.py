@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from simpo_core.eval.settings import EvalSettings
 from tasks.helpers.retry import COMPUTE_TASK
-from tasks.helpers.tracking import get_client, log_metrics, numeric_metrics
+from tasks.helpers.tracking import Tracking, log_metrics, numeric_metrics
 
 
 @task(name="evaluate-holdout", timeout_seconds=3 * 3600, **COMPUTE_TASK)
@@ -18,8 +18,7 @@ def evaluate_holdout_task(
     heldout_path: Path,
     settings: EvalSettings,
     out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
 ) -> dict[str, Any]:
     """Evaluate both models on identical pairs (on `settings.device`); log metrics, report and plots."""
     import pandas as pd
@@ -28,11 +27,11 @@ def evaluate_holdout_task(
 
     pairs = pd.read_parquet(heldout_path)
     result = evaluate_saved(trained_dir, pairs, settings, base_source=base_source, out_dir=out_dir)
-    client = get_client(tracking_uri)
+    client = tracking.client()
     for block in ("base", "trained", "delta", "judge"):
-        log_metrics(client, run_id, numeric_metrics(result.heldout.get(block) or {}, f"eval/{block}"))
+        log_metrics(client, tracking.run_id, numeric_metrics(result.heldout.get(block) or {}, f"eval/{block}"))
     for path in result.paths.values():
-        client.log_artifact(run_id, str(path), "evaluation")
+        client.log_artifact(tracking.run_id, str(path), "evaluation")
     create_markdown_artifact(result.markdown, key="heldout-evaluation", description="held-out evaluation")
     trained, base = result.heldout["trained"], result.heldout["base"]
     get_run_logger().info(

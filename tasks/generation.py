@@ -1,7 +1,6 @@
 """The `generate-pairs` task: on-policy pairs from the champion's answers, scored by the judge."""
 
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -9,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from simpo_core.generate.pairs import GenerationResult
 from simpo_core.generate.settings import GenerateSettings
 from tasks.helpers.retry import COMPUTE_TASK, tracking_errors
-from tasks.helpers.tracking import get_client, log_dataset_input
+from tasks.helpers.tracking import Tracking, get_client, log_dataset_input
 
 CHAMPION_URI = "models:/{name}@champion"
 
@@ -38,12 +37,11 @@ def generate_pairs_task(
     settings: GenerateSettings,
     out_dir: Path,
     name: str,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     device: str = "auto",
     trust_remote_code: bool = False,
     kept_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> GenerationResult:
     """Sample `settings.samples` answers per prompt from the generator (the champion by default),
     judge them, write the pairs; log them to MLflow as a dataset input, summarise in an artifact.
 
@@ -54,7 +52,7 @@ def generate_pairs_task(
     from simpo_core.generate.step import generate_step
 
     logger = get_run_logger()
-    source, label = resolve_generator(generator, starting_model, name, tracking_uri)
+    source, label = resolve_generator(generator, starting_model, name, tracking.uri)
     logger.info("generating %d answers per prompt of %s with %s", settings.samples, prompts, label)
 
     def progress(done: int, total: int) -> None:
@@ -72,8 +70,8 @@ def generate_pairs_task(
     )
     if kept_dir is not None:
         result.pairs_path = keep_by_content(result.pairs_path, kept_dir)
-    publish_generation(result, tracking_uri, run_id)
-    return result.summary()
+    publish_generation(result, tracking)
+    return result
 
 
 def keep_by_content(path: Path, kept_dir: Path) -> Path:
@@ -91,11 +89,11 @@ def keep_by_content(path: Path, kept_dir: Path) -> Path:
     return kept
 
 
-def publish_generation(result: GenerationResult, tracking_uri: str, run_id: str) -> None:
+def publish_generation(result: GenerationResult, tracking: Tracking) -> None:
     """The pairs file as an artifact and dataset input of the run, its counts as metrics."""
     from tasks.helpers.tracking import log_metrics
 
-    client = get_client(tracking_uri)
+    client, run_id = tracking.client(), tracking.run_id
     summary = result.summary()
     counts = {"generation/prompts": summary["prompts"], "generation/pairs": summary["pairs"]}
     counts.update({f"generation/dropped_{reason}": count for reason, count in summary["dropped"].items()})
@@ -104,7 +102,7 @@ def publish_generation(result: GenerationResult, tracking_uri: str, run_id: str)
     client.log_artifact(run_id, str(result.pairs_path), "generation")
     client.set_tag(run_id, "generation.generator", summary["generator"]["source"][:500])
     client.set_tag(run_id, "generation.judge", summary["judge"]["name"])
-    _log_pairs_dataset(result, tracking_uri, run_id)
+    _log_pairs_dataset(result, tracking)
     dropped = "".join(f"| {reason} | {count} |\n" for reason, count in summary["dropped"].items()) or "| none | 0 |\n"
     create_markdown_artifact(
         f"# On-policy pairs\n\nGenerator `{summary['generator']['source']}`, judge `{summary['judge']['name']}`, "
@@ -118,7 +116,7 @@ def publish_generation(result: GenerationResult, tracking_uri: str, run_id: str)
     )
 
 
-def _log_pairs_dataset(result: GenerationResult, tracking_uri: str, run_id: str) -> None:
+def _log_pairs_dataset(result: GenerationResult, tracking: Tracking) -> None:
     import pandas as pd
 
     from simpo_core.data.record import file_sha256
@@ -128,4 +126,4 @@ def _log_pairs_dataset(result: GenerationResult, tracking_uri: str, run_id: str)
     preview = pd.read_json(result.pairs_path, lines=True, nrows=PREVIEW_ROWS)[["chosen", "rejected"]]
     tags = {"generator": result.generator["source"], "judge": result.judge["name"]}
     digest = file_sha256(Path(result.pairs_path))
-    log_dataset_input(tracking_uri, run_id, preview, tags, "generated-pairs", digest, "generation")
+    log_dataset_input(tracking, preview, tags, "generated-pairs", digest, "generation")

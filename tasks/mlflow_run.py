@@ -6,7 +6,7 @@ import yaml
 from prefect import get_run_logger, task
 
 from tasks.helpers.retry import IO_TASK
-from tasks.helpers.tracking import ensure_experiment, flatten, get_client, redact, redact_params
+from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, get_client, redact, redact_params
 
 
 @task(name="start-tracking", timeout_seconds=120, **IO_TASK)
@@ -35,6 +35,6 @@ def start_tracking_run(
 
 
 @task(name="end-tracking", timeout_seconds=60, **IO_TASK)
-def end_tracking_run(tracking_uri: str, run_id: str, status: str) -> None:
+def end_tracking_run(tracking: Tracking, status: str) -> None:
     """Mark the MLflow run FINISHED or FAILED."""
-    get_client(tracking_uri).set_terminated(run_id, status=status)
+    tracking.client().set_terminated(tracking.run_id, status=status)

@@ -3,7 +3,7 @@
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,20 @@ from simpo_core.gate.promotion import GateSettings, PromotionDecision, decide_pr
 from simpo_core.gate.rerun import gate_identity
 from tasks.helpers.champion import current_champion, move_champion
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import get_client
+from tasks.helpers.tracking import Tracking
 from tasks.identity import DECISION_TAG, GATE_TAG
 
 LOCK_WAIT_SECONDS = 2 * 3600  # under the task's 3 h timeout
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the gate decided for a version, and the champion after the decision."""
+
+    promoted: bool
+    reason: str
+    champion_version: str | None
+    judge_vs_champion: dict[str, Any] | None = None  # the judged head-to-head, when a judge ran
 
 
 @task(name="promote-model", timeout_seconds=3 * 3600, **IO_TASK)
@@ -30,10 +40,10 @@ def promote_model_task(
     heldout_path: Path,
     eval_settings: EvalSettings,
     gate: GateSettings,
-    tracking_uri: str,
+    tracking: Tracking,
     lineage: dict[str, Any],
     challenger_dir: str | None = None,
-) -> dict[str, Any]:
+) -> GateVerdict:
     """Compare with the champion on this run's held-out pairs; move the alias if the gate says so.
 
     With a judge (`eval_settings.judge`) and the challenger's model folder (`challenger_dir`),
@@ -46,23 +56,20 @@ def promote_model_task(
     under other evaluation or gate settings (`gate_identity`) is taken again.
     """
     current_gate = gate_identity(eval_settings, gate)
-    with tracking_errors(tracking_uri, "promoting the model"), promotion_lock(name):
-        client = get_client(tracking_uri)
+    with tracking_errors(tracking.uri, "promoting the model"), promotion_lock(name):
+        client = tracking.client()
         recorded = finish_recorded_decision(client, name, version, current_gate)
         if recorded is not None:
-            return {**recorded, "judge_vs_champion": None}
+            return recorded
         fingerprint = (lineage.get("data") or {}).get("fingerprint")  # of the data this version trained on
-        inputs = (client, name, heldout, heldout_path, eval_settings, gate, tracking_uri, fingerprint)
+        inputs = (client, name, heldout, heldout_path, eval_settings, gate, tracking.uri, fingerprint)
         base_model = lineage.get("base_model")
         decision, champion_block, answers = decide(*inputs, challenger_dir=challenger_dir, base_model=base_model)
         card = render_model_card(name, version, lineage, heldout, decision, champion_block, answers)
-        run_id = lineage["links"]["mlflow_run"]
         if answers is not None:
-            client.log_dict(run_id, answers, "judge_vs_champion.json")
-        return {
-            **apply_decision(client, name, version, decision, card, run_id, current_gate),
-            "judge_vs_champion": answers,
-        }
+            client.log_dict(tracking.run_id, answers, "judge_vs_champion.json")
+        verdict = apply_decision(client, name, version, decision, card, tracking.run_id, current_gate)
+        return replace(verdict, judge_vs_champion=answers)
 
 
 def decide(
@@ -165,7 +172,7 @@ def run_data_fingerprint(client: Any, run_id: str | None) -> str | None:
     return None
 
 
-def finish_recorded_decision(client: Any, name: str, version: str, current_gate: str) -> dict[str, Any] | None:
+def finish_recorded_decision(client: Any, name: str, version: str, current_gate: str) -> GateVerdict | None:
     """What an earlier try decided for this version under the same gate (finishing a promotion
     it recorded but did not get to apply), or None when none did.
 
@@ -189,11 +196,7 @@ def finish_recorded_decision(client: Any, name: str, version: str, current_gate:
     if promoted and not is_champion:
         move_champion(client, name, version, action="promoted", reason=reason)
     get_run_logger().info("version %s: decision already recorded by an earlier try (%s)", version, reason)
-    return {
-        "promoted": promoted,
-        "reason": reason,
-        "champion_version": str(version) if promoted else _version_of(champion),
-    }
+    return GateVerdict(promoted, reason, str(version) if promoted else _version_of(champion))
 
 
 def _version_of(champion: Any) -> str | None:
@@ -202,7 +205,7 @@ def _version_of(champion: Any) -> str | None:
 
 def apply_decision(
     client: Any, name: str, version: str, decision: PromotionDecision, card: str, run_id: str, current_gate: str
-) -> dict[str, Any]:
+) -> GateVerdict:
     """Record the decision and the model card on the version, then move the alias if promoted.
 
     The decision tags come first: a retry after a crash finds the decision recorded and only
@@ -219,11 +222,7 @@ def apply_decision(
         move_champion(client, name, version, action="promoted", reason=decision.reason)
     get_run_logger().info("version %s %s: %s", version, verdict, decision.reason)
     create_markdown_artifact(card, key="promotion-decision", description="champion gate and model card")
-    return {
-        "promoted": decision.promoted,
-        "reason": decision.reason,
-        "champion_version": _version_of(current_champion(client, name)),
-    }
+    return GateVerdict(decision.promoted, decision.reason, _version_of(current_champion(client, name)))
 
 
 def evaluate_champion(

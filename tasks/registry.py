@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import get_client
+from tasks.helpers.tracking import Tracking
 from tasks.identity import IDENTITY_TAG
 
 SERVING_CODE = Path(__file__).parent / "helpers" / "serving_model.py"
@@ -40,8 +40,7 @@ def find_version_of_run(client, name: str, run_id: str):
 def register_model_task(
     model_dir: str,
     name: str,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     heldout: dict[str, Any],
     base_model: str = "",
     identity: str = "",
@@ -56,9 +55,10 @@ def register_model_task(
     Idempotent: a retry of this task, or a rerun of the flow run, finds the version
     registered from the same MLflow run instead of creating a second one.
     """
-    with tracking_errors(tracking_uri, "registering the model"):
-        version = register_version(model_dir, name, tracking_uri, run_id, heldout["trained"], base_model, identity)
-        client = get_client(tracking_uri)
+    run_id = tracking.run_id
+    with tracking_errors(tracking.uri, "registering the model"):
+        version = register_version(model_dir, name, tracking, heldout["trained"], base_model, identity)
+        client = tracking.client()
         client.log_dict(run_id, heldout, HELDOUT_ARTIFACT)
         if eval_identity:
             client.set_model_version_tag(name, version, EVAL_TAG, eval_identity)
@@ -74,22 +74,21 @@ def register_model_task(
 def register_version(
     model_dir: str,
     name: str,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     trained: dict[str, Any],
     base_model: str,
     identity: str = "",
 ) -> str:
     """Register (or find) this run's version, alias it `challenger`, tag its metrics and lineage."""
     logger = get_run_logger()
-    client = get_client(tracking_uri)
+    client, run_id = tracking.client(), tracking.run_id
     existing = find_version_of_run(client, name, run_id)
     if existing is not None:
         logger.info("version %s of %r already registered from run %s", existing.version, name, run_id)
         version = str(existing.version)
     else:
         # A try that failed after logging the model left it in the run: register that one.
-        model_uri, model_id = logged_policy_of_run(client, run_id) or log_policy(model_dir, tracking_uri, run_id)
+        model_uri, model_id = logged_policy_of_run(client, run_id) or log_policy(model_dir, tracking)
         _ensure_registered(client, name)
         version = str(
             client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version
@@ -105,7 +104,7 @@ def register_version(
     return version
 
 
-def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str]:
+def log_policy(model_dir: str, tracking: Tracking) -> tuple[str, str]:
     """Log the saved model folder as a pyfunc model of the run, with its signature (text out,
     generation params) and an input example; return (uri, model id).
 
@@ -119,9 +118,9 @@ def log_policy(model_dir: str, tracking_uri: str, run_id: str) -> tuple[str, str
     artifacts = {"model_dir": model_dir}
     if is_adapter_folder(model_dir) and Path(adapter_base(model_dir)).is_dir():
         artifacts[BASE_MODEL_ARTIFACT] = adapter_base(model_dir)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_registry_uri(tracking.uri)
+    with mlflow.start_run(run_id=tracking.run_id):
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(SERVING_CODE),

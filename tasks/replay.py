@@ -15,7 +15,7 @@ from simpo_core.data.record import check_row_record, write_row_record
 from simpo_core.data.validation import ValidationResult
 from simpo_core.errors import DataError
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import get_client
+from tasks.helpers.tracking import Tracking, get_client
 
 ROWS_ARTIFACT_DIR = "training-rows"
 ROWS_FILE = "rows.parquet"
@@ -24,17 +24,17 @@ REPLAY_DIR = "replay"  # under output_dir: verified copies of replayed records, 
 
 
 @task(name="record-training-rows", timeout_seconds=3600, **IO_TASK)
-def record_training_rows_task(validated: ValidationResult, out_dir: Path, tracking_uri: str, run_id: str) -> str:
+def record_training_rows_task(validated: ValidationResult, out_dir: Path, tracking: Tracking) -> str:
     """Write and log the validated rows this training used (without the rows it replayed); return
     the record's SHA-256."""
     mixed = (validated.summary.get("mix") or {}).get("sources") or {}
     replayed = [name for name, counts in mixed.items() if counts.get("replay")]
     path = Path(out_dir) / ROWS_FILE
     digest = write_row_record(validated.valid_path, path, replayed)
-    with tracking_errors(tracking_uri, "recording the training rows"):
-        client = get_client(tracking_uri)
-        client.log_artifact(run_id, str(path), ROWS_ARTIFACT_DIR)
-        client.set_tag(run_id, ROWS_DIGEST_TAG, digest)
+    with tracking_errors(tracking.uri, "recording the training rows"):
+        client = tracking.client()
+        client.log_artifact(tracking.run_id, str(path), ROWS_ARTIFACT_DIR)
+        client.set_tag(tracking.run_id, ROWS_DIGEST_TAG, digest)
     get_run_logger().info("recorded the training rows (sha256 %s) in the run", digest[:12])
     return digest
 

@@ -13,24 +13,23 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import ensure_experiment, flatten, get_client, redact_params
+from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, redact_params
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 TRIAL_TAG = "sweep.trial"
 
 
 @task(name="start-trial-runs", timeout_seconds=300, **IO_TASK)
-def start_trial_runs_task(
-    tracking_uri: str, experiment_name: str, parent_run_id: str, trials: list[dict[str, Any]]
-) -> dict[str, str]:
+def start_trial_runs_task(parent: Tracking, experiment_name: str, trials: list[dict[str, Any]]) -> dict[str, str]:
     """Create one child run per trial (`{name, stage, settings, training}`) under the sweep's run,
     with the trial's settings and resolved training config as params; return name -> run id.
 
     Idempotent: a retry, or a retried flow run, finds the child runs it created before.
     """
-    with tracking_errors(tracking_uri, "creating the trial runs"):
-        client = get_client(tracking_uri)
-        experiment_id = ensure_experiment(client, experiment_name, tracking_uri)
+    parent_run_id = parent.run_id
+    with tracking_errors(parent.uri, "creating the trial runs"):
+        client = parent.client()
+        experiment_id = ensure_experiment(client, experiment_name, parent.uri)
         client.set_tag(parent_run_id, "pipeline", "simpo-sweep")
         existing = {
             run.data.tags[TRIAL_TAG]: run.info.run_id
@@ -55,8 +54,7 @@ def start_trial_runs_task(
 
 @task(name="log-sweep-results", timeout_seconds=600, **IO_TASK)
 def log_sweep_results_task(
-    tracking_uri: str,
-    parent_run_id: str,
+    parent: Tracking,
     rows: list[dict[str, Any]],
     trial_runs: dict[str, str],
     failed: list[str],
@@ -76,10 +74,10 @@ def log_sweep_results_task(
         writer.writeheader()
         writer.writerows(rows)
     plot = plot_sweep(rows, swept, metric, out_dir / "sweep_metrics.png")
-    with tracking_errors(tracking_uri, "logging the sweep's results"):
-        client = get_client(tracking_uri)
+    with tracking_errors(parent.uri, "logging the sweep's results"):
+        client = parent.client()
         for path in (table, plot):
-            client.log_artifact(parent_run_id, str(path), "sweep")
+            client.log_artifact(parent.run_id, str(path), "sweep")
         for row in rows:
             run_id = trial_runs.get(row["trial"])
             if run_id is not None:

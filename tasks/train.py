@@ -12,7 +12,7 @@ from simpo_core.data.split import SplitResult
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.worker import TrainJob, TrainResult
 from tasks.helpers.retry import COMPUTE_TASK
-from tasks.helpers.tracking import get_client, log_metrics
+from tasks.helpers.tracking import Tracking, get_client, log_metrics
 
 
 class TrainingProgress:
@@ -59,12 +59,11 @@ def train_simpo_task(
     config: SimPOConfig,
     split: SplitResult,
     out_dir: Path,
-    tracking_uri: str,
-    run_id: str,
+    tracking: Tracking,
     trust_remote_code: bool = False,
     device: str = "auto",
     fresh: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder.
 
     `out_dir` is named by the training identity, so the same training in a later flow run
@@ -94,6 +93,7 @@ def train_simpo_task(
         resume = find_latest_checkpoint(out_dir) is not None
         if resume:
             logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
+        tracking_uri, run_id = tracking.uri, tracking.run_id
         result = launch_training(job, resume, tracking_uri, run_id) if needs_launch(job) else None
         result = result or train_in_process(job, resume, tracking_uri, run_id)
         log_attention_path(result, tracking_uri, run_id)
@@ -109,8 +109,8 @@ def train_in_process(job: TrainJob, resume: bool, tracking_uri: str, run_id: str
     return finish_training(trainer, job, history)
 
 
-def training_result(result: TrainResult) -> dict[str, Any]:
-    """What the flow passes on: the model folder, the steps run and the last metrics."""
+def training_result(result: TrainResult) -> TrainResult:
+    """Publish a training's summary (Prefect artifact, log line) and pass the result on."""
     create_markdown_artifact(
         _summary_markdown(result.history, result.model_dir), key="training-summary", description="SimPO training"
     )
@@ -121,15 +121,7 @@ def training_result(result: TrainResult) -> dict[str, Any]:
         result.packed_attention_path or "not used",
         result.packed_attention_fallbacks,
     )
-    return {
-        "model_dir": str(result.model_dir),
-        "steps": result.steps,
-        "final_metrics": result.final_metrics,
-        "resumed_from_step": result.resumed_from_step,
-        "reused": result.reused,
-        "packed_attention_path": result.packed_attention_path,
-        "packed_attention_fallbacks": result.packed_attention_fallbacks,
-    }
+    return result
 
 
 def log_attention_path(result: TrainResult, tracking_uri: str, run_id: str) -> None:

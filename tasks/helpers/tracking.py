@@ -130,7 +130,7 @@ def _metric_key(key: str) -> str:
 
 
 def log_dataset_input(
-    tracking_uri: str, run_id: str, preview: Any, tags: dict[str, str], name: str, digest: str, context: str
+    tracking: Tracking, preview: Any, tags: dict[str, str], name: str, digest: str, context: str
 ) -> None:
     """Record a dataset as an input of the run: a preview frame, its tags (a code source with
     tags suits files, hub ids and generated data alike) and its digest (a change shows as new data)."""
@@ -139,8 +139,8 @@ def log_dataset_input(
     from mlflow.exceptions import MlflowException
 
     dataset = mlflow.data.from_pandas(preview, source=CodeDatasetSource(tags=tags), name=name, digest=digest[:36])
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    mlflow.set_tracking_uri(tracking.uri)
+    with mlflow.start_run(run_id=tracking.run_id):
         try:
             mlflow.log_input(dataset, context=context)
         except MlflowException:

@@ -37,6 +37,7 @@ def test_divergence_stops_the_flow_and_registers_nothing(run_flow, monkeypatch):
 def test_tracking_outage_during_registration(prefect_harness, tmp_path, tiny_model_dir, monkeypatch, caplog):
     """Server down: retries with backoff, then a clear error; back up: exactly one version."""
     from tasks.helpers.retry import TrackingUnavailableError
+    from tasks.helpers.tracking import Tracking
     from tasks.registry import register_model_task
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -50,7 +51,7 @@ def test_tracking_outage_during_registration(prefect_harness, tmp_path, tiny_mod
 
     @flow
     def register_once():
-        return register(str(tiny_model_dir), "simpo-policy", uri, run_id, HELDOUT)
+        return register(str(tiny_model_dir), "simpo-policy", Tracking(uri, run_id), HELDOUT)
 
     with pytest.raises(TrackingUnavailableError, match="unreachable while registering the model"):
         register_once()

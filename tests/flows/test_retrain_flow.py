@@ -83,15 +83,15 @@ def test_training_retry_resumes_from_the_checkpoint(run_flow, monkeypatch, caplo
 def test_register_model_is_idempotent(run_flow):
     from prefect import flow
 
+    from tasks.helpers.tracking import Tracking
     from tasks.registry import register_model_task
 
     summary = run_flow()
 
     @flow
     def register_again():
-        return register_model_task(
-            summary["model_dir"], "simpo-policy", run_flow.tracking_uri, summary["mlflow_run_id"], summary["heldout"]
-        )
+        tracking = Tracking(run_flow.tracking_uri, summary["mlflow_run_id"])
+        return register_model_task(summary["model_dir"], "simpo-policy", tracking, summary["heldout"])
 
     assert register_again() == summary["model_version"]
     client = client_for(run_flow.tracking_uri)

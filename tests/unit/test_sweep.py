@@ -1,5 +1,7 @@
 """Sweep planning and winner selection (simpo_core.sweep), and the choice of task runner."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -20,6 +22,7 @@ from simpo_core.sweep import (
     typed_settings,
 )
 from simpo_core.train.config import SimPOConfig
+from simpo_core.train.worker import TrainResult
 
 TINY = SimPOConfig(lr=1e-3, beta=2.0, gamma=1.0)  # the scale of the tiny model (γ absolute)
 
@@ -200,7 +203,7 @@ class _Runner:
         self.calls.append((task.task_run_name, device, self.placement.pool.in_use()))
         if training and trial in self.failing:
             return _Done(RuntimeError("out of memory"))
-        result = {"model_dir": f"/m/{trial}", "steps": 1, "reused": False} if training else {"trained": {}}
+        result = TrainResult(Path(f"/m/{trial}"), 1, []) if training else {"trained": {}}
         return _Done(result)
 
 
@@ -211,12 +214,13 @@ def test_concurrent_trials_train_and_evaluate_on_their_own_gpu_and_give_it_back(
     import flows.sweep as sweep_flow
     from flows.params import RetrainParams
     from simpo_core.devices import trial_placement
+    from tasks.helpers.tracking import Tracking
 
     monkeypatch.setattr(sweep_flow, "get_run_logger", lambda: logging.getLogger("test"))
     placement = trial_placement(SweepSettings(max_concurrency=3), "auto", per_trial=1, gpus=4)
     context = SimpleNamespace(
         params=RetrainParams(), split=SimpleNamespace(heldout_path=tmp_path / "heldout.jsonl"), run_dir=tmp_path,
-        tracking_uri="sqlite://", identity=lambda trial: trial.name * 8, placement=placement,
+        parent=Tracking("sqlite://", "parent"), identity=lambda trial: trial.name * 8, placement=placement,
     )  # fmt: skip
     trials = [Trial(name, "grid", {}, TINY) for name in ("a", "b", "c", "d", "e")]
     runner = _Runner(placement, failing={"b"})
