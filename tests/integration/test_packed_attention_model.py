@@ -90,7 +90,7 @@ def test_auto_runs_the_loop_on_cpu(backend, monkeypatch, grouped_query_llama):
     """The CPU default is the exact per-sequence loop, which trains: FlexAttention is never reached."""
     model = grouped_query_llama()
     assert enable_packing(model)
-    monkeypatch.setattr(packing, "_flex_packed", lambda *args: pytest.fail("flex path taken on CPU"))
+    monkeypatch.setattr(packing, "flex_packed", lambda *args: pytest.fail("flex path taken on CPU"))
     sums, lengths = sequence_logps(model, pack_pairs(PAIRS))
     sums.sum().backward()
     assert lengths.tolist() == [4, 2, 6, 2, 5, 2]
@@ -137,8 +137,8 @@ def test_a_flex_failure_falls_back_for_that_call_only_and_is_counted(backend, mo
             raise error
         return real(*args)
 
-    real = packing._flex_packed
-    monkeypatch.setattr(packing, "_flex_packed", flaky)
+    real = packing.flex_packed
+    monkeypatch.setattr(packing, "flex_packed", flaky)
     before = packing.packed_attention_fallbacks()
     with torch.no_grad():
         sequence_logps(model, pack_pairs(PAIRS))  # the first layer's call fails, the next ones flex

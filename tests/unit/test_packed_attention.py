@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from simpo_core.train.packing import document_causal_mask, set_packed_attention_backend
+from simpo_core.train.packed_flex import document_causal_mask
+from simpo_core.train.packing import set_packed_attention_backend
 
 
 def test_document_causal_mask_equals_hand_built_mask():
@@ -41,7 +42,7 @@ def test_a_failing_flex_call_falls_back_to_the_loop(monkeypatch):
 
     before = packing.packed_attention_fallbacks()
     monkeypatch.setattr(packing, "_use_flex", lambda query, dropout: True)  # as "auto" decides on CUDA
-    monkeypatch.setattr(packing, "_flex_packed", broken)
+    monkeypatch.setattr(packing, "flex_packed", broken)
     module = torch.nn.Module()
     query = torch.arange(24.0).reshape(1, 1, 3, 8) / 24
     bounds = torch.tensor([0, 1, 3], dtype=torch.int32)
