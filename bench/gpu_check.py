@@ -37,10 +37,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from gpu_bench import stage_bench_ours, stage_bench_trl, stage_bench_trl_liger  # noqa: E402
 from gpu_common import MODES, Checks, Context, StageSkip, dumps  # noqa: E402
+from gpu_engines import ENGINES, stage_engines  # noqa: E402
 from gpu_packing import stage_packing  # noqa: E402
 from gpu_stages import (  # noqa: E402
-    ENGINES,
-    stage_engines,
     stage_environment,
     stage_evaluation,
     stage_train_full,
