@@ -21,6 +21,7 @@ from simpo_core.generate.settings import GenerateSettings
 from simpo_core.models import DEVICE_PATTERN, EMBEDDED_MODELS
 from simpo_core.settings import StepSettings
 from simpo_core.train.config import LoraSettings, SimPOConfig
+from simpo_core.train.quantized import Quantization
 
 
 class StrictModel(StepSettings):
@@ -74,6 +75,11 @@ class ModelParams(StrictModel):
         "auto (the GPU when there is one), cpu, cuda or cuda:N",
     )
     lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
+    quantization: Quantization = Field(
+        "none",
+        description="load the starting model in 4bit (NF4) or 8bit to train model.lora on it (QLoRA, one process; "
+        "pip install 'simpo-pipeline[quantization]'); the trained adapter keeps the unquantized model as its base",
+    )
 
 
 class RegistryLocation(StepSettings):
@@ -231,14 +237,18 @@ def check_sources(params: RetrainParams) -> None:
     """Refuse sources that cannot load before any work starts (and before MLflow logs).
 
     Raises:
-        ConfigError: missing model folder, hub id not cached while offline, or a missing
-            reward-model folder.
+        ConfigError: missing model folder, hub id not cached while offline, a missing
+            reward-model folder, or a model.quantization that cannot run (no LoRA, several
+            processes, bitsandbytes missing).
         DataError: a local data source that does not exist or has an unsupported type.
     """
     from simpo_core.data.loading import check_source, is_local_source
     from simpo_core.models import check_model_source
+    from simpo_core.train.quantized import check_quantization
 
     check_model_source(params.model.source)
+    lora = params.model.lora or params.train.lora  # as the training reads them
+    check_quantization(params.model.quantization, params.train.model_copy(update={"lora": lora}))
     sources = [spec.source for spec in params.data.sources] if params.data.sources else [params.data.source]
     for source in sources:
         if is_local_source(source):  # a hub dataset is opened (and cached) by load-preferences

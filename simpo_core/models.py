@@ -177,7 +177,12 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
 
 
 def load_model_and_tokenizer(
-    source: str, trust_remote_code: bool = False, dtype=None, device: str | None = None, base: str | None = None
+    source: str,
+    trust_remote_code: bool = False,
+    dtype=None,
+    device: str | None = None,
+    base: str | None = None,
+    quantization_config=None,
 ):
     """Load a causal LM and its tokenizer from a model source.
 
@@ -192,6 +197,9 @@ def load_model_and_tokenizer(
             model on the CPU.
         base: for an adapter-only folder, the base model to load instead of the one the
             adapter names (e.g. a copy logged beside it).
+        quantization_config: a `transformers.BitsAndBytesConfig` (QLoRA,
+            `simpo_core.train.quantized`): the weights are quantized as they load, straight
+            onto `device` (a quantized model cannot move afterwards).
 
     Returns:
         `(model, tokenizer)`; torch's CPU threads are set for the model's size (the automatic
@@ -206,9 +214,12 @@ def load_model_and_tokenizer(
     tokenizer = load_tokenizer(resolved, trust_remote_code)
     adapter = resolved if is_adapter_folder(resolved) else None
     weights = resolve_model_source(base or adapter_base(adapter)) if adapter else resolved
+    placement = {}
+    if quantization_config is not None:  # quantized while loading, on the device it will run on
+        placement = {"quantization_config": quantization_config, "device_map": {"": resolve_device(device or "auto")}}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            weights, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
+            weights, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype, **placement
         )
     except OSError as error:
         raise ConfigError(_not_found_message(weights, error)) from error
@@ -218,7 +229,7 @@ def load_model_and_tokenizer(
         # Merged for inference: one plain model, as fast as a merged save and loadable by every stage.
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         logger.info("loaded adapter %s onto its base model %s", adapter, weights)
-    if device is not None:
+    if device is not None and quantization_config is None:
         model = model.to(resolve_device(device))
     from simpo_core.threads import apply_num_threads
 

@@ -73,15 +73,18 @@ def training_identity(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def resolved_training(config: Any, device: str = "auto") -> dict[str, Any]:
+def resolved_training(config: Any, device: str = "auto", quantization: str = "none") -> dict[str, Any]:
     """A `SimPOConfig` as the identity sees it: `precision: auto` resolved on `device`
     (bf16-mixed on a bfloat16 GPU, fp32 elsewhere), so the same settings on a GPU and on a
-    CPU machine are two trainings."""
+    CPU machine are two trainings; LoRA on a 4-bit or 8-bit base (`model.quantization`) is
+    another training than on the full-precision one."""
     from simpo_core.models import resolve_device
     from simpo_core.train.precision import resolve_precision
 
     values = config.model_dump(mode="json")
     values["precision"] = resolve_precision(config.precision, resolve_device(device))
+    if quantization != "none":  # absent when off: the identities of unquantized trainings stay as they were
+        values["quantization"] = quantization
     return values
 
 

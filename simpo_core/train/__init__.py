@@ -8,6 +8,7 @@
   optimizer, the learning-rate schedule, the events it reports to its listeners, resumable
   checkpoints and data parallelism under torchrun.
 - `precision`: the dtype policies (`fp32`, `bf16-mixed`, `bf16-pure`) and autocast.
+- `quantized`: QLoRA, LoRA adapters trained on a 4-bit or 8-bit base (bitsandbytes).
 - `prompt_format`: how prompts are rendered and shortened, shared with serving.
 - `monitor`: the margin monitor and early stopping.
 - `parallel`, `sharded_checkpoint`: DDP and FSDP2 wrapping, sharded checkpoints.

@@ -5,7 +5,7 @@ from typing import Any
 import torch
 
 from simpo_core.errors import ConfigError
-from simpo_core.train import checkpoint, precision
+from simpo_core.train import checkpoint, precision, quantized
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import model_device
 from simpo_core.train.packing import enable_packing
@@ -15,7 +15,8 @@ from simpo_core.train.schedule import warmup_decay_schedule
 def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | None = None) -> tuple[Any, str]:
     """The model as trained: on its device, in the precision policy's master dtype, with LoRA
     adapters (when configured), gradient checkpointing and packed (padding-free) attention
-    where the model allows it.
+    where the model allows it. A quantized model (QLoRA) stays where it was loaded, its
+    quantized weights as they are (`simpo_core.train.quantized`).
 
     Args:
         model: a transformers causal LM (or a peft model), in any dtype on any device.
@@ -31,11 +32,14 @@ def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | 
         ConfigError: nothing in the model is trainable, or the device does not exist here.
     """
     target = _training_device(model, device)
-    if model_device(model) != target:
-        model = model.to(target)  # before the upcast: a bf16 checkpoint's float32 copy lands on the GPU once
     policy = precision.resolve_precision(config.precision, target)
-    # Before the adapters are added: peft keeps LoRA weights in float32 even on a bf16 base.
-    model = precision.cast_floating(model, precision.master_dtype(policy))
+    if quantized.is_quantized(model):  # placed at load: its 4-bit or 8-bit weights are never moved or cast
+        model = quantized.prepare_quantized_base(model, config, target)
+    else:
+        if model_device(model) != target:
+            model = model.to(target)  # before the upcast: a bf16 checkpoint's float32 copy lands on the GPU once
+        # Before the adapters are added: peft keeps LoRA weights in float32 even on a bf16 base.
+        model = precision.cast_floating(model, precision.master_dtype(policy))
     if config.lora is not None and not hasattr(model, "peft_config"):
         model = _add_lora(model, config)
     if not checkpoint.trainable_parameters(model):

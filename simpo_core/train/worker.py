@@ -8,6 +8,7 @@ or `nnodes` above 1 and no torchrun around it, it starts torchrun itself (`launc
     model: tiny                  # 'tiny', a saved model folder, or a hub id
     trust_remote_code: false     # optional: run code shipped with a hub model (off for safety)
     device: auto                 # optional: auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)
+    quantization: none           # optional: none, 4bit or 8bit (QLoRA: the lora field is required)
     train_data: pairs.jsonl      # JSONL, JSON or Parquet, canonical or flat layout
     eval_data: heldout.jsonl     # optional
     simpo:                       # SimPOConfig fields (docs/training.md)
@@ -34,10 +35,11 @@ from simpo_core.errors import ConfigError, DataError
 from simpo_core.models import DEVICE_PATTERN
 from simpo_core.train.config import SimPOConfig, read_yaml_mapping
 from simpo_core.train.presets import preset_values
+from simpo_core.train.quantized import check_quantization
 
 logger = logging.getLogger(__name__)
 
-JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "simpo")
+JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "quantization", "simpo")
 HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
 FINAL_DIR = "final"
 DONE_FILE = "final.json"  # written last: the training in this folder is finished and reusable
@@ -55,6 +57,10 @@ class TrainJob:
     config: SimPOConfig
     trust_remote_code: bool = False  # run code shipped with the model (logged when on)
     device: str = "auto"  # auto, cpu, cuda or cuda:N (`simpo_core.models.resolve_device`)
+    quantization: str = "none"  # none, 4bit or 8bit: LoRA on a quantized base (`simpo_core.train.quantized`)
+
+    def __post_init__(self) -> None:
+        check_quantization(self.quantization, self.config)  # before any data or model is read
 
     def write(self, path: Path) -> Path:
         """Save as the YAML job file that `read_job` (and so the worker) reads."""
@@ -66,6 +72,7 @@ class TrainJob:
             "eval_data": str(self.eval_data) if self.eval_data else None,
             "trust_remote_code": self.trust_remote_code,
             "device": self.device,
+            "quantization": self.quantization,
             "simpo": self.config.model_dump(mode="json"),
         }
         path.write_text(yaml.safe_dump(values))
@@ -118,7 +125,9 @@ def read_job(path: Path) -> TrainJob:
     device = str(values.get("device") or "auto")
     if not re.fullmatch(DEVICE_PATTERN, device):
         raise ConfigError(f"{path}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return TrainJob(str(values["model"]), _relative(values["train_data"], base), eval_data, config, trust, device)
+    quantization = str(values.get("quantization") or "none")
+    data = _relative(values["train_data"], base)
+    return TrainJob(str(values["model"]), data, eval_data, config, trust, device, quantization)
 
 
 def read_pairs(path: Path) -> Any:
@@ -149,14 +158,17 @@ def build_trainer(job: TrainJob) -> Any:
     """Load the starting model and the data and build the `SimPOTrainer` (seeded by the config)."""
     from simpo_core.devices import seeded
     from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.train.quantized import adapter_only, load_options
     from simpo_core.train.trainer import SimPOTrainer
 
+    quantization = load_options(job.quantization, job.config, job.device)  # none: nothing to add
     with seeded(job.config.seed, "cpu"):  # weights the checkpoint lacks start alike, whatever loads beside
-        model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code)
+        model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code, **quantization)
     train_rows = read_pairs(job.train_data)
     eval_rows = read_pairs(job.eval_data) if job.eval_data else None
+    config = adapter_only(job.quantization, job.config)
     return SimPOTrainer(
-        model, job.config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows, device=job.device
+        model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows, device=job.device
     )
 
 
