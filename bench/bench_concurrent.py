@@ -49,7 +49,7 @@ def write_job(folder: Path, name: str, steps: int, num_threads: int | None, mode
         "output_dir": str(folder / name),
         "num_threads": num_threads,
     }
-    job = {"model": str(model), "train_data": str(data), "device": "cpu", "simpo": simpo}
+    job = {"model": str(model), "train_data": str(data), "device": "cpu", "train": simpo}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(job))
     return path

@@ -14,7 +14,10 @@ HEADER = """# `simpo run` parameters
 Generated from `flows/params.py` and `simpo_core/train/config.py` by
 `python -m flows.config_reference > docs/config.md`. Set any field in a YAML file
 (`simpo run --config FILE`, groups as below) or with `--set group.field=value`.
-Unset `train` fields take the preset of the starting model (`tiny` has its own preset).
+Unset `train` fields take the values of `train.preset`: `auto` (the default) is the starting
+model's own preset (`tiny` and `tiny-scratch` have one, any other model starts from the
+library defaults, `none`), and the run records the preset it resolved. The same `train` group
+is the `train:` of a `simpo train` job file (docs/training.md).
 """
 
 

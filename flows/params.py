@@ -2,14 +2,14 @@
 
 `load_params(config_file, overrides)` merges a YAML file and `--set key=value` overrides
 (dotted paths, YAML-typed values) and validates the result; an unknown key or a bad value
-fails at once with the dotted path of the field and what to fix.
+fails at once with the dotted path of the field and what to fix. Reading, overriding and
+the messages are the library's own (`simpo_core.settings`), as for a training job file.
 """
 
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from simpo_core.audit.settings import AuditSettings
 from simpo_core.data.mix import SourceSpec, check_unique_names
@@ -18,9 +18,10 @@ from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalOptions
 from simpo_core.gate.promotion import GateSettings
 from simpo_core.generate.settings import GenerateSettings
-from simpo_core.models import DEVICE_PATTERN, EMBEDDED_MODELS
-from simpo_core.settings import StepSettings
+from simpo_core.models import DEVICE_PATTERN
+from simpo_core.settings import StepSettings, apply_overrides, read_yaml_mapping
 from simpo_core.train.config import LoraSettings, SimPOConfig
+from simpo_core.train.presets import with_model_preset
 from simpo_core.train.quantized import Quantization
 
 
@@ -133,22 +134,23 @@ class RetrainParams(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def train_defaults_follow_the_model(cls, values: Any) -> Any:
-        """Fill unset training fields from the preset that suits the starting model.
+    def train_preset_follows_the_model(cls, values: Any) -> Any:
+        """`train.preset: auto` (the default) becomes the starting model's own preset.
 
         The embedded models (`tiny`, SFT'd, and `tiny-scratch`) have presets of the same
         name: a tiny model wants a far larger learning rate than the 1e-6 that suits a 7B
-        model. User-given fields always win.
+        model; any other model gets `none`. The resolved name is what the run records, and
+        user-given fields always win over the preset's.
         """
         if not isinstance(values, dict):
             return values
+        default_source = ModelParams.model_fields["source"].default
         model = values.get("model") or {}
-        source = model.get("source", "tiny") if isinstance(model, dict) else getattr(model, "source", "tiny")
+        source = model.get("source", default_source) if isinstance(model, dict) else model.source
         train = values.get("train")
         if train is not None and not isinstance(train, dict):
             return values
-        preset = SimPOConfig.preset(source).model_dump(exclude_unset=True) if source in EMBEDDED_MODELS else {}
-        return {**values, "train": {**preset, **(train or {})}}
+        return {**values, "train": with_model_preset(train or {}, source)}
 
     @model_validator(mode="after")
     def audit_counts_the_training_limits(self) -> "RetrainParams":
@@ -168,26 +170,6 @@ class RetrainParams(StrictModel):
         return self
 
 
-def set_dotted(target: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """Set `target["a"]["b"] = value` for `dotted_key` "a.b", creating inner dicts."""
-    *parents, leaf = dotted_key.split(".")
-    node = target
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted_key}: {part!r} is a value, not a group")
-        node = child
-    node[leaf] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split `key=value`; the value is read as YAML (`0`, `true`, `null`, `[a, b]`)."""
-    key, separator, raw = text.partition("=")
-    if not separator or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, e.g. train.max_steps=50; got {text!r}")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
-
-
 def load_params(config_file: Path | None = None, overrides: list[str] | None = None) -> RetrainParams:
     """Build flow parameters from an optional YAML file and `key=value` overrides.
 
@@ -203,34 +185,17 @@ def raw_params(config_file: Path | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: unreadable file, a file that is not a mapping, or a malformed override.
     """
-    raw: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            raw = yaml.safe_load(Path(config_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config {config_file}: {error}") from error
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config {config_file} must be a mapping of groups (data, model, train, ...)")
-    for text in overrides or []:
-        set_dotted(raw, *parse_override(text))
-    return raw
+    raw = read_yaml_mapping(config_file) if config_file is not None else {}
+    return apply_overrides(raw, overrides)
 
 
 def validate_params(raw: dict[str, Any]) -> RetrainParams:
-    """Validate a raw parameter dict, turning pydantic errors into one clear message."""
-    try:
-        return RetrainParams.model_validate(raw)
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            hint = (
-                "unknown key: check the spelling against `simpo run --help` and the README"
-                if item["type"] == "extra_forbidden"
-                else item["msg"]
-            )
-            problems.append(f"{path}: {hint} (got {item.get('input')!r:.60})")
-        raise ConfigError("invalid parameters:\n  " + "\n  ".join(problems)) from None
+    """Validate a raw parameter dict: one line per bad key, with its dotted path (docs/config.md).
+
+    Raises:
+        ConfigError: an unknown key or a bad value.
+    """
+    return RetrainParams.from_dict(raw, source="parameters")
 
 
 def check_sources(params: RetrainParams) -> None:

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 def _job_values(args: argparse.Namespace, setting_names: list[str]) -> dict:
     """The YAML job, with the flags the user gave laid over it."""
     from simpo_core.errors import ConfigError
-    from simpo_core.train.config import read_yaml_mapping
+    from simpo_core.settings import read_yaml_mapping
 
     values = read_yaml_mapping(args.config) if args.config else {}
     settings = values.get("sft") or {}

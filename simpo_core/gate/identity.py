@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # is one of them (N processes compute the one-process step, and a training's checkpoints resume
 # on another count); the strategy is not: a whole-weights checkpoint does not resume sharded.
 IGNORED_TRAINING_FIELDS = (
+    "preset",  # chooses the other fields' values, and those are hashed
     "output_dir",
     "logging_steps",
     "eval_steps",

@@ -15,5 +15,5 @@
 - `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
 - `sft`, `tiny_sft`: the SFT stage SimPO starts from, and the embedded `tiny` model's SFT build.
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point
-  that `simpo train` and the torchrun processes run.
+  that `simpo train` and the torchrun processes run; `job_file`: its YAML job's groups.
 """

@@ -1,23 +1,25 @@
-"""SimPO training configuration: one pydantic model, every field constrained and described.
+"""SimPO training configuration: one settings model, every field constrained and described.
 
-A typo fails at once (`extra="forbid"`), and field names stay compatible with the SimPO
-usage people already copy (`SimPOConfig(beta=2.0, gamma=1.0, lr=1e-6, batch_size=4)`).
-Named presets (the paper's per-model settings and the embedded `tiny` model's) live in
-`simpo_core.train.presets`.
+A typo fails at once (`extra="forbid"`, as every `StepSettings`), and field names stay
+compatible with the SimPO usage people already copy (`SimPOConfig(beta=2.0, gamma=1.0,
+lr=1e-6, batch_size=4)`). Named presets (the paper's per-model settings and the embedded
+models') live in `simpo_core.train.presets`; a config names its own in `preset`.
 """
 
 import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simpo_core.errors import ConfigError
+from simpo_core.settings import StepSettings, read_yaml_mapping
+from simpo_core.train.presets import PRESET_CHOICES, check_preset_name, with_model_preset, with_preset_values
 
 # Training precision policies and saved-model dtypes (see `simpo_core.train.precision`).
 Precision = Literal["auto", "fp32", "bf16-mixed", "bf16-pure"]
 SaveDtype = Literal["checkpoint", "float32", "bfloat16", "float16"]
 Strategy = Literal["ddp", "fsdp"]
+PresetName = Literal[PRESET_CHOICES]  # auto, none, or a preset of `simpo_core.train.presets.PRESETS`
 # Fields that decide where and on how many processes (and threads) training runs, never what a step computes.
 LAYOUT_FIELDS = ("num_processes", "nnodes", "strategy", "fsdp_cpu_offload", "num_threads")
 
@@ -66,10 +68,15 @@ class EarlyStopping(BaseModel):
     )
 
 
-class SimPOConfig(BaseModel):
+class SimPOConfig(StepSettings):
     """Hyperparameters of a SimPO run. Defaults are the paper's for 7-8B models."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    preset: PresetName = Field(
+        "auto",
+        description="Named preset whose values fill the fields left unset (given fields win): auto is the "
+        "starting model's own preset (the embedded tiny and tiny-scratch have one; any other model: none), "
+        "none the library defaults, or a preset of docs/training.md (e.g. llama3-8b-instruct).",
+    )
 
     # --- the SimPO objective -------------------------------------------------------------
     beta: float = Field(2.0, gt=0, description="Reward scale β: reward = β × mean token log-prob of the response.")
@@ -202,6 +209,12 @@ class SimPOConfig(BaseModel):
         "loop (the per-sequence loop).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, values: Any) -> Any:
+        """The named preset's values under the given ones (on assignment every field is given)."""
+        return with_preset_values(values) if isinstance(values, dict) else values
+
     @model_validator(mode="after")
     def _check_consistency(self) -> "SimPOConfig":
         if self.max_prompt_length >= self.max_length:
@@ -211,8 +224,6 @@ class SimPOConfig(BaseModel):
             )
         if self.early_stopping is not None and self.eval_steps == 0:
             raise ValueError("early_stopping watches periodic evaluations; set eval_steps > 0 or early_stopping: null")
-        if self.loss_type == "hinge" and self.label_smoothing:
-            raise ValueError("label_smoothing applies to the sigmoid loss only; set it to 0 or use loss_type: sigmoid")
         if self.gamma_beta_ratio is not None:
             implied = self.beta * self.gamma_beta_ratio
             if "gamma" in self.model_fields_set and not math.isclose(self.gamma, implied, rel_tol=1e-9, abs_tol=1e-12):
@@ -222,6 +233,10 @@ class SimPOConfig(BaseModel):
                 )
             # Store the effective margin so every reader of `gamma` sees the same number.
             object.__setattr__(self, "gamma", implied)
+        # Imported here: the loss module loads torch, and importing this module stays light.
+        from simpo_core.train.loss import check_loss_settings
+
+        check_loss_settings(self.beta, self.gamma, self.label_smoothing, self.loss_type, self.sft_weight)
         return self
 
     @property
@@ -242,61 +257,41 @@ class SimPOConfig(BaseModel):
         return 1.0
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "SimPOConfig":
-        """Validate a mapping, turning pydantic's report into a ConfigError that names each bad key."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            raise ConfigError(describe_validation_error(error, source)) from None
-
-    @classmethod
     def from_yaml(cls, path: str | Path) -> "SimPOConfig":
         """Read a YAML file whose top level holds SimPOConfig fields.
 
         Raises:
             ConfigError: the file is missing, not a mapping, or holds an unknown or bad value.
         """
-        values = read_yaml_mapping(path)
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_yaml_mapping(path), source=str(path))
+
+    @classmethod
+    def for_model(cls, values: dict[str, Any], model_source: str, source: str = "config") -> "SimPOConfig":
+        """A config from `values` for training `model_source`: its `preset: auto` (the default) is
+        that model's own preset, as the flow's `train` group and a job file's `train` group read it.
+
+        Raises:
+            ConfigError: an unknown or bad value (one line per key).
+        """
+        return cls.from_dict(with_model_preset(values, model_source), source)
 
     @classmethod
     def for_tiny(cls, **overrides: Any) -> "SimPOConfig":
-        """Hyperparameters that train the embedded `tiny` model from scratch (large lr)."""
-        from simpo_core.train.presets import preset_values
-
-        return cls.from_dict({**preset_values("tiny"), **overrides}, source="tiny preset")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "SimPOConfig":
-        """A named preset (see `simpo_core.train.presets.PRESETS`) with field overrides."""
-        from simpo_core.train.presets import preset_values
-
-        return cls.from_dict({**preset_values(name), **overrides}, source=f"preset {name!r}")
+        """Hyperparameters that train the embedded `tiny` model (its preset, a large lr)."""
+        return cls.from_dict({"preset": "tiny", **overrides}, source="tiny preset")
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """Load a YAML file that must contain a mapping at the top level."""
-    import yaml
+def _config_of_preset(cls: type[SimPOConfig], name: str, **overrides: Any) -> SimPOConfig:
+    """A named preset (see `simpo_core.train.presets.PRESETS`) with field overrides.
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(values).__name__}")
-    return values
+    Raises:
+        ConfigError: no preset has this name (the message lists them), or an override is bad.
+    """
+    check_preset_name(name)
+    return cls.from_dict({"preset": name, **overrides}, source=f"preset {name!r}")
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per problem: `key: what is wrong` (unknown keys are named as such)."""
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"unknown key {key!r}: check its spelling against the documented fields")
-        else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r:.60})")
-    return f"invalid {source}:\n  " + "\n  ".join(lines)
+# `SimPOConfig.preset(name, **overrides)` (the public API people copy) and `config.preset` (the
+# field) share a name. The method is attached after the class is built, so pydantic reads the
+# field alone; on an instance the field's value wins (a class method is a non-data descriptor).
+SimPOConfig.preset = classmethod(_config_of_preset)  # type: ignore[assignment,method-assign]

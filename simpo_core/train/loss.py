@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
+from simpo_core.errors import ConfigError
+
 if TYPE_CHECKING:
     from simpo_core.train.config import SimPOConfig
 
@@ -36,6 +38,42 @@ METRIC_NAMES = (
     "logps/chosen",
     "logps/rejected",
 )
+
+
+class LossSettingsError(ConfigError, ValueError):
+    """A SimPO hyperparameter out of range: a ConfigError (the CLI prints it, and a config
+    validator reports it under the field's path) that is also the ValueError torch-style callers expect."""
+
+
+def check_loss_settings(
+    beta: float,
+    gamma: float,
+    label_smoothing: float = 0.0,
+    loss_type: str = "sigmoid",
+    sft_weight: float = 0.0,
+) -> None:
+    """The one check of the loss hyperparameters (`SimPOConfig`, `SimPOLoss` and `simpo_loss` call it).
+
+    Raises:
+        LossSettingsError: a value out of range, an unknown loss type, or label smoothing with
+            the hinge loss; the message names the value and the fix.
+    """
+    if not beta > 0:
+        raise LossSettingsError(f"need beta > 0 (the reward scale β); got beta = {beta}")
+    if not gamma >= 0:
+        raise LossSettingsError(f"need gamma >= 0 (the target reward margin γ, absolute); got gamma = {gamma}")
+    if not sft_weight >= 0:
+        raise LossSettingsError(f"need sft_weight >= 0 (the weight of the SFT term); got sft_weight = {sft_weight}")
+    if loss_type not in ("sigmoid", "hinge"):
+        raise LossSettingsError(f"loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise LossSettingsError(
+            f"label_smoothing must be in [0, 0.5) (the probability that a label is flipped), got {label_smoothing}"
+        )
+    if loss_type == "hinge" and label_smoothing:
+        raise LossSettingsError(
+            "label_smoothing applies to the sigmoid loss only; set it to 0 for hinge, or use loss_type: sigmoid"
+        )
 
 
 def batch_logps(logits: torch.Tensor, labels: torch.Tensor, average: bool = True) -> torch.Tensor:
@@ -95,25 +133,21 @@ def simpo_loss(
         detached.
 
     Raises:
-        ValueError: shapes differ, or an unknown loss type or a bad ε is given.
+        ValueError: the shapes differ.
+        LossSettingsError: a hyperparameter is out of range (`check_loss_settings`; also a ValueError).
     """
     if chosen_avg_logps.shape != rejected_avg_logps.shape or chosen_avg_logps.dim() != 1:
         raise ValueError(
             "chosen and rejected log-probs must both be (B,); got "
             f"{tuple(chosen_avg_logps.shape)} and {tuple(rejected_avg_logps.shape)}"
         )
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    check_loss_settings(beta, gamma, label_smoothing, loss_type)
     z = beta * (chosen_avg_logps - rejected_avg_logps) - gamma
     if loss_type == "sigmoid":
         # logsigmoid is stable: logσ(-120) = -120 exactly, where log(sigmoid) would give -inf.
         losses = -(1.0 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
-    elif loss_type == "hinge":
-        if label_smoothing:
-            raise ValueError("label_smoothing applies to the sigmoid loss only; set it to 0 for hinge")
+    else:  # hinge (the check above refused every other name)
         losses = torch.relu(1.0 - z)
-    else:
-        raise ValueError(f"loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
     chosen_rewards = (beta * chosen_avg_logps).detach()
     rejected_rewards = (beta * rejected_avg_logps).detach()
     return losses, chosen_rewards, rejected_rewards
@@ -163,7 +197,8 @@ class SimPOLoss(torch.nn.Module):
             when False (the paper's "w/o LN" ablation). The SFT term is a token mean either way.
 
     Raises:
-        ValueError: a value out of range, an unknown loss type, or label smoothing with hinge.
+        LossSettingsError: a value out of range, an unknown loss type, or label smoothing with
+            hinge (`check_loss_settings`; also a ValueError).
     """
 
     def __init__(
@@ -176,12 +211,7 @@ class SimPOLoss(torch.nn.Module):
         length_normalize: bool = True,
     ) -> None:
         super().__init__()
-        if beta <= 0 or gamma < 0 or sft_weight < 0:
-            raise ValueError(f"need beta > 0, gamma >= 0, sft_weight >= 0; got {beta}, {gamma}, {sft_weight}")
-        if loss_type not in ("sigmoid", "hinge"):
-            raise ValueError(f"loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
-        if not 0.0 <= label_smoothing < 0.5 or (loss_type == "hinge" and label_smoothing):
-            raise ValueError(f"label_smoothing must be in [0, 0.5), and 0 for hinge; got {label_smoothing}")
+        check_loss_settings(beta, gamma, label_smoothing, loss_type, sft_weight)
         self.beta, self.gamma, self.loss_type = beta, gamma, loss_type
         self.label_smoothing, self.sft_weight = label_smoothing, sft_weight
         self.length_normalize = length_normalize

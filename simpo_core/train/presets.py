@@ -11,11 +11,23 @@ smoothing, sigmoid). `tiny-scratch` trains the same 2-layer, 128-wide model from
 weights: it needs an SFT term (it starts knowing no language). Both use a learning rate
 hundreds of times larger than a pretrained 7B model's and small batches, so that a few
 hundred steps fit in about a CPU minute.
+
+A config names its preset in its `preset` field: the preset's values fill the fields left
+unset, so the values a user gives always win. `auto` (the default) stands for the starting
+model's own preset where the model is known (the flow's `model.source`, a job file's
+`model`): the embedded models have one each, every other model starts from the library
+defaults (`none`).
 """
 
 from typing import Any
 
 from simpo_core.errors import ConfigError
+from simpo_core.models import EMBEDDED_MODELS
+
+AUTO = "auto"  # the starting model's own preset, else none
+NONE = "none"  # the library defaults (the paper's for 7-8B models)
+# The margin γ has two spellings; a config that gives either replaces the preset's.
+MARGIN_FIELDS = ("gamma", "gamma_beta_ratio")
 
 _PAPER_COMMON: dict[str, Any] = {
     "batch_size": 4,
@@ -108,12 +120,47 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# What `preset:` accepts: the named presets and the two words above.
+PRESET_CHOICES = (AUTO, NONE, *PRESETS)
+
+
+def check_preset_name(name: str) -> None:
+    """Raises ConfigError when no preset has this name (the message lists the known ones)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+
+
 def preset_values(name: str) -> dict[str, Any]:
     """The field values of a preset (a copy), for `SimPOConfig.preset(name, **overrides)`.
 
     Raises:
         ConfigError: no preset has this name (the message lists the known ones).
     """
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    check_preset_name(name)
     return dict(PRESETS[name][1])
+
+
+def with_preset_values(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` over the values of the preset they name (`values["preset"]`), the given ones winning.
+
+    `auto` and `none` add nothing (a config alone does not know its model: `with_model_preset`
+    resolves `auto` first), and an unknown name is left for the field's own check to report. A
+    given `gamma` or `gamma_beta_ratio` replaces the preset's margin, whichever way it spells it.
+    """
+    name = values.get("preset")
+    if not isinstance(name, str) or name not in PRESETS:
+        return values
+    preset = preset_values(name)
+    if any(field in values for field in MARGIN_FIELDS):
+        for field in MARGIN_FIELDS:
+            preset.pop(field, None)
+    return {**preset, **values}
+
+
+def with_model_preset(values: dict[str, Any], model_source: str) -> dict[str, Any]:
+    """Training `values` whose `preset: auto` (also when absent) is resolved for `model_source`:
+    the embedded models' own preset (`tiny`, `tiny-scratch`), `none` for every other model."""
+    name = values.get("preset", AUTO)
+    if name == AUTO:
+        name = model_source if model_source in EMBEDDED_MODELS and model_source in PRESETS else NONE
+    return {**values, "preset": name}

@@ -11,8 +11,8 @@ or `nnodes` above 1 and no torchrun around it, it starts torchrun itself (`launc
     quantization: none           # optional: none, 4bit or 8bit (QLoRA: the lora field is required)
     train_data: pairs.jsonl      # JSONL, JSON or Parquet, canonical or flat layout
     eval_data: heldout.jsonl     # optional
-    simpo:                       # SimPOConfig fields (docs/training.md)
-      preset: tiny               # optional: start from a named preset
+    train:                       # SimPOConfig fields (docs/training.md), as the flow's train group
+      preset: tiny               # optional: auto (default: the model's own), none, or a named preset
       lr: 1.0e-3
       output_dir: outputs/run1
 
@@ -33,13 +33,13 @@ from typing import Any
 
 from simpo_core.errors import ConfigError, DataError
 from simpo_core.models import DEVICE_PATTERN
-from simpo_core.train.config import SimPOConfig, read_yaml_mapping
-from simpo_core.train.presets import preset_values
+from simpo_core.train.config import SimPOConfig
+from simpo_core.train.job_file import TRAIN_GROUP, job_config, read_job_values
 from simpo_core.train.quantized import check_quantization
 
 logger = logging.getLogger(__name__)
 
-JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "quantization", "simpo")
+JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "quantization", TRAIN_GROUP)
 HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
 FINAL_DIR = "final"
 DONE_FILE = "final.json"  # written last: the training in this folder is finished and reusable
@@ -73,7 +73,7 @@ class TrainJob:
             "trust_remote_code": self.trust_remote_code,
             "device": self.device,
             "quantization": self.quantization,
-            "simpo": self.config.model_dump(mode="json"),
+            TRAIN_GROUP: self.config.model_dump(mode="json"),
         }
         path.write_text(yaml.safe_dump(values))
         return path
@@ -97,13 +97,14 @@ class TrainResult:
         return next((entry for entry in reversed(self.history) if "loss" in entry), {})
 
 
-def read_job(path: Path) -> TrainJob:
-    """Read and check a YAML job file (data paths relative to the working directory, then to the file).
+def read_job(path: Path, overrides: list[str] | None = None) -> TrainJob:
+    """Read and check a YAML job file (data paths relative to the working directory, then to the file),
+    with `key=value` overrides by dotted path (`train.beta=3`, `model=/path`).
 
     Raises:
         ConfigError: unknown or missing keys, a bad SimPO field, or a missing data file.
     """
-    values = read_yaml_mapping(path)
+    values = read_job_values(path, overrides)
     unknown = sorted(set(values) - set(JOB_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; the keys are {', '.join(JOB_KEYS)}")
@@ -112,11 +113,7 @@ def read_job(path: Path) -> TrainJob:
             raise ConfigError(
                 f"{path}: missing {key!r} (model: 'tiny', a folder or a hub id; train_data: a JSONL or Parquet file)"
             )
-    if not isinstance(values.get("simpo") or {}, dict):
-        raise ConfigError(f"{path}: 'simpo' must be a mapping of SimPOConfig fields")
-    simpo = dict(values.get("simpo") or {})
-    preset = simpo.pop("preset", None)
-    config = SimPOConfig.from_dict({**(preset_values(preset) if preset else {}), **simpo}, source=f"{path} (simpo)")
+    config = job_config(values, path)
     base = Path(path).parent
     eval_data = _relative(values["eval_data"], base) if values.get("eval_data") else None
     trust = values.get("trust_remote_code", False)

@@ -44,7 +44,7 @@ def write_job(model_dir: Path, folder: Path) -> Path:
         "output_dir": str(folder / "out"),
     }
     job = folder / "job.yaml"
-    job.write_text(yaml.safe_dump({"model": str(model_dir), "train_data": str(folder / "train.jsonl"), "simpo": simpo}))
+    job.write_text(yaml.safe_dump({"model": str(model_dir), "train_data": str(folder / "train.jsonl"), "train": simpo}))
     return job
 
 

@@ -48,7 +48,7 @@ def write_job(data: Path, out: Path, steps: int = STEPS, **simpo) -> Path:
     job = {"model": str(data / "model"), "train_data": str(data / "train.jsonl"), "eval_data": str(data / "eval.jsonl")}
     out.mkdir(parents=True, exist_ok=True)
     path = out.with_name(out.name + ".yaml")
-    path.write_text(yaml.safe_dump({**job, "simpo": values}))
+    path.write_text(yaml.safe_dump({**job, "train": values}))
     return path
 
 

@@ -106,3 +106,61 @@ def test_tiny_preset_uses_a_large_learning_rate_and_accepts_overrides():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="llama3-8b-instruct"):
         SimPOConfig.preset("llama-4")
+
+
+def test_a_preset_fills_only_the_fields_left_unset():
+    config = SimPOConfig(preset="tiny", lr=0.05)
+    assert (config.preset, config.lr, config.beta) == ("tiny", 0.05, PRESETS["tiny"][1]["beta"])
+    assert SimPOConfig.preset("tiny", lr=0.05) == config == SimPOConfig.for_tiny(lr=0.05)
+
+
+def test_auto_and_none_keep_the_library_defaults_without_a_model():
+    assert SimPOConfig().preset == "auto"
+    assert SimPOConfig(preset="none").model_dump(exclude={"preset"}) == SimPOConfig().model_dump(exclude={"preset"})
+
+
+def test_auto_is_the_starting_models_own_preset():
+    assert SimPOConfig.for_model({}, "tiny").lr == SimPOConfig.for_tiny().lr
+    assert SimPOConfig.for_model({"lr": 0.01}, "tiny-scratch").sft_weight == 1.0
+    assert SimPOConfig.for_model({}, "some-org/some-model").preset == "none"
+    assert SimPOConfig.for_model({"preset": "none"}, "tiny").lr == 1e-6
+
+
+def test_a_given_margin_replaces_the_presets():
+    """llama3-8b-base: β 2, γ/β 0.5. A given γ 0.3 replaces the ratio; a given ratio 0.8 gives γ 1.6."""
+    assert SimPOConfig.preset("llama3-8b-base", gamma=0.3).gamma == 0.3
+    assert SimPOConfig.preset("llama3-8b-base", gamma_beta_ratio=0.8).gamma == pytest.approx(1.6)
+
+
+def test_assignment_is_validated_and_keeps_the_preset():
+    config = SimPOConfig.for_tiny()
+    config.lr = 0.01
+    assert (config.lr, config.beta, config.preset) == (0.01, 10.0, "tiny")
+    with pytest.raises(ValueError, match="beta"):
+        config.beta = 0
+    copy = config.model_copy(update={"max_steps": 3})
+    assert (copy.max_steps, copy.lr) == (3, 0.01)
+
+
+def test_the_preset_leaves_the_training_identity_unchanged():
+    """How the values were chosen is not what trains: the same values, the same identity."""
+    from simpo_core.gate.identity import training_identity
+
+    tiny = SimPOConfig.for_tiny()
+    spelled_out = SimPOConfig(**{**tiny.model_dump(), "preset": "none"})
+    identities = {training_identity("data", {}, c.model_dump(mode="json"), "model", "v1") for c in (tiny, spelled_out)}
+    assert len(identities) == 1
+
+
+def test_from_dict_names_every_bad_key_on_its_own_line():
+    with pytest.raises(ConfigError) as error:
+        SimPOConfig.from_dict({"beta": 0, "lora": {"rank": 8}, "lr_scheduler": "step"}, source="job.yaml")
+    lines = str(error.value).splitlines()
+    assert lines[0] == "invalid job.yaml:" and len(lines) == 4
+    assert "  beta: Input should be greater than 0 (got 0)" in lines
+    assert "  unknown key 'lora.rank': check its spelling against the documented fields" in lines
+
+
+def test_a_cross_field_error_reads_as_the_loss_check_wrote_it():
+    with pytest.raises(ConfigError, match="sigmoid loss only; set it to 0 for hinge"):
+        SimPOConfig.from_dict({"loss_type": "hinge", "label_smoothing": 0.1})

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from simpo_core.errors import ConfigError
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.loss import PairLogps, SimPOLoss, step_metrics
+from simpo_core.train.loss import PairLogps, SimPOLoss, check_loss_settings, step_metrics
 
 
 def _pairs(chosen, rejected, chosen_len, rejected_len):
@@ -117,3 +118,23 @@ def test_pair_logps_names_the_shapes_that_disagree():
 def test_bad_hyperparameters_fail_at_construction(options, message):
     with pytest.raises(ValueError, match=message):
         SimPOLoss(**options)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"beta": -1.0, "gamma": 1.0}, "need beta > 0"),
+        ({"beta": 2.0, "gamma": -0.5}, "need gamma >= 0"),
+        ({"beta": 2.0, "gamma": 1.0, "loss_type": "ipo"}, "loss_type must be 'sigmoid' or 'hinge', got 'ipo'"),
+        ({"beta": 2.0, "gamma": 1.0, "label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
+        ({"beta": 2.0, "gamma": 1.0, "label_smoothing": 0.1, "loss_type": "hinge"}, "use loss_type: sigmoid"),
+        ({"beta": 2.0, "gamma": 1.0, "sft_weight": -1.0}, "need sft_weight >= 0"),
+    ],
+)
+def test_one_check_of_the_loss_settings_says_what_to_fix(options, message):
+    """The config, `SimPOLoss` and `simpo_loss` share it: a ConfigError (the CLI prints it)
+    that is also the ValueError a torch-style caller catches."""
+    with pytest.raises(ConfigError, match=message) as error:
+        check_loss_settings(**options)
+    assert isinstance(error.value, ValueError)
+    check_loss_settings(2.0, 1.0, 0.1, "sigmoid", 0.5)  # in range: no error

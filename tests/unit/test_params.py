@@ -1,7 +1,8 @@
 import pytest
 
-from flows.params import load_params, parse_override
+from flows.params import load_params
 from simpo_core.errors import ConfigError
+from simpo_core.settings import parse_override
 
 
 def test_defaults_use_the_tiny_preset_for_the_tiny_model():
@@ -16,6 +17,27 @@ def test_defaults_use_the_tiny_preset_for_the_tiny_model():
 def test_other_models_get_the_library_defaults():
     params = load_params(None, ["model.source=some-org/some-model"])
     assert params.train.lr == 1e-6
+
+
+def test_the_resolved_preset_is_recorded_and_can_be_chosen():
+    """`train.preset: auto` becomes the model's own preset (what the run records); a named
+    preset or `none` is taken as given, and user-given fields still win over it."""
+    assert load_params().train.preset == "tiny"
+    assert load_params(None, ["model.source=tiny-scratch"]).train.preset == "tiny-scratch"
+    assert load_params(None, ["model.source=some-org/some-model"]).train.preset == "none"
+    assert load_params(None, ["train.preset=none"]).train.lr == 1e-6  # the tiny model without its preset
+    paper = load_params(None, ["model.source=some-org/m", "train.preset=llama3-8b-instruct", "train.lr=5e-7"]).train
+    assert (paper.beta, paper.gamma, paper.lr) == (2.5, pytest.approx(2.5 * 0.55), 5e-7)
+
+
+def test_a_given_margin_replaces_the_presets_either_way_it_is_spelled():
+    """The tiny preset sets γ = 1 (β = 10); a user's γ/β = 0.3 gives γ = 10 × 0.3 = 3."""
+    assert load_params(None, ["train.gamma_beta_ratio=0.3"]).train.gamma == pytest.approx(3.0)
+
+
+def test_an_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"train\.preset: .*'llama3-8b-instruct'"):
+        load_params(None, ["train.preset=llama-4"])
 
 
 def test_overrides_are_typed_by_yaml():
@@ -35,8 +57,21 @@ def test_config_file_and_overrides_merge(tmp_path):
 
 
 def test_unknown_key_names_the_dotted_path():
-    with pytest.raises(ConfigError, match=r"train\.betta: unknown key"):
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.betta'"):
         load_params(None, ["train.betta=1"])
+
+
+def test_every_bad_key_is_named_on_its_own_line():
+    with pytest.raises(ConfigError) as error:
+        load_params(None, ["train.betta=1", "data.heldout_fraction=1.5", "registry.gate=coin-flip"])
+    lines = str(error.value).splitlines()
+    assert lines[0] == "invalid parameters:" and len(lines) == 4
+    assert "  data.heldout_fraction: Input should be less than 1 (got 1.5)" in lines[1:]
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_params(tmp_path / "nope.yaml")
 
 
 def test_bad_value_names_the_field():
