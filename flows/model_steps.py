@@ -98,6 +98,7 @@ def train_and_gate(run: TrainingRun) -> dict[str, Any]:
         model.trust_remote_code,
         model.device,
         params.force,
+        quantization=model.quantization,
     )
     model_dir = str(trained.model_dir)
     heldout = evaluate_holdout_task(

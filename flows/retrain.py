@@ -73,7 +73,12 @@ def _retrain_steps(params: RetrainParams, run_dir: Path, tracking: Tracking) -> 
     validated, audited, split = data_steps(params, run_dir, tracking, pairs)
     model, training = params.model, training_config(params)
     identity = training_identity_task(
-        validated.fingerprint, data_settings(params, generation), training, model.source, model.device
+        validated.fingerprint,
+        data_settings(params, generation),
+        training,
+        model.source,
+        model.device,
+        model.quantization,
     )
     run = TrainingRun(params, identity, training, tracking, run_dir, validated, audited, split)
     summary = {

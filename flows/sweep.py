@@ -69,7 +69,8 @@ class SweepContext:
 
     def identity(self, trial: Trial) -> str:
         """The trial's training identity: it names its training folder (resumable, reusable)."""
-        training = resolved_training(trial.config, self.params.model.device)
+        model = self.params.model
+        training = resolved_training(trial.config, model.device, model.quantization)
         return training_identity(self.data_fingerprint, self.data_settings, training, self.model_id)
 
 
@@ -225,6 +226,7 @@ def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepConte
         "trust_remote_code": params.model.trust_remote_code,
         "device": context.placement.device_of(trial.name),
         "fresh": params.force,
+        "quantization": params.model.quantization,
     }
     return runner.submit(task, arguments)
 

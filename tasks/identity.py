@@ -29,12 +29,16 @@ ROLLED_BACK_TAG = "champion.rolled_back"
 
 @task(name="training-identity", timeout_seconds=3600, **COMPUTE_TASK)
 def training_identity_task(
-    data_fingerprint: str, data_settings: dict[str, Any], training: Any, model_source: str, device: str
+    data_fingerprint: str,
+    data_settings: dict[str, Any],
+    training: Any,
+    model_source: str,
+    device: str,
+    quantization: str = "none",
 ) -> str:
     """The identity of this training (the starting model's weights are hashed once, then cached)."""
-    identity = training_identity(
-        data_fingerprint, data_settings, resolved_training(training, device), model_identity(model_source)
-    )
+    resolved = resolved_training(training, device, quantization)
+    identity = training_identity(data_fingerprint, data_settings, resolved, model_identity(model_source))
     get_run_logger().info("training identity %s (code %s)", identity[:12], training_code_version())
     return identity
 

@@ -63,12 +63,14 @@ def train_simpo_task(
     trust_remote_code: bool = False,
     device: str = "auto",
     fresh: bool = False,
+    quantization: str = "none",
 ) -> TrainResult:
     """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder.
 
     `out_dir` is named by the training identity, so the same training in a later flow run
     (after a dead worker) finds its checkpoints and resumes, and a finished one is reused.
     `fresh` (the flow's `force`) discards an earlier training in `out_dir` first.
+    `quantization` (`model.quantization`) trains the LoRA adapters on a 4-bit or 8-bit base.
     """
     from simpo_core.train.checkpoint import find_latest_checkpoint
     from simpo_core.train.launch import needs_launch
@@ -81,6 +83,7 @@ def train_simpo_task(
         config.model_copy(update={"output_dir": out_dir}),
         trust_remote_code=trust_remote_code,
         device=device,
+        quantization=quantization,
     )
     logger = get_run_logger()
     with training_lock(out_dir):  # a concurrent run of the same training waits, then reuses it
