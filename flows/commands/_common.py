@@ -40,7 +40,9 @@ def add_flow_arguments(parser: argparse.ArgumentParser, config_help: str, set_ex
     parser.add_argument("--config", type=Path, help=config_help)
     parser.add_argument("--data", help="data source: file, folder, hub id or 'synthetic' (default)")
     parser.add_argument(
-        "--model", help="starting model: folder, hub id, 'tiny' (the default, an SFT model) or 'tiny-scratch'"
+        "--model",
+        help="starting model: folder, hub id, 'tiny' (the default, an SFT model) or 'tiny-scratch'; "
+        "the training preset follows it (train.preset=auto; --set train.preset=NAME or none to choose)",
     )
     parser.add_argument(
         "--prompts",
