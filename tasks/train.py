@@ -10,40 +10,58 @@ from prefect.runtime import task_run
 
 from simpo_core.data.split import SplitResult
 from simpo_core.train.config import SimPOConfig
+from simpo_core.train.events import TrainerEvents
 from simpo_core.train.worker import TrainJob, TrainResult
 from tasks.helpers.retry import COMPUTE_TASK
-from tasks.helpers.tracking import Tracking, get_client, log_metrics
+from tasks.helpers.tracking import Tracking, log_metrics
 
 
-class TrainingProgress:
-    """Trainer callback: metrics to MLflow, progress to a Prefect progress artifact."""
+class TrainingProgress(TrainerEvents):
+    """Trainer listener: metrics to MLflow, progress to a Prefect progress artifact, the margin
+    monitor's warnings and an early stop to MLflow tags (and a Markdown artifact per warning)."""
 
-    def __init__(self, tracking_uri: str, run_id: str, total_steps: int) -> None:
-        self.client = get_client(tracking_uri)
-        self.run_id = run_id
+    def __init__(self, tracking: Tracking, total_steps: int) -> None:
+        self.client = tracking.client()
+        self.run_id = tracking.run_id
         self.total_steps = max(total_steps, 1)
         self.artifact_id = create_progress_artifact(0.0, key="training-progress", description="SimPO training steps")
         self.logger = get_run_logger()
 
-    def __call__(self, event: str, step: int, metrics: dict[str, Any]) -> None:
-        if event == "warning":  # the margin monitor (simpo_core.train.monitor)
-            self.logger.warning("step %d: %s", step, metrics["message"])
-            self.client.set_tag(self.run_id, f"train.warning.{metrics['kind']}", f"step {step}: {metrics['message']}")
-            create_markdown_artifact(
-                f"# Training warning: {metrics['kind']}\n\nAt step {step}/{self.total_steps}: {metrics['message']}",
-                key=f"training-warning-{metrics['kind'].replace('_', '-')}",
-                description="SimPO margin monitor",
-            )
-            return
-        if event == "early_stop":
-            self.logger.info(metrics["message"])
-            self.client.set_tag(self.run_id, "train.early_stopped_at", str(metrics["stopped_early_at_step"]))
-            return
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self._progress(step, metrics)
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self._report("eval", step, metrics)
+
+    def on_checkpoint(self, step: int, metrics: dict[str, float]) -> None:
+        self._report("checkpoint", step, metrics)
+
+    def on_end(self, step: int, metrics: dict[str, float]) -> None:
+        self._report("end", step, metrics)
+
+    def on_warning(self, step: int, kind: str, message: str) -> None:
+        self.logger.warning("step %d: %s", step, message)
+        self.client.set_tag(self.run_id, f"train.warning.{kind}", f"step {step}: {message}")
+        create_markdown_artifact(
+            f"# Training warning: {kind}\n\nAt step {step}/{self.total_steps}: {message}",
+            key=f"training-warning-{kind.replace('_', '-')}",
+            description="SimPO margin monitor",
+        )
+
+    def on_early_stop(self, step: int, message: str) -> None:
+        self.logger.info(message)
+        self.client.set_tag(self.run_id, "train.early_stopped_at", str(step))
+
+    def _progress(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Log the step's numbers to MLflow and move the progress artifact; return the numbers."""
         numbers = log_training_metrics(self.client, self.run_id, step, metrics)
         if self.artifact_id is not None:
             update_progress_artifact(self.artifact_id, min(100.0, 100.0 * step / self.total_steps))
-        if event in ("eval", "checkpoint", "end"):
-            self.logger.info("%s at step %d/%d: %s", event, step, self.total_steps, _short(numbers))
+        return numbers
+
+    def _report(self, event: str, step: int, metrics: dict[str, float]) -> None:
+        numbers = self._progress(step, metrics)
+        self.logger.info("%s at step %d/%d: %s", event, step, self.total_steps, _short(numbers))
 
 
 def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str, Any]) -> dict[str, float]:
@@ -96,19 +114,18 @@ def train_simpo_task(
         resume = find_latest_checkpoint(out_dir) is not None
         if resume:
             logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
-        tracking_uri, run_id = tracking.uri, tracking.run_id
-        result = launch_training(job, resume, tracking_uri, run_id) if needs_launch(job) else None
-        result = result or train_in_process(job, resume, tracking_uri, run_id)
-        log_attention_path(result, tracking_uri, run_id)
+        result = launch_training(job, resume, tracking) if needs_launch(job) else None
+        result = result or train_in_process(job, resume, tracking)
+        log_attention_path(result, tracking)
         return training_result(result)
 
 
-def train_in_process(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> TrainResult:
+def train_in_process(job: TrainJob, resume: bool, tracking: Tracking) -> TrainResult:
     from simpo_core.train.worker import build_trainer, finish_training
 
     trainer = build_trainer(job)
-    trainer.callbacks.append(TrainingProgress(tracking_uri, run_id, trainer.total_steps()))
-    history = train_with_system_metrics(trainer, resume, tracking_uri, run_id)
+    trainer.callbacks.append(TrainingProgress(tracking, trainer.total_steps()))
+    history = train_with_system_metrics(trainer, resume, tracking)
     return finish_training(trainer, job, history)
 
 
@@ -127,14 +144,14 @@ def training_result(result: TrainResult) -> TrainResult:
     return result
 
 
-def log_attention_path(result: TrainResult, tracking_uri: str, run_id: str) -> None:
+def log_attention_path(result: TrainResult, tracking: Tracking) -> None:
     """How packed attention ran (`train.packed_attention_path`) and how often it fell back."""
-    client = get_client(tracking_uri)
-    client.set_tag(run_id, "train.packed_attention_path", result.packed_attention_path or "not used")
-    log_metrics(client, run_id, {"train/packed_attention_fallbacks": result.packed_attention_fallbacks})
+    client = tracking.client()
+    client.set_tag(tracking.run_id, "train.packed_attention_path", result.packed_attention_path or "not used")
+    log_metrics(client, tracking.run_id, {"train/packed_attention_fallbacks": result.packed_attention_fallbacks})
 
 
-def launch_training(job: TrainJob, resume: bool, tracking_uri: str, run_id: str) -> TrainResult:
+def launch_training(job: TrainJob, resume: bool, tracking: Tracking) -> TrainResult:
     """Run the training worker in `num_processes` processes (on `nnodes` machines) under torchrun.
 
     Metrics reach MLflow when the processes finish (from the history the main process writes).
@@ -143,18 +160,18 @@ def launch_training(job: TrainJob, resume: bool, tracking_uri: str, run_id: str)
     from simpo_core.train.launch import launch
 
     result = launch(job, resume)
-    client = get_client(tracking_uri)
+    client = tracking.client()
     for entry in result.history:
-        log_training_metrics(client, run_id, int(entry.get("step", 0)), entry)
+        log_training_metrics(client, tracking.run_id, int(entry.get("step", 0)), entry)
     return result
 
 
-def train_with_system_metrics(trainer: Any, resume: bool, tracking_uri: str, run_id: str) -> list[dict[str, Any]]:
+def train_with_system_metrics(trainer: Any, resume: bool, tracking: Tracking) -> list[dict[str, Any]]:
     """Train while MLflow samples CPU, memory (and GPU where present) into the run."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id, log_system_metrics=True):
+    mlflow.set_tracking_uri(tracking.uri)
+    with mlflow.start_run(run_id=tracking.run_id, log_system_metrics=True):
         return trainer.train(resume=resume)
 
 

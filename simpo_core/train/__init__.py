@@ -2,11 +2,13 @@
 
 - `config`, `presets`: `SimPOConfig` and the named presets (the paper's and `tiny`).
 - `loss`: the SimPO objective and `PairLogps`, what the forward hands to the loss.
-- `tokenization`, `packing`, `chunked_logps`, `logps`: pairs to tensors, the packed forward
+- `tokenization`, `packing`, `packed_flex`, `chunked_logps`, `logps`: pairs to tensors, the packed forward
   and the chunked output head that gives per-sequence log-probs without full logits.
-- `setup`, `schedule`, `trainer`, `events`, `checkpoint`, `distributed`: `SimPOTrainer`, its
-  optimizer, the learning-rate schedule, the events it reports to its listeners, resumable
-  checkpoints and data parallelism under torchrun.
+- `trainer`, `setup`, `schedule`, `data_order`, `run_record`, `events`: `SimPOTrainer`, its
+  optimizer and learning-rate schedule, which pairs each step sees, what the run reports
+  (history, monitor, early stop) and the listeners' events (`TrainerEvents`).
+- `checkpointer`, `checkpoint`, `distributed`: where a training's checkpoints go and how it
+  resumes, the checkpoint files, and data parallelism under torchrun.
 - `precision`: the dtype policies (`fp32`, `bf16-mixed`, `bf16-pure`) and autocast.
 - `quantized`: QLoRA, LoRA adapters trained on a 4-bit or 8-bit base (bitsandbytes).
 - `prompt_format`: how prompts are rendered and shortened, shared with serving.

@@ -244,18 +244,6 @@ class SimPOConfig(StepSettings):
         """Pairs per optimizer step (one process)."""
         return self.batch_size * self.gradient_accumulation_steps
 
-    def lr_multiplier(self, step: int, total_steps: int) -> float:
-        """Factor on `lr` at optimizer step `step`: linear warmup from 0, then the decay."""
-        warmup = math.ceil(self.warmup_ratio * total_steps)
-        if step < warmup:
-            return step / warmup
-        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-        if self.lr_scheduler == "linear":
-            return 1.0 - progress
-        if self.lr_scheduler == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SimPOConfig":
         """Read a YAML file whose top level holds SimPOConfig fields.

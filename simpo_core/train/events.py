@@ -9,6 +9,10 @@ Each method gets the optimizer step the event happened at (1-based: steps done s
 copy of the metrics, so a listener may keep or change what it is given.
 """
 
+from collections.abc import Sequence
+
+from simpo_core.errors import ConfigError
+
 
 class TrainerEvents:
     """Base class of a training's listeners: override the events to act on."""
@@ -32,3 +36,19 @@ class TrainerEvents:
 
     def on_early_stop(self, step: int, message: str) -> None:
         """Early stopping ends training at `step`; `message` says why."""
+
+
+def checked_listeners(callbacks: Sequence[TrainerEvents] | None) -> list[TrainerEvents]:
+    """The callbacks as a list.
+
+    Raises:
+        ConfigError: one is not a `TrainerEvents` (a plain function, as older code passed).
+    """
+    listeners = list(callbacks or [])
+    for listener in listeners:
+        if not isinstance(listener, TrainerEvents):
+            raise ConfigError(
+                f"callbacks take TrainerEvents objects, got {listener!r}: subclass "
+                "simpo_core.train.events.TrainerEvents and override the events to act on (on_log, on_eval, ...)"
+            )
+    return listeners

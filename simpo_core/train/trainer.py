@@ -2,20 +2,16 @@
 
 Reads top to bottom: setup (datasets encoded once, so bad rows fail before training; the
 loss built once from the config), the objective, one optimizer step, the training loop,
-evaluation, saving.
+evaluation, saving. Which pairs a step sees is `data_order`'s, what the run reports and to
+whom `run_record`'s, where checkpoints go and how a run resumes `checkpointer`'s.
 
 Under torchrun each process takes a contiguous share of every step's pairs, and gradients and
 metrics are summed across processes (DDP or FSDP2, `parallel`): the same steps as one process.
-
-Data order is a pure function of (seed, epoch): micro-batch m of the stream is slice
-m % per_epoch of the permutation for epoch m // per_epoch. Optimizer step s consumes
-micro-batches [s·A, (s+1)·A) with A = gradient_accumulation_steps, so the step number
-alone is the data position, and a resumed run sees exactly the batches it would have seen.
 """
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -24,22 +20,19 @@ import torch
 from simpo_core import threads
 from simpo_core.devices import TrainingRng, draws_randomness
 from simpo_core.errors import ConfigError, SimpoError
-from simpo_core.train import checkpoint, distributed, packing, precision, sharded_checkpoint
-from simpo_core.train.config import LAYOUT_FIELDS, SimPOConfig
+from simpo_core.train import checkpoint, distributed, packing, precision
+from simpo_core.train.checkpointer import Checkpointer
+from simpo_core.train.config import SimPOConfig
+from simpo_core.train.data_order import DataOrder
+from simpo_core.train.events import TrainerEvents, checked_listeners
 from simpo_core.train.logps import collate_for, model_device
 from simpo_core.train.loss import METRIC_NAMES, PairLogps, SimPOLoss, step_metrics
-from simpo_core.train.monitor import EvalMonitor, StepWindow
 from simpo_core.train.parallel import Parallel
+from simpo_core.train.run_record import RunRecord
 from simpo_core.train.setup import build_optimizer, prepare_model
 from simpo_core.train.tokenization import EncodedPair, encode_pairs, rows_from
 
 logger = logging.getLogger(__name__)
-
-Callback = Callable[[str, int, dict[str, Any]], None]
-
-
-# Settings that change where the work runs and is written, never the steps it computes.
-_LAYOUT_ONLY = frozenset({"output_dir", *LAYOUT_FIELDS})
 
 
 class TrainingDivergedError(SimpoError):
@@ -55,9 +48,9 @@ class SimPOTrainer:
         tokenizer: the model's tokenizer (pad token required).
         train_dataset, eval_dataset: list of dicts, pandas DataFrame or datasets.Dataset in
             the canonical or flat layout.
-        callbacks: `callback(event, step, metrics)` with event in log, eval, checkpoint, end,
-            warning (`kind`, `message`: the margin monitor) and early_stop (`message`,
-            `stopped_early_at_step`); see `simpo_core.train.monitor`.
+        callbacks: listeners (`simpo_core.train.events.TrainerEvents`): their `on_log`, `on_eval`,
+            `on_checkpoint`, `on_end`, `on_warning` (the margin monitor, `simpo_core.train.monitor`)
+            and `on_early_stop` run in the main process as training goes.
         device: where to train (`auto`, `cpu`, `cuda`, `cuda:N`); None keeps a GPU model where
             it is and moves a CPU model to the GPU when there is one.
 
@@ -66,7 +59,8 @@ class SimPOTrainer:
     `bf16-pure` is asked for, and `save_model` writes it back in `config.save_dtype`.
 
     Raises:
-        ConfigError: no tokenizer, no pad token, or nothing trainable.
+        ConfigError: no tokenizer, no pad token, nothing trainable, or a callback that is not
+            a `TrainerEvents`.
         DataError: a row is not a pair or a response is empty after truncation.
     """
 
@@ -77,7 +71,7 @@ class SimPOTrainer:
         tokenizer: Any = None,
         train_dataset: Any = None,
         eval_dataset: Any = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Sequence[TrainerEvents] | None = None,
         device: str | None = None,
     ) -> None:
         self.config = config or SimPOConfig()
@@ -86,7 +80,7 @@ class SimPOTrainer:
                 "SimPOTrainer needs the model's tokenizer with a pad token; load both with load_model_and_tokenizer"
             )
         self.tokenizer = tokenizer
-        self.callbacks = list(callbacks or [])
+        self.callbacks = checked_listeners(callbacks)
         self.world_size = distributed.init_distributed()
         self.rank = distributed.rank()
         self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
@@ -103,16 +97,12 @@ class SimPOTrainer:
         self.parallel = Parallel(self.model, self.config.strategy, self.precision, self.config.fsdp_cpu_offload)
         self.train_pairs = self._encode(train_dataset)
         self.eval_pairs = self._encode(eval_dataset)
+        self.data_order = DataOrder(len(self.train_pairs), self.config)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.global_step = 0
-        self.history: list[dict[str, float]] = []
-        self.last_metrics: dict[str, float] = {}
-        self._window = StepWindow()  # step metrics since the last log
-        self.monitor = EvalMonitor(self.config.early_stopping, self.config.monitor_window)
-        self.stopped_early_at_step: int | None = None
-        self._order: tuple[int, list[int]] = (-1, [])
-        self._epoch = 0.0
+        self.record = RunRecord(self.config, self.callbacks, is_main=self.rank == 0)
+        self.checkpointer = Checkpointer(self.config, self.parallel, self.rank)
 
     # --- setup ---------------------------------------------------------------------------
     def _encode(self, dataset: Any) -> list[EncodedPair]:
@@ -122,20 +112,21 @@ class SimPOTrainer:
     def device(self) -> torch.device:
         return model_device(self.model)
 
-    def _autocast(self):
-        return precision.autocast(self.precision, self.device)
-
-    @property
-    def micro_batches_per_epoch(self) -> int:
-        return math.ceil(len(self.train_pairs) / self.config.batch_size)
-
     def total_steps(self) -> int:
         """Optimizer steps of this run: max_steps, or num_epochs worth of micro-batches."""
-        if self.config.max_steps >= 0:
-            return self.config.max_steps
-        return math.ceil(
-            self.config.num_epochs * self.micro_batches_per_epoch / self.config.gradient_accumulation_steps
-        )
+        return self.data_order.total_steps()
+
+    @property
+    def history(self) -> list[dict[str, float]]:  # what the run has reported is `run_record`'s
+        return self.record.history
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        return self.record.last_metrics
+
+    @property
+    def stopped_early_at_step(self) -> int | None:
+        return self.record.stopped_early_at_step
 
     # --- the objective -------------------------------------------------------------------
     def compute_loss(
@@ -173,7 +164,8 @@ class SimPOTrainer:
         for index, (micro_pairs, counts) in enumerate(micro_batches):
             batch = collate_for(self.model, micro_pairs, self.tokenizer.pad_token_id)
             last = index == len(micro_batches) - 1
-            with self._autocast(), self._grad_or_rng(backward), self.parallel.gradient_sync(last):
+            autocast = precision.autocast(self.precision, self.device)
+            with autocast, self._grad_or_rng(backward), self.parallel.gradient_sync(last):
                 logps = self.parallel.pair_logps({k: v.to(self.device) for k, v in batch.items()})
                 losses, chosen_rewards, rejected_rewards = self.loss_fn(logps)
                 loss = self.loss_fn.step_loss(losses, logps, n_pairs, n_tokens) * (1.0 if counts else 0.0)
@@ -211,8 +203,8 @@ class SimPOTrainer:
 
     def _diverged(self, what: str) -> None:
         raise TrainingDivergedError(
-            f"training diverged at step {self.global_step + 1}: {what}. Last logged metrics: {self.last_metrics or 'none yet'}. "
-            "Lower lr, keep max_grad_norm set, or check the data."
+            f"training diverged at step {self.global_step + 1}: {what}. "
+            f"Last logged metrics: {self.last_metrics or 'none yet'}. Lower lr, keep max_grad_norm set, or check the data."
         )
 
     def train_step(self, batch: Sequence[Any]) -> float:
@@ -228,24 +220,6 @@ class SimPOTrainer:
         return metrics["loss"]
 
     # --- the training loop ---------------------------------------------------------------
-    def _step_pairs(self, step: int) -> tuple[list[EncodedPair], float]:
-        """The pairs of optimizer step `step` (0-based) and the epoch reached after it."""
-        per_epoch, size = self.micro_batches_per_epoch, self.config.batch_size
-        accumulation = self.config.gradient_accumulation_steps
-        pairs: list[EncodedPair] = []
-        for micro in range(step * accumulation, (step + 1) * accumulation):
-            epoch, slot = divmod(micro, per_epoch)
-            order = self._epoch_order(epoch)
-            pairs.extend(self.train_pairs[i] for i in order[slot * size : (slot + 1) * size])
-        return pairs, (step + 1) * accumulation / per_epoch
-
-    def _epoch_order(self, epoch: int) -> list[int]:
-        """The shuffled pair order of `epoch`: a function of (seed, epoch) only."""
-        if self._order[0] != epoch:
-            generator = torch.Generator().manual_seed(self.config.seed + epoch)
-            self._order = (epoch, torch.randperm(len(self.train_pairs), generator=generator).tolist())
-        return self._order[1]
-
     def train(self, resume: bool = False) -> list[dict[str, float]]:
         """Run training; return the history of logged (and eval_-prefixed) metrics.
 
@@ -258,27 +232,24 @@ class SimPOTrainer:
             raise ConfigError("train_dataset is empty; give SimPOTrainer at least one pair or set max_steps: 0")
         self.optimizer, self.scheduler = build_optimizer(self.model, self.config, max(total, 1))
         self.rng.reset()  # dropout starts from the seed
-        self.global_step, self._epoch, self.history, self._window = 0, 0.0, [], StepWindow()
-        self.monitor = EvalMonitor(self.config.early_stopping, self.config.monitor_window)
-        self.stopped_early_at_step = None
+        self.global_step = 0
+        self.record.reset()
         if resume:
             with self.rng.drawing():  # the checkpoint restores every generator: into this training's states
-                self._resume()
-        logger.info(
-            "training %d steps (%d pairs, %d per step, lr %g)",
-            total,
-            len(self.train_pairs),
-            self.config.effective_batch_size,
-            self.config.lr,
-        )
+                state = self.checkpointer.load_latest(self.model, self.optimizer, self.scheduler)
+            if state is not None:
+                self.global_step = self.resumed_from_step = state["step"]
+                self.record.load_state_dict(state)
+        pairs, per_step = len(self.train_pairs), self.config.effective_batch_size
+        logger.info("training %d steps (%d pairs, %d per step, lr %g)", total, pairs, per_step, self.config.lr)
         self.model.train()
         while self.global_step < total and self.stopped_early_at_step is None:
-            pairs, epoch = self._step_pairs(self.global_step)
-            metrics = self._optimizer_step(pairs)
-            self.global_step, self._epoch = self.global_step + 1, round(epoch, 4)
-            self._window.add(metrics)
+            indices, epoch = self.data_order.step_indices(self.global_step)
+            metrics = self._optimizer_step([self.train_pairs[i] for i in indices])
+            self.global_step, self.record.epoch = self.global_step + 1, round(epoch, 4)
+            self.record.window.add(metrics)
             if self.global_step % self.config.logging_steps == 0 or self.global_step == total:
-                self._log_window()
+                self.record.log(self.global_step, total)
             if self.config.eval_steps and self.global_step % self.config.eval_steps == 0 and self.eval_pairs:
                 self._record_eval(watch=True)
             if self.config.save_steps and self.global_step % self.config.save_steps == 0:
@@ -286,68 +257,15 @@ class SimPOTrainer:
         periodic_eval_at_end = self.config.eval_steps and total and total % self.config.eval_steps == 0
         if self.eval_pairs and self.stopped_early_at_step is None and not periodic_eval_at_end:
             self._record_eval()
-        self._notify("end", {**self.last_metrics, **self._last_eval()})
+        self.record.ended(self.global_step)
         return self.history
-
-    def _log_window(self) -> None:
-        means = self._window.pop_means()
-        lr = means.pop("lr")
-        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **means}
-        self.history.append(entry)
-        self.last_metrics = entry
-        logger.info(
-            "step %d/%d  loss %.4f  acc %.3f  margin %.3f  lr %.3g",
-            self.global_step,
-            self.total_steps(),
-            entry["loss"],
-            entry["rewards/accuracies"],
-            entry["rewards/margins"],
-            lr,
-        )
-        self._notify("log", entry)
 
     def _record_eval(self, watch: bool = False) -> None:
         """Evaluate and report; a periodic evaluation (`watch`) also feeds the monitor, which may stop training."""
         lr = self.scheduler.get_last_lr()[0] if self.scheduler else self.config.lr
-        entry = {"step": self.global_step, "epoch": self._epoch, "lr": lr, **self.evaluate()}
-        self.history.append(entry)
-        logger.info(
-            "step %d  eval_loss %.4f  eval_acc %.3f",
-            self.global_step,
-            entry["eval_loss"],
-            entry["eval_rewards/accuracies"],
-        )
-        self._notify("eval", entry)
-        if not watch:
-            return
-        warnings, stop_reason = self.monitor.observe(entry)
-        for warning in warnings:
-            if self.rank == 0:
-                logger.warning("step %d: %s", self.global_step, warning.message)
-            self._notify("warning", {"kind": warning.kind, "message": warning.message})
-        if stop_reason is not None and self.global_step < self.total_steps():  # the last step is no early stop
-            self._stop_early(stop_reason)
-
-    def _stop_early(self, reason: str) -> None:
-        """End training at this step: report the unlogged steps, then mark the history and tell the callbacks."""
-        if self._window.sums:
-            self._log_window()
-        step = self.stopped_early_at_step = self.global_step
-        self._last_eval()["stopped_early_at_step"] = step
-        self.last_metrics = {**self.last_metrics, "stopped_early_at_step": step}
-        message = f"stopping early at step {step}/{self.total_steps()}: {reason}"
-        if self.rank == 0:
-            logger.info(message)
-        self._notify("early_stop", {"message": message, "stopped_early_at_step": step})
-
-    def _last_eval(self) -> dict[str, float]:
-        return next((e for e in reversed(self.history) if "eval_loss" in e and e["step"] == self.global_step), {})
-
-    def _notify(self, event: str, metrics: dict[str, float]) -> None:
-        if self.rank != 0:  # every process holds the same metrics; report them once
-            return
-        for callback in self.callbacks:
-            callback(event, self.global_step, dict(metrics))
+        entry = self.record.evaluated(self.global_step, lr, self.evaluate())
+        if watch:
+            self.record.watch(entry, self.global_step, self.total_steps())
 
     # --- evaluation ----------------------------------------------------------------------
     def evaluate(self, dataset: Any = None) -> dict[str, float]:
@@ -367,54 +285,14 @@ class SimPOTrainer:
             self.model.train(was_training)
         return {f"eval_{key}": value for key, value in metrics.items()}
 
-    # --- saving and resuming -------------------------------------------------------------
+    # --- saving and resuming (`checkpointer`) --------------------------------------------
     def save_checkpoint(self) -> None:
-        state = {
-            "history": self.history,
-            "window": self._window.sums,
-            "last_metrics": self.last_metrics,
-            "epoch": self._epoch,
-            "monitor": self.monitor.state_dict(),
-            "stopped_early_at_step": self.stopped_early_at_step,  # a resumed run that stopped stays stopped
-            "config": self.config.model_dump(mode="json"),
-        }
-        where = (self.config.output_dir, self.global_step, self.model, self.optimizer, self.scheduler, state)
+        """Write `output_dir/checkpoint-<step>`: weights, optimizer, schedule, generators and the run's record."""
+        state = {**self.record.state_dict(), "config": self.config.model_dump(mode="json")}
         with self.rng.drawing(self.device):  # the checkpoint records this training's generator state
-            if self.config.strategy == "fsdp":  # every process writes its shards; resumable on any process count
-                sharded_checkpoint.save_checkpoint(*where, self.config.save_total_limit)
-            elif self.rank == 0:  # processes hold identical weights and optimizer states
-                checkpoint.save_checkpoint(*where, self.config.save_total_limit)
+            self.checkpointer.save(self.global_step, self.model, self.optimizer, self.scheduler, state)
         distributed.barrier()
-        self._notify("checkpoint", self.last_metrics)
-
-    def _resume(self) -> None:
-        path = checkpoint.find_latest_checkpoint(self.config.output_dir)
-        if path is None:
-            logger.warning("no complete checkpoint in %s; starting from step 0", self.config.output_dir)
-            return
-        if sharded_checkpoint.is_sharded(path):
-            state = sharded_checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
-        elif self.parallel.sharded:
-            raise ConfigError(
-                f"{path} holds whole (unsharded) weights; resume it with strategy: ddp or one process, "
-                "or start a new output_dir"
-            )
-        else:
-            state = checkpoint.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
-        now = self.config.model_dump(mode="json")
-        changed = sorted(k for k, v in state.get("config", {}).items() if k not in _LAYOUT_ONLY and now.get(k) != v)
-        if changed:
-            logger.warning("resuming with changed settings %s: data order and schedule follow the new values", changed)
-        self.global_step, self.history = state["step"], state["history"]
-        self.resumed_from_step = self.global_step
-        self._window, self.last_metrics, self._epoch = (
-            StepWindow(state["window"]),
-            state["last_metrics"],
-            state["epoch"],
-        )
-        self.monitor.load_state_dict(state.get("monitor"))
-        self.stopped_early_at_step = state.get("stopped_early_at_step")
-        logger.info("resumed from %s (step %d)", path, self.global_step)
+        self.record.checkpointed(self.global_step)
 
     def save_model(self, path: str | None = None) -> str:
         """Write the model (safetensors) and tokenizer to `path` (default `output_dir/final`).
@@ -423,13 +301,4 @@ class SimPOTrainer:
         the adapter in `path/adapter`. Full weights are written in `config.save_dtype` (the
         starting checkpoint's dtype by default). Returns the path.
         """
-        target = path or self.config.output_dir / "final"
-        merge = self.config.lora is not None and self.config.lora.merge_on_save
-        self.parallel.gather_full_model()  # under fsdp: the whole model, in the main process only
-        if self.rank == 0:
-            dtype = precision.save_dtype(self.config.save_dtype, self.checkpoint_dtype)
-            checkpoint.save_model_atomic(
-                self.model, self.tokenizer, target, merge_lora=merge, dtype=dtype, in_place=self.parallel.sharded
-            )
-        distributed.barrier()
-        return str(target)
+        return self.checkpointer.save_model(self.model, self.tokenizer, path, self.checkpoint_dtype)

@@ -64,16 +64,16 @@ def test_bad_data_fails_the_flow_and_registers_nothing(run_flow, tmp_path):
 def test_training_retry_resumes_from_the_checkpoint(run_flow, monkeypatch, caplog):
     from tasks import train as train_task
 
-    original = train_task.TrainingProgress.__call__
+    original = train_task.TrainingProgress.on_checkpoint
     calls = {"failed": False}
 
-    def fail_once_after_checkpoint(self, event, step, metrics):
-        original(self, event, step, metrics)
-        if event == "checkpoint" and step == 40 and not calls["failed"]:
+    def fail_once_after_checkpoint(self, step, metrics):
+        original(self, step, metrics)
+        if step == 40 and not calls["failed"]:
             calls["failed"] = True
             raise RuntimeError("injected failure after the step-40 checkpoint")
 
-    monkeypatch.setattr(train_task.TrainingProgress, "__call__", fail_once_after_checkpoint)
+    monkeypatch.setattr(train_task.TrainingProgress, "on_checkpoint", fail_once_after_checkpoint)
     summary = run_flow()
     assert calls["failed"]
     assert summary["train_steps"] == 60

@@ -5,12 +5,33 @@ import torch
 from torch.testing import assert_close
 
 from simpo_core.data.synthetic import generate_pairs
+from simpo_core.errors import ConfigError
 from simpo_core.models import load_model_and_tokenizer
 from simpo_core.train.config import LoraSettings, SimPOConfig
+from simpo_core.train.events import TrainerEvents
 from simpo_core.train.logps import compute_pair_logps, sequence_logps
 from simpo_core.train.loss import batch_logps
 from simpo_core.train.tokenization import collate_pairs, encode_pairs
 from simpo_core.train.trainer import SimPOTrainer, TrainingDivergedError
+
+
+class EventNames(TrainerEvents):
+    """Records `(event, step)` for every event the trainer reports."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_log(self, step, metrics):
+        self.seen.append(("log", step))
+
+    def on_eval(self, step, metrics):
+        self.seen.append(("eval", step))
+
+    def on_checkpoint(self, step, metrics):
+        self.seen.append(("checkpoint", step))
+
+    def on_end(self, step, metrics):
+        self.seen.append(("end", step))
 
 
 @pytest.fixture(autouse=True)
@@ -113,18 +134,25 @@ def test_nan_loss_stops_with_the_step_and_last_metrics(tiny, tmp_path):
         train_dataset=generate_pairs(16, seed=6),
     )
 
-    def poison(event, step, metrics):
-        if step == 2:
-            model.lm_head.weight.data.fill_(math.nan)
+    class Poison(TrainerEvents):
+        def on_log(self, step, metrics):
+            if step == 2:
+                model.lm_head.weight.data.fill_(math.nan)
 
-    trainer.callbacks.append(poison)
+    trainer.callbacks.append(Poison())
     with pytest.raises(TrainingDivergedError, match=r"step 3: the loss is nan. Last logged metrics: \{'step': 2"):
         trainer.train()
 
 
+def test_a_plain_function_as_callback_is_refused_before_any_work(tiny, tmp_path):
+    model, tokenizer = tiny
+    with pytest.raises(ConfigError, match="subclass simpo_core.train.events.TrainerEvents"):
+        SimPOTrainer(model, _config(tmp_path), tokenizer=tokenizer, callbacks=[lambda event, step, metrics: None])
+
+
 def test_history_has_step_epoch_lr_and_trl_metric_names(tiny, tmp_path):
     model, tokenizer = tiny
-    events = []
+    events = EventNames()
     config = _config(tmp_path, max_steps=4, logging_steps=2, eval_steps=2)
     trainer = SimPOTrainer(
         model,
@@ -132,7 +160,7 @@ def test_history_has_step_epoch_lr_and_trl_metric_names(tiny, tmp_path):
         tokenizer=tokenizer,
         train_dataset=generate_pairs(16, seed=7),
         eval_dataset=generate_pairs(4, seed=8),
-        callbacks=[lambda *a: events.append(a[:2])],
+        callbacks=[events],
     )
     history = trainer.train()
     train_entries = [e for e in history if "loss" in e]
@@ -150,7 +178,7 @@ def test_history_has_step_epoch_lr_and_trl_metric_names(tiny, tmp_path):
     ):
         assert key in train_entries[0]
     assert train_entries[-1]["epoch"] == pytest.approx(4 * 8 / 16)
-    assert events == [("log", 2), ("eval", 2), ("log", 4), ("eval", 4), ("end", 4)]
+    assert events.seen == [("log", 2), ("eval", 2), ("log", 4), ("eval", 4), ("end", 4)]
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
@@ -168,11 +196,12 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_model_dir
             logging_steps=1,
         )
 
-        def stop(event, step, metrics):
-            if event == "checkpoint" and step == stop_at:
-                raise KeyboardInterrupt
+        class Stop(TrainerEvents):
+            def on_checkpoint(self, step, metrics):
+                if step == stop_at:
+                    raise KeyboardInterrupt
 
-        trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=rows, callbacks=[stop])
+        trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=rows, callbacks=[Stop()])
         history = trainer.train(resume=resume)
         return trainer, history
 

@@ -21,16 +21,20 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from simpo_core.train.config import SimPOConfig
     from simpo_core.models import load_model_and_tokenizer
     from simpo_core.data.synthetic import generate_pairs
+    from simpo_core.train.events import TrainerEvents
     from simpo_core.train.trainer import SimPOTrainer
 
     model_dir, output_dir, mode = sys.argv[1:4]
     model, tokenizer = load_model_and_tokenizer(model_dir)
     config = SimPOConfig.for_tiny(output_dir=output_dir, max_steps=12, save_steps=3, logging_steps=1,
                                   eval_steps=0, batch_size=4, gradient_accumulation_steps=2)
+    class Pause(TrainerEvents):
+        def on_log(self, step, metrics):
+            time.sleep(0.5)
+
     # "slow" sleeps after each logged step (no effect on the math) so the kill lands mid-run.
-    pause = (lambda event, step, metrics: time.sleep(0.5)) if mode == "slow" else (lambda *args: None)
     trainer = SimPOTrainer(model, config, tokenizer=tokenizer, train_dataset=generate_pairs(64, seed=11),
-                           callbacks=[pause])
+                           callbacks=[Pause()] if mode == "slow" else [])
     trainer.train(resume=(mode == "resume"))
     trainer.save_model(output_dir + "/final")
 """)
