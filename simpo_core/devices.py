@@ -221,9 +221,22 @@ class TrainingRng:
         return torch.Generator(device=name).manual_seed(self.seed).get_state()
 
 
-def seeded(seed: int, device: Any = None) -> Any:
-    """A section drawing from generators freshly seeded with `seed` (no other section meanwhile)."""
-    return TrainingRng(seed).drawing(device)
+@contextmanager
+def seeded(seed: int, device: Any = None) -> Iterator[None]:
+    """A section drawing from generators freshly seeded with `seed` (no other section meanwhile);
+    the generators' states are put back as they were at its end, so neither a training's section
+    nor code that draws from torch's global generators outside any section sees it."""
+    names = [_generator_name(device)] if device is not None else _all_generator_names()
+    with ExitStack() as stack:
+        for name in sorted(names):
+            stack.enter_context(_lock(name))
+        found = {name: _get_state(name) for name in filter(_ready, names)}
+        with TrainingRng(seed).drawing(device):
+            try:
+                yield
+            finally:
+                for name, state in found.items():
+                    _set_state(name, state)
 
 
 def draws_randomness(model: Any) -> bool:

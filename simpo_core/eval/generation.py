@@ -139,7 +139,8 @@ def generate_responses(
             (`prompt_format.render_prompt_ids`), shortened to `max_prompt_length` tokens as
             training shortens them (`prompt_format.fit_prompt_ids`: the system turn stays).
         do_sample: sample (temperature, top-p) when True, greedy otherwise.
-        seed: sampling seed; the global torch RNG is restored afterwards.
+        seed: sampling seed, drawn in a seeded section on the model's device (`devices.seeded`);
+            the global torch generators are left as they were.
         max_new_tokens, batch_size: the answer bound and prompts per `generate` call (the
             evaluation passes its `EvalSettings`, where their defaults live).
 
@@ -149,6 +150,8 @@ def generate_responses(
     """
     import torch
 
+    from simpo_core.devices import seeded
+    from simpo_core.train.logps import model_device
     from simpo_core.train.prompt_format import fit_prompt_ids
 
     if max_new_tokens < 1:
@@ -158,9 +161,9 @@ def generate_responses(
     was_training = model.training
     model.eval()
     try:
-        # fork_rng: sampling draws from a seeded generator without moving the caller's RNG.
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
+        # A seeded section on the model's device: the same answers whatever runs beside (a
+        # concurrent sweep trial), and the caller's generators are left as they were.
+        with seeded(seed, model_device(model)), torch.no_grad():
             for start in range(0, len(prompt_ids), batch_size):
                 batch = prompt_ids[start : start + batch_size]
                 results += _generate_batch(model, tokenizer, batch, do_sample, max_new_tokens, temperature, top_p)

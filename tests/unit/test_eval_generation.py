@@ -95,3 +95,44 @@ def test_answer_is_cut_at_the_first_eos():
     tokenizer = build_tiny_tokenizer()  # bytes are ids 3..258, eos 1, pad 0
     ids = tokenizer("ok", add_special_tokens=False)["input_ids"] + [1, 0, 0]
     assert _to_generation(tokenizer, ids, {1}) == Generation("ok", 2)
+
+
+def test_sampling_repeats_with_its_seed_beside_other_draws_and_leaves_the_global_stream_alone(tiny_model_dir):
+    """Answers depend on the seed alone, not on what another training draws meanwhile in its own
+    sections (a concurrent sweep trial), and the caller's torch generator is where it was."""
+    import threading
+
+    import torch
+
+    from simpo_core.devices import TrainingRng
+    from simpo_core.eval.generation import generate_responses
+    from simpo_core.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    prompts = [[{"role": "user", "content": f"Name a colour, {n}."}] for n in range(3)]
+    options = {"do_sample": True, "max_new_tokens": 6, "batch_size": 2, "max_prompt_length": 64}
+
+    def texts(seed):
+        return [g.text for g in generate_responses(model, tokenizer, prompts, seed=seed, **options)]
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = texts(7)
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's stream did not move
+    stop = threading.Event()
+    beside = TrainingRng(5)
+
+    def draw_beside():
+        while not stop.is_set():
+            with beside.drawing("cpu"):
+                torch.rand(100)
+
+    noise = threading.Thread(target=draw_beside)
+    noise.start()
+    try:
+        assert texts(7) == first
+    finally:
+        stop.set()
+        noise.join()
+    assert texts(8) != first
