@@ -3,7 +3,8 @@
 - `data`: reading, layouts, validation with quarantine, the held-out split, demo data.
 - `audit`: chosen/rejected length balance.
 - `train`: config, loss, log-probs, trainer, checkpoints, data parallelism, the worker.
-- `devices`: the GPUs of concurrent sweep trials, each training's own random generator states.
+- `devices`: the GPUs of concurrent sweep trials.
+- `rng`: each training's own random generator states, and seeded sections.
 - `eval`: held-out metrics, generation checks, judges, reports.
 - `generate`: on-policy pairs from a model's own answers, scored by a judge.
 - `gate`: the pure decisions of scheduled retraining: training identity, rerun plan

@@ -1,30 +1,24 @@
-"""Which GPUs each sweep trial uses, and the random numbers each training draws.
+"""Which GPUs each sweep trial uses.
 
 GPUs. With `model.device` `auto` (or `cuda`) on a machine with GPUs, trials that run at the
 same time get GPUs of their own: on the thread runner a `DevicePool` hands each trial
 `train.num_processes` free GPUs in turn (round robin) and takes them back when the trial is
 evaluated; on the local Dask cluster each worker process sees only its GPUs
 (`CUDA_VISIBLE_DEVICES`, set by `gpu_worker_class`), so `auto` there is that worker's GPU.
-`trial_placement` decides which, and how many trials run at once.
-
-Random numbers. torch keeps one default generator per device for the whole process, so
-trainings in threads of one process would draw each other's dropout masks and a trial's
-weights would depend on what trained beside it. A `TrainingRng` keeps one training's own
-generator states: each section that draws (`drawing`) holds the lock of its device, puts the
-training's state into the generator and takes it back out at the end.
+`trial_placement` decides which, and how many trials run at once. The random numbers each
+trial draws are its own (`simpo_core.rng`).
 """
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from simpo_core.errors import ConfigError
 
-if TYPE_CHECKING:  # the trainer imports this module: it need not load the sweep's settings
+if TYPE_CHECKING:  # for the annotation only
     from simpo_core.sweep import SweepSettings
 
 GPU_DEVICE_SETTINGS = ("auto", "cuda")  # model.device values that leave the choice of GPU to the sweep
@@ -176,120 +170,3 @@ def gpu_worker_class() -> type:
             super().__init__(*args, name=name, env={**(env or {}), "CUDA_VISIBLE_DEVICES": visible}, **options)
 
     return GpuNanny
-
-
-# --- random numbers ---------------------------------------------------------------------------
-_LOCKS: dict[str, threading.RLock] = {}  # one per default generator: "cpu", "cuda:0", ...
-_LOCKS_GUARD = threading.Lock()
-
-
-class TrainingRng:
-    """One training's own states of torch's default generators (see the module docs).
-
-    Only code inside a section draws from this training's states; sections of trainings on
-    different devices run side by side, those on one device take turns. Every section takes
-    its locks in one order, so they never deadlock; a section does not open another.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self._states: dict[str, Any] = {}
-
-    def reset(self) -> None:
-        """Start every generator afresh from the seed (as `torch.manual_seed(seed)` would)."""
-        self._states.clear()
-
-    @contextmanager
-    def drawing(self, device: Any = None) -> Iterator[None]:
-        """Draw from this training's state on `device`'s generator; with no device, on every
-        generator (for code that seeds or restores them all: `torch.manual_seed`, a checkpoint)."""
-        names = [_generator_name(device)] if device is not None else _all_generator_names()
-        with ExitStack() as stack:
-            for name in sorted(names):
-                stack.enter_context(_lock(name))
-            for name in filter(_ready, names):
-                state = self._states.get(name)
-                _set_state(name, state if state is not None else self._fresh(name))
-            try:
-                yield
-            finally:
-                self._states.update({name: _get_state(name) for name in filter(_ready, names)})
-
-    def _fresh(self, name: str) -> Any:
-        import torch
-
-        return torch.Generator(device=name).manual_seed(self.seed).get_state()
-
-
-@contextmanager
-def seeded(seed: int, device: Any = None) -> Iterator[None]:
-    """A section drawing from generators freshly seeded with `seed` (no other section meanwhile);
-    the generators' states are put back as they were at its end, so neither a training's section
-    nor code that draws from torch's global generators outside any section sees it."""
-    names = [_generator_name(device)] if device is not None else _all_generator_names()
-    with ExitStack() as stack:
-        for name in sorted(names):
-            stack.enter_context(_lock(name))
-        found = {name: _get_state(name) for name in filter(_ready, names)}
-        with TrainingRng(seed).drawing(device):
-            try:
-                yield
-            finally:
-                for name, state in found.items():
-                    _set_state(name, state)
-
-
-def draws_randomness(model: Any) -> bool:
-    """Whether training `model` draws random numbers: a dropout module or a dropout setting
-    (`attention_dropout`, `resid_pdrop`, ...) above 0."""
-    import torch
-
-    dropouts = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
-    if any(isinstance(module, dropouts) and module.p > 0 for module in model.modules()):
-        return True
-    config = getattr(model, "config", None)
-    values = config.to_dict() if hasattr(config, "to_dict") else {}
-    return any(
-        ("dropout" in key or "pdrop" in key) and type(value) in (int, float) and value > 0
-        for key, value in values.items()
-    )
-
-
-def _generator_name(device: Any) -> str:
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
-    return device.type  # cpu; another kind (meta, mps) is locked but its state is left alone
-
-
-def _all_generator_names() -> list[str]:
-    return ["cpu", *(f"cuda:{index}" for index in range(visible_gpu_count()))]
-
-
-def _lock(name: str) -> threading.RLock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(name, threading.RLock())
-
-
-def _ready(name: str) -> bool:
-    """The generator exists and holds a state (a GPU's once CUDA is initialised)."""
-    import torch
-
-    return name == "cpu" or (name.startswith("cuda:") and torch.cuda.is_initialized())
-
-
-def _get_state(name: str) -> Any:
-    import torch
-
-    return torch.get_rng_state() if name == "cpu" else torch.cuda.get_rng_state(name)
-
-
-def _set_state(name: str, state: Any) -> None:
-    import torch
-
-    if name == "cpu":
-        torch.set_rng_state(state)
-    else:
-        torch.cuda.set_rng_state(state, name)

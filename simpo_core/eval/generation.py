@@ -150,7 +150,7 @@ def generate_responses(
     """
     import torch
 
-    from simpo_core.devices import seeded
+    from simpo_core.rng import seeded
     from simpo_core.train.logps import model_device
     from simpo_core.train.prompt_format import fit_prompt_ids
 

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from simpo_core import threads
-from simpo_core.devices import TrainingRng, draws_randomness
 from simpo_core.errors import ConfigError, SimpoError
+from simpo_core.rng import TrainingRng, draws_randomness
 from simpo_core.train import checkpoint, distributed, packing, precision
 from simpo_core.train.checkpointer import Checkpointer
 from simpo_core.train.config import SimPOConfig
@@ -84,7 +84,7 @@ class SimPOTrainer:
         self.world_size = distributed.init_distributed()
         self.rank = distributed.rank()
         self.checkpoint_dtype = precision.floating_dtype(model)  # what save_dtype "checkpoint" writes
-        # Its own generator states: trainings in threads of one process share torch's (`devices`).
+        # Its own generator states: trainings in threads of one process share torch's (`rng`).
         self.rng = TrainingRng(self.config.seed)
         with self.rng.drawing():  # adapter initialisation seeds every generator
             self.model, self.precision = prepare_model(model, self.config, device)

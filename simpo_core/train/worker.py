@@ -153,8 +153,8 @@ def read_pairs(path: Path) -> Any:
 
 def build_trainer(job: TrainJob) -> Any:
     """Load the starting model and the data and build the `SimPOTrainer` (seeded by the config)."""
-    from simpo_core.devices import seeded
     from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.rng import seeded
     from simpo_core.train.quantized import adapter_only, load_options
     from simpo_core.train.trainer import SimPOTrainer
 
