@@ -139,7 +139,7 @@ def generate_responses(
             (`prompt_format.render_prompt_ids`), shortened to `max_prompt_length` tokens as
             training shortens them (`prompt_format.fit_prompt_ids`: the system turn stays).
         do_sample: sample (temperature, top-p) when True, greedy otherwise.
-        seed: sampling seed, drawn in a seeded section on the model's device (`devices.seeded`);
+        seed: sampling seed, drawn in a seeded section on the model's device (`rng.seeded`);
             the global torch generators are left as they were.
         max_new_tokens, batch_size: the answer bound and prompts per `generate` call (the
             evaluation passes its `EvalSettings`, where their defaults live).

@@ -104,7 +104,7 @@ def test_sampling_repeats_with_its_seed_beside_other_draws_and_leaves_the_global
 
     import torch
 
-    from simpo_core.devices import TrainingRng
+    from simpo_core.rng import TrainingRng
     from simpo_core.eval.generation import generate_responses
     from simpo_core.models import load_model_and_tokenizer
 
