@@ -26,22 +26,14 @@ from flows.model_steps import (
 from flows.params import RetrainParams, check_sources
 from flows.retrain import data_settings, retrain_run_name
 from flows.tracked_run import run_tracked
-from simpo_core.devices import TrialPlacement, trial_placement
 from simpo_core.errors import ConfigError
 from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.identity import model_identity, resolved_training, training_identity
 from simpo_core.gate.rerun import gate_identity
-from simpo_core.sweep import (
-    Stage,
-    SweepSettings,
-    Trial,
-    TrialOutcome,
-    planned_stages,
-    results_table,
-    select_winner,
-    stage_trials,
-    trial_summary,
-)
+from simpo_core.sweep.placement import TrialPlacement, trial_placement
+from simpo_core.sweep.plan import Stage, Trial, planned_stages, stage_trials
+from simpo_core.sweep.selection import TrialOutcome, results_table, select_winner, trial_summary
+from simpo_core.sweep.settings import SweepSettings
 from simpo_core.train.worker import TrainResult
 from tasks.evaluate import evaluate_holdout_task
 from tasks.helpers.champion import current_champion

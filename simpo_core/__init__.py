@@ -3,16 +3,20 @@
 - `data`: reading, layouts, validation with quarantine, the held-out split, demo data.
 - `audit`: chosen/rejected length balance.
 - `train`: config, loss, log-probs, trainer, checkpoints, data parallelism, the worker.
-- `devices`: the GPUs of concurrent sweep trials.
-- `rng`: each training's own random generator states, and seeded sections.
+- `sweep`: hyper-parameter sweeps: trial plans, winner selection, the GPUs of concurrent trials.
 - `eval`: held-out metrics, generation checks, judges, reports.
 - `generate`: on-policy pairs from a model's own answers, scored by a judge.
 - `gate`: the pure decisions of scheduled retraining: training identity, rerun plan
   (skip, regate or train), paired tests, the champion gate, the model card.
-- `models` (model and tokenizer resolution, the embedded `tiny` model), `settings` (the base
-  of every step's settings), `sweep` (trial plans and winner selection), `tiny_model`,
-  `threads` (the CPU threads a process runs, from its cores and its model's size), `errors`,
-  `env` (process defaults).
+
+The modules at the top are what every sub-package above uses, so none of them belongs to one:
+- `models` (model and tokenizer resolution and loading) and `tiny_model` (the embedded `tiny`
+  model): training, evaluation, generation and the audit's tokenizer all load models.
+- `rng` (each training's own generator states, seeded sections) and `threads` (the CPU
+  threads a process runs, from its cores and its model's size): process-wide resources
+  shared by every stage that runs a model.
+- `settings` (the base of every step's settings model, one YAML reader, one error format),
+  `errors` (the error types a user sees) and `env` (process defaults).
 
 Pure library: it never imports prefect or mlflow (a test checks this). Public names are
 imported lazily so that `import simpo_core` stays fast and torch loads only when needed.

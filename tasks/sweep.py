@@ -65,7 +65,7 @@ def log_sweep_results_task(
     """Write the results table (CSV) and the plot (PNG) to `out_dir`, log both on the parent run,
     tag each trial's run with its verdict and end it (FAILED for the `failed` trials), publish
     the table as a Prefect artifact."""
-    from simpo_core.sweep import plot_sweep
+    from simpo_core.sweep.selection import plot_sweep
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "sweep_results.csv"

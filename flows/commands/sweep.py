@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from flows.model_steps import training_config
     from flows.params import check_sources
-    from simpo_core.sweep import planned_stages
+    from simpo_core.sweep.plan import planned_stages
 
     with step("parameters"):
         params, sweep = load_sweep_params(args.config, flow_overrides(args, {**FLAG_TO_PARAM, **SWEEP_FLAGS}))
@@ -66,7 +66,7 @@ def load_sweep_params(config_file: Path | None, overrides: list[str]) -> tuple[A
     """
     from flows.params import raw_params, validate_params
     from simpo_core.errors import ConfigError
-    from simpo_core.sweep import SweepSettings
+    from simpo_core.sweep.settings import SweepSettings
 
     raw = raw_params(config_file, overrides)
     sweep = raw.pop("sweep", None) or {}

@@ -3,8 +3,8 @@ sees only its own GPUs (CUDA_VISIBLE_DEVICES), whatever the machine (no GPU need
 
 import os
 
-from simpo_core.devices import trial_placement
-from simpo_core.sweep import SweepSettings
+from simpo_core.sweep.placement import trial_placement
+from simpo_core.sweep.settings import SweepSettings
 
 
 def _visible() -> str | None:

@@ -5,10 +5,10 @@ import threading
 import pytest
 import torch
 
-from simpo_core.devices import DevicePool, gpu_groups, gpu_worker_class, trial_placement, visible_devices
 from simpo_core.errors import ConfigError
 from simpo_core.rng import TrainingRng, draws_randomness, seeded
-from simpo_core.sweep import SweepSettings
+from simpo_core.sweep.placement import DevicePool, gpu_groups, gpu_worker_class, trial_placement, visible_devices
+from simpo_core.sweep.settings import SweepSettings
 
 FOUR_GPUS = ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
 

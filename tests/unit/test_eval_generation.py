@@ -104,9 +104,9 @@ def test_sampling_repeats_with_its_seed_beside_other_draws_and_leaves_the_global
 
     import torch
 
-    from simpo_core.rng import TrainingRng
     from simpo_core.eval.generation import generate_responses
     from simpo_core.models import load_model_and_tokenizer
+    from simpo_core.rng import TrainingRng
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     prompts = [[{"role": "user", "content": f"Name a colour, {n}."}] for n in range(3)]

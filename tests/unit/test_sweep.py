@@ -6,21 +6,19 @@ import pytest
 from pydantic import ValidationError
 
 from simpo_core.errors import ConfigError
-from simpo_core.sweep import (
+from simpo_core.sweep.plan import (
     Stage,
-    SweepSettings,
     Trial,
-    TrialOutcome,
     authors_protocol,
     expand_grid,
     planned_stages,
-    results_table,
-    select_winner,
     stage_trials,
     trial_config,
     trial_label,
     typed_settings,
 )
+from simpo_core.sweep.selection import TrialOutcome, results_table, select_winner
+from simpo_core.sweep.settings import SweepSettings
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.worker import TrainResult
 
@@ -166,7 +164,7 @@ def test_local_runner_is_a_thread_pool_and_dask_builds_a_cluster_or_connects():
 
 def test_dask_local_cluster_gives_each_worker_its_own_gpus():
     from flows.sweep import task_runner
-    from simpo_core.devices import gpu_worker_class, trial_placement
+    from simpo_core.sweep.placement import gpu_worker_class, trial_placement
 
     sweep = SweepSettings(runner="dask")
     assert sweep.max_concurrency is None  # unset: decided by the machine (one per GPU, 1 without)
@@ -213,7 +211,7 @@ def test_concurrent_trials_train_and_evaluate_on_their_own_gpu_and_give_it_back(
 
     import flows.sweep as sweep_flow
     from flows.params import RetrainParams
-    from simpo_core.devices import trial_placement
+    from simpo_core.sweep.placement import trial_placement
     from tasks.helpers.tracking import Tracking
 
     monkeypatch.setattr(sweep_flow, "get_run_logger", lambda: logging.getLogger("test"))

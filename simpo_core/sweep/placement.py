@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from simpo_core.errors import ConfigError
 
 if TYPE_CHECKING:  # for the annotation only
-    from simpo_core.sweep import SweepSettings
+    from simpo_core.sweep.settings import SweepSettings
 
 GPU_DEVICE_SETTINGS = ("auto", "cuda")  # model.device values that leave the choice of GPU to the sweep
 
