@@ -5,7 +5,7 @@ A checkpoint is a folder `checkpoint-<step>` under the output folder holding:
     trainable.safetensors   every trainable parameter (the full model, or the LoRA adapter)
     optimizer.pt            optimizer state
     scheduler.pt            learning-rate scheduler state
-    rng.pt                  Python, NumPy, torch CPU and CUDA generator states
+    rng.pt                  Python, NumPy, torch CPU and the training GPU's generator states
     trainer_state.json      step, data position, metrics history (written last)
 
 Under `strategy: fsdp` the weights and optimizer state are sharded instead
@@ -38,8 +38,9 @@ def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter
     return {name: param for name, param in model.named_parameters() if param.requires_grad}
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every random generator that training touches (dropout, data order helpers)."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every random generator that training touches (dropout, data order helpers): Python's,
+    NumPy's, torch's CPU generator and, training on a GPU, that GPU's generator (`device`)."""
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     try:
         import numpy
@@ -47,20 +48,34 @@ def capture_rng_state() -> dict[str, Any]:
         state["numpy"] = numpy.random.get_state()
     except ImportError:  # numpy is optional for the trainer itself
         pass
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        # The training's own GPU only: a resumed run (a retried sweep trial) may get another index.
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Put back what `capture_rng_state` recorded; the GPU state goes to `device`, the GPU this
+    run trains on, whichever GPU wrote it."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         import numpy
 
         numpy.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda, list):  # an older checkpoint: one state per visible GPU, by index
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def parameter_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's (local) parameters live: the device whose generator training draws from."""
+    return next((param.device for param in model.parameters()), torch.device("cpu"))
 
 
 def save_checkpoint(
@@ -88,19 +103,24 @@ def save_checkpoint(
     weights = {name: param.detach().cpu().contiguous() for name, param in trainable_parameters(model).items()}
     save_file(weights, str(tmp / WEIGHTS_FILE))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit)
+    complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit, parameter_device(model))
     logger.info("saved checkpoint %s", final)
     return final
 
 
 def complete_checkpoint(
-    tmp: Path, step: int, scheduler: Any, trainer_state: dict[str, Any], save_total_limit: int | None
+    tmp: Path,
+    step: int,
+    scheduler: Any,
+    trainer_state: dict[str, Any],
+    save_total_limit: int | None,
+    device: torch.device | None = None,
 ) -> Path:
     """Add the schedule, random and trainer states (the last file) to the weights in `tmp`,
     rename it `checkpoint-<step>` and prune the oldest beyond `save_total_limit`."""
     output_dir, final = tmp.parent, tmp.parent / f"checkpoint-{step}"
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(capture_rng_state(), tmp / "rng.pt")
+    torch.save(capture_rng_state(device), tmp / "rng.pt")
     write_json_synced(tmp / STATE_FILE, {**trainer_state, "step": step})
     if final.exists():  # a re-run of the same step replaces the older copy
         shutil.rmtree(final)
@@ -156,7 +176,7 @@ def load_checkpoint(
     device = next(iter(params.values())).device if params else torch.device("cpu")
     optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", map_location=device, weights_only=True))
     scheduler.load_state_dict(torch.load(Path(path) / "scheduler.pt", weights_only=True))
-    restore_rng_state(torch.load(Path(path) / "rng.pt", weights_only=False))
+    restore_rng_state(torch.load(Path(path) / "rng.pt", weights_only=False), parameter_device(model))
     return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from simpo_core.train import distributed
-from simpo_core.train.checkpoint import STATE_FILE, complete_checkpoint, restore_rng_state
+from simpo_core.train.checkpoint import STATE_FILE, complete_checkpoint, parameter_device, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def save_checkpoint(
     with _single_process_is_intended():
         dcp.save(_training_state(model, optimizer), checkpoint_id=tmp / SHARDED_DIR, no_dist=_alone())
     if distributed.rank() == 0:
-        complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit)
+        complete_checkpoint(tmp, step, scheduler, trainer_state, save_total_limit, parameter_device(model))
         logger.info("saved sharded checkpoint %s (%d processes)", final, distributed.world_size())
     distributed.barrier()
     return final
@@ -98,7 +98,7 @@ def load_checkpoint(
         options=_options(strict=False),
     )
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    restore_rng_state(torch.load(path / "rng.pt", weights_only=False))
+    restore_rng_state(torch.load(path / "rng.pt", weights_only=False), parameter_device(model))
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 
