@@ -13,7 +13,8 @@
 - `quantized`: QLoRA, LoRA adapters trained on a 4-bit or 8-bit base (bitsandbytes).
 - `prompt_format`: how prompts are rendered and shortened, shared with serving.
 - `monitor`: the margin monitor and early stopping.
-- `parallel`, `sharded_checkpoint`: DDP and FSDP2 wrapping, sharded checkpoints.
+- `parallel`, `sharded_checkpoint`, `sharded_start`: DDP and FSDP2 wrapping, sharded
+  checkpoints, and FSDP2's start from an empty model that each process fills with its shards.
 - `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
 - `sft`, `tiny_sft`: the SFT stage SimPO starts from, and the embedded `tiny` model's SFT build.
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point

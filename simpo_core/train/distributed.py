@@ -75,6 +75,60 @@ def broadcast_parameters(model: torch.nn.Module) -> None:
             torch.distributed.broadcast(tensor.data, src=0)
 
 
+def check_replicas_agree(model: torch.nn.Module) -> None:
+    """Check that every process holds the same parameters (compared by shape and sum, one
+    collective), as a data-parallel run that does not broadcast rank 0's weights needs.
+
+    Raises:
+        ConfigError: a parameter differs between processes (the model was built from
+            different random weights): load it from a checkpoint or seed its construction.
+    """
+    if world_size() <= 1:
+        return
+    from simpo_core.errors import ConfigError
+
+    named = list(model.named_parameters())
+    with torch.no_grad():
+        sums = [p.detach().sum().to(torch.float64) for _, p in named]
+        sizes = [torch.tensor(float(p.numel()), dtype=torch.float64, device=p.device) for _, p in named]
+        mine = torch.stack(sums + sizes)
+    low, high = mine.clone(), mine.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    differs = (low != high).nonzero()
+    if len(differs):
+        name = named[int(differs[0]) % len(named)][0]
+        raise ConfigError(
+            f"the processes start from different weights (first: {name}); load the model from a checkpoint "
+            "or build it from the same seed in every process"
+        )
+
+
+def peak_memory_bytes(device: torch.device) -> list[int]:
+    """Each process's peak memory so far, in rank order (collective under torchrun): the most
+    GPU memory torch allocated on CUDA, the peak resident memory (VmHWM) on the CPU."""
+    if device.type == "cuda":
+        mine = torch.cuda.max_memory_allocated(device)
+    else:
+        mine = _peak_resident_bytes()
+    if world_size() <= 1 or not in_group():
+        return [mine]
+    gathered = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world_size())]
+    torch.distributed.all_gather(gathered, torch.tensor([mine], dtype=torch.int64, device=device))
+    return [int(value) for value in gathered]
+
+
+def _peak_resident_bytes() -> int:
+    """VmHWM of /proc/self/status (0 where there is no such file)."""
+    try:
+        with open("/proc/self/status") as file:
+            status = file.read()
+    except OSError:
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) * 1024
+
+
 def sum_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
     """Sum each metric over the processes (the shares already divide by the step's totals)."""
     if world_size() <= 1:

@@ -6,10 +6,14 @@ parameter the loss uses:
 
 - `ddp`: `DistributedDataParallel` keeps a whole copy of the model in every process and
   reduces gradients in buckets while the backward runs; `no_sync` skips the reduction on
-  all but the last micro-batch of a step.
+  all but the last micro-batch of a step. Every process loaded the same checkpoint (or
+  built the model from the same seed): instead of broadcasting rank 0's copy, the processes
+  check that their parameters agree.
 - `fsdp`: FSDP2 `fully_shard` on every decoder layer and on the root shards parameters,
   gradients and AdamW state across the processes; a layer's parameters are gathered just
-  before it runs and freed after.
+  before it runs and freed after. A model built empty (`sharded_start`) is sharded first and
+  each process then reads only its shards from the checkpoint; a whole model is cut from
+  rank 0's weights.
 
 Both reduce by summing, not averaging: every micro-batch already divides by the pair and
 token counts of the whole step, so the summed gradient is exactly the one-process step's.
@@ -30,6 +34,7 @@ import torch
 from simpo_core.errors import ConfigError
 from simpo_core.train import distributed
 from simpo_core.train.logps import PairLogps, model_device, pair_logps, sequence_logps, split_pairs
+from simpo_core.train.sharded_start import materialise, sharded_start
 from simpo_core.train.tokenization import EncodedPair
 
 logger = logging.getLogger(__name__)
@@ -53,7 +58,8 @@ class Parallel:
 
     Args:
         model: the prepared model (on its device, in the master dtype, with LoRA and
-            gradient checkpointing already applied).
+            gradient checkpointing already applied), or one built empty by `sharded_start`
+            (its parameters on the meta device), which gets its values here.
         strategy: `ddp` or `fsdp`; ignored by a single process.
         precision: the concrete precision policy (`fp32`, `bf16-mixed`, `bf16-pure`).
         cpu_offload: under `fsdp` on GPUs, keep shards and optimizer state in CPU memory.
@@ -68,10 +74,17 @@ class Parallel:
         # Under torchrun the engine wraps even one process (what a one-GPU check of the engine runs).
         self.strategy = strategy if distributed.in_group() else "single"
         self.module: torch.nn.Module | None = None
+        start = sharded_start(model)
         if self.strategy == "fsdp":
-            distributed.broadcast_parameters(model)  # shards are cut from rank 0's weights (DDP syncs them itself)
-            self.module = _fully_shard(model, precision, cpu_offload)
-        elif self.strategy == "ddp":
+            if start is None:
+                distributed.broadcast_parameters(model)  # shards are cut from rank 0's weights
+            device = start.device if start is not None else model_device(model)
+            self.module = _fully_shard(model, precision, cpu_offload, device)
+            if start is not None:  # each process allocates and reads its own shards only
+                materialise(model, torch.device("cpu") if cpu_offload else device)
+        elif start is not None:  # one process (or ddp): the whole model, on its device
+            materialise(model)
+        if self.strategy == "ddp":
             self.module = _data_parallel(model)
         if self.module is not None:
             logger.info("training under %s in %d processes", self.strategy, self.world_size)
@@ -147,11 +160,15 @@ def _data_parallel(model: Any) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device = model_device(model)
+    distributed.check_replicas_agree(model)  # what DDP's start-up broadcast (skipped: init_sync) would hide
     # No buffer changes in training: a broadcast per forward would be wasted (the option's name changed in torch 2.12).
     renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
     no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
     wrapped = DistributedDataParallel(
-        PairForward(model), device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync
+        PairForward(model),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        init_sync=False,  # every process already holds the same weights: no copy of rank 0's is sent
+        **no_buffer_sync,
     )
     wrapped.register_comm_hook(None, _sum_buckets)
     return wrapped
@@ -163,7 +180,7 @@ def _sum_buckets(state: Any, bucket: torch.distributed.GradBucket) -> torch.futu
     return work.get_future().then(lambda future: future.value()[0])
 
 
-def _fully_shard(model: Any, precision: str, cpu_offload: bool) -> torch.nn.Module:
+def _fully_shard(model: Any, precision: str, cpu_offload: bool, device: torch.device) -> torch.nn.Module:
     from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
 
     layers = getattr(model.get_decoder(), "layers", None)
@@ -176,7 +193,7 @@ def _fully_shard(model: Any, precision: str, cpu_offload: bool) -> torch.nn.Modu
     if precision == "bf16-mixed":  # float32 shards; layers compute in bfloat16; gradients reduced in float32
         options["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     if cpu_offload:
-        if model_device(model).type != "cuda":
+        if device.type != "cuda":
             raise ConfigError("fsdp_cpu_offload moves GPU shards to CPU memory; set it only when training on GPUs")
         options["offload_policy"] = CPUOffloadPolicy()
     for layer in layers:

@@ -10,6 +10,7 @@ from simpo_core.train.config import SimPOConfig
 from simpo_core.train.logps import model_device
 from simpo_core.train.packing import enable_packing
 from simpo_core.train.schedule import warmup_decay_schedule
+from simpo_core.train.sharded_start import add_adapters, sharded_start
 
 
 def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | None = None) -> tuple[Any, str]:
@@ -32,16 +33,19 @@ def prepare_model(model: Any, config: SimPOConfig, device: str | torch.device | 
         ConfigError: nothing in the model is trainable, or the device does not exist here.
     """
     target = _training_device(model, device)
+    start = sharded_start(model)  # built empty: its values arrive once it is sharded (`sharded_start`)
+    if start is not None:
+        start.device = target
     policy = precision.resolve_precision(config.precision, target)
     if quantized.is_quantized(model):  # placed at load: its 4-bit or 8-bit weights are never moved or cast
         model = quantized.prepare_quantized_base(model, config, target)
     else:
-        if model_device(model) != target:
+        if model_device(model) != target and start is None:
             model = model.to(target)  # before the upcast: a bf16 checkpoint's float32 copy lands on the GPU once
         # Before the adapters are added: peft keeps LoRA weights in float32 even on a bf16 base.
         model = precision.cast_floating(model, precision.master_dtype(policy))
     if config.lora is not None and not hasattr(model, "peft_config"):
-        model = _add_lora(model, config)
+        model = _add_lora(model, config) if start is None else add_adapters(model, lambda m: _add_lora(m, config))
     if not checkpoint.trainable_parameters(model):
         raise ConfigError("the model has no trainable parameters; unfreeze it or set lora")
     if config.gradient_checkpointing:
@@ -56,6 +60,8 @@ def _training_device(model: Any, device: str | torch.device | None) -> torch.dev
 
         return resolve_device(str(device))
     current = model_device(model)
+    if current.type == "meta":  # an empty model trains where a loaded one would: loaded on the CPU
+        current = torch.device("cpu")
     if torch.cuda.is_available() and current.type == "cpu":
         return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this process's GPU
     return current

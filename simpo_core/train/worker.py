@@ -27,7 +27,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class TrainResult:
     reused: bool = False  # True when a finished training was found and nothing was trained
     packed_attention_path: str = ""  # how the last packed call ran attention ("loop", "FlexAttention ...")
     packed_attention_fallbacks: int = 0  # packed calls that fell back to the loop after FlexAttention failed
+    peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, to the last step (GPU: allocated)
 
     @property
     def final_metrics(self) -> dict[str, Any]:
@@ -155,12 +156,19 @@ def build_trainer(job: TrainJob) -> Any:
     """Load the starting model and the data and build the `SimPOTrainer` (seeded by the config)."""
     from simpo_core.models import load_model_and_tokenizer
     from simpo_core.rng import seeded
+    from simpo_core.train.launch import under_torchrun
     from simpo_core.train.quantized import adapter_only, load_options
+    from simpo_core.train.sharded_start import empty_starting_model
     from simpo_core.train.trainer import SimPOTrainer
 
     quantization = load_options(job.quantization, job.config, job.device)  # none: nothing to add
+    # Under torchrun with fsdp each process reads only its shards of the checkpoint (`sharded_start`).
+    sharded = job.config.strategy == "fsdp" and not quantization and under_torchrun()
     with seeded(job.config.seed, "cpu"):  # weights the checkpoint lacks start alike, whatever loads beside
-        model, tokenizer = load_model_and_tokenizer(job.model, trust_remote_code=job.trust_remote_code, **quantization)
+        empty = empty_starting_model(job.model, job.trust_remote_code) if sharded else None
+        model, tokenizer = empty or load_model_and_tokenizer(
+            job.model, trust_remote_code=job.trust_remote_code, **quantization
+        )
     train_rows = read_pairs(job.train_data)
     eval_rows = read_pairs(job.eval_data) if job.eval_data else None
     config = adapter_only(job.quantization, job.config)
@@ -172,18 +180,21 @@ def build_trainer(job: TrainJob) -> Any:
 def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) -> TrainResult:
     """Save the model (`<output_dir>/final`, with its starting model recorded) and the history."""
     from simpo_core.models import write_provenance
-    from simpo_core.train import packing
+    from simpo_core.train import distributed, packing
 
+    peak_memory = distributed.peak_memory_bytes(trainer.device)  # before saving gathers the model in rank 0
     output_dir = Path(job.config.output_dir)
     model_dir = Path(trainer.save_model(str(output_dir / FINAL_DIR)))
     result = TrainResult(model_dir, trainer.global_step, history, trainer.resumed_from_step)
     result.packed_attention_path = packing.last_packed_attention_path()
     result.packed_attention_fallbacks = packing.packed_attention_fallbacks() - trainer.fallbacks_before
+    result.peak_memory_bytes = peak_memory
     if trainer.rank == 0:  # under torchrun the main process writes the shared files
         write_provenance(model_dir, job.model)
         (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
         done = {"steps": result.steps, "resumed_from_step": result.resumed_from_step}
         done.update(packed_attention_path=result.packed_attention_path, fallbacks=result.packed_attention_fallbacks)
+        done.update(peak_memory_bytes=peak_memory)
         (output_dir / DONE_FILE).write_text(json.dumps(done))
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
@@ -211,6 +222,7 @@ def finished_training(output_dir: Path) -> TrainResult | None:
     result = TrainResult(output_dir / FINAL_DIR, done["steps"], read_history(output_dir), done["resumed_from_step"])
     result.packed_attention_path = done.get("packed_attention_path", "")
     result.packed_attention_fallbacks = done.get("fallbacks", 0)
+    result.peak_memory_bytes = done.get("peak_memory_bytes", [])
     return result
 
 

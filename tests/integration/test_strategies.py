@@ -152,3 +152,37 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Each process builds a small model, from its own seed or from a shared one, and checks the replicas.
+REPLICA_CHECK = """
+import os, sys, torch
+from simpo_core.errors import ConfigError
+from simpo_core.train import distributed
+
+distributed.init_distributed()
+rank = distributed.rank()
+torch.manual_seed(0 if sys.argv[1] == "same" else rank)
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+try:
+    distributed.check_replicas_agree(model)
+    print(f"rank {rank}: agree")
+except ConfigError as error:
+    print(f"rank {rank}: {error}")
+distributed.close()
+"""
+
+
+def test_ddp_checks_that_every_process_starts_from_the_same_weights(tmp_path):
+    """No broadcast of rank 0's weights under ddp: processes that built different weights are stopped."""
+    script = tmp_path / "replicas.py"
+    script.write_text(REPLICA_CHECK)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    outputs = {}
+    for seeds in ("same", "own"):
+        done = subprocess.run([*torchrun, seeds], env=_env(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs[seeds] = done.stdout
+
+    assert outputs["same"].count(": agree") == 2
+    assert outputs["own"].count("different weights (first: 0.weight)") == 2

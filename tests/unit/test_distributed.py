@@ -65,3 +65,32 @@ def test_a_failed_process_comes_back_as_its_own_error(tmp_path):
     error = failure(tmp_path, 1)
     assert type(error) is RuntimeError and "KeyError" in str(error) and "traceback" in str(error)
     assert json.loads((tmp_path / "errors" / "rank-1.json").read_text())["user_error"] is False
+
+
+def test_modules_built_for_a_sharded_start_hold_meta_parameters_and_real_buffers():
+    import torch
+
+    from simpo_core.train.sharded_start import parameters_on_meta
+
+    class Rotary(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 3)
+            self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, 4, 2) / 4), persistent=False)
+
+    with parameters_on_meta():
+        empty = Rotary()
+    assert all(p.is_meta for p in empty.parameters()) and empty.linear.weight.shape == (3, 4)
+    torch.testing.assert_close(empty.inv_freq, torch.tensor([1.0, 0.01]))
+    assert not Rotary().linear.weight.is_meta  # only inside the block
+
+
+def test_checkpoint_names_and_owned_rows():
+    import torch
+
+    from simpo_core.train.sharded_start import checkpoint_key, owned_rows
+
+    lora_base = "base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"
+    assert checkpoint_key(lora_base) == "model.layers.0.self_attn.q_proj.weight"
+    assert checkpoint_key("lm_head.weight") == "lm_head.weight"
+    assert owned_rows(torch.zeros(5, 2)) == (0, 5)  # a tensor that is not sharded: all of it
