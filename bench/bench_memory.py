@@ -1,6 +1,6 @@
 """Training-state memory per process under each strategy, and what it means for an 8B model.
 
-Usage: python bench/bench_memory.py [--vocab 32000] [--processes 2] [--json FILE]
+Usage: python bench/bench_memory.py [--vocab 32000] [--processes 2] [--no-startup] [--json FILE]
 
 For one process, and for `--processes` CPU processes (gloo) under `ddp` and under `fsdp`,
 each process trains the benchmark Llama (bench/trainer_workload.py, float32, AdamW) for one
@@ -11,6 +11,11 @@ otherwise. Activations and the one layer that FSDP gathers at a time are not cou
 The measured bytes per parameter then project a full fine-tune of a Llama-3-8B shape
 (8.03e9 parameters) on 8 GPUs: `fsdp` divides the state by the process count (with the
 measured padding overhead), `ddp` keeps all of it in every process.
+
+Then (unless `--no-startup`) the start-up peaks of bench/startup_memory.py: each process's peak
+resident memory from its start to the end of optimizer step 1, trained from a ~300 M-parameter
+checkpoint, under `ddp` and `fsdp`, and under `fsdp` before and after sharded start-up; in the
+JSON under `startup`.
 """
 
 import argparse
@@ -146,6 +151,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-startup", dest="startup", action="store_false", help="skip the start-up peaks (about 8 minutes)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -156,6 +164,11 @@ def main() -> None:
         return
     result = report(args.vocab, args.processes)
     print_table(result)
+    if args.startup:
+        from startup_memory import print_startup_table, startup_report
+
+        result["startup"] = startup_report(args.processes)
+        print_startup_table(result["startup"])
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -55,6 +55,39 @@ def build_model(vocab_size: int, seed: int = 0) -> Any:
     return LlamaForCausalLM(config).float()
 
 
+# A ~300 M-parameter Llama (1.2 GB in float32): big enough that whole copies of it dominate a
+# process's start-up memory, small enough for two CPU processes on a 24 GiB machine.
+STARTUP_ARCHITECTURE = {
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_hidden_layers": 18,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+}
+
+
+def save_startup_checkpoint(folder: Any, vocab_size: int = 32000, dtype: str = "bfloat16") -> Any:
+    """Save the start-up benchmark Llama (STARTUP_ARCHITECTURE, untied head, seeded) and its
+    word-level tokenizer with `save_pretrained` (safetensors, in `dtype`, as hub checkpoints ship)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **STARTUP_ARCHITECTURE,
+    )
+    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    model.save_pretrained(folder)
+    build_tokenizer(vocab_size).save_pretrained(folder)
+    return folder
+
+
 def build_pairs(n_pairs: int, vocab_size: int, seed: int = 0) -> list[dict[str, str]]:
     """Flat pairs of random words: prompt of PROMPT_WORDS, responses of RESPONSE_WORDS."""
     rng = random.Random(seed)
