@@ -116,7 +116,7 @@ def train_simpo_task(
             logger.info("resuming from the newest complete checkpoint in %s (try %d)", out_dir, task_run.run_count)
         result = launch_training(job, resume, tracking) if needs_launch(job) else None
         result = result or train_in_process(job, resume, tracking)
-        log_attention_path(result, tracking)
+        log_training_facts(result, tracking)
         return training_result(result)
 
 
@@ -135,20 +135,26 @@ def training_result(result: TrainResult) -> TrainResult:
         _summary_markdown(result.history, result.model_dir), key="training-summary", description="SimPO training"
     )
     get_run_logger().info(
-        "trained %d steps; model saved to %s; packed attention: %s (%d fallbacks)",
+        "trained %d steps; model saved to %s; packed attention: %s (%d fallbacks); peak memory per process: %s MiB",
         result.steps,
         result.model_dir,
         result.packed_attention_path or "not used",
         result.packed_attention_fallbacks,
+        ", ".join(f"{peak / 2**20:.0f}" for peak in result.peak_memory_bytes) or "n/a",
     )
     return result
 
 
-def log_attention_path(result: TrainResult, tracking: Tracking) -> None:
-    """How packed attention ran (`train.packed_attention_path`) and how often it fell back."""
+def log_training_facts(result: TrainResult, tracking: Tracking) -> None:
+    """How packed attention ran (`train.packed_attention_path`), how often it fell back, and each
+    process's peak memory (`train/peak_memory_mb/rank<N>`: allocated on a GPU, resident on CPU)."""
     client = tracking.client()
     client.set_tag(tracking.run_id, "train.packed_attention_path", result.packed_attention_path or "not used")
-    log_metrics(client, tracking.run_id, {"train/packed_attention_fallbacks": result.packed_attention_fallbacks})
+    facts = {"train/packed_attention_fallbacks": result.packed_attention_fallbacks}
+    facts.update(
+        {f"train/peak_memory_mb/rank{rank}": peak / 2**20 for rank, peak in enumerate(result.peak_memory_bytes)}
+    )
+    log_metrics(client, tracking.run_id, facts)
 
 
 def launch_training(job: TrainJob, resume: bool, tracking: Tracking) -> TrainResult:

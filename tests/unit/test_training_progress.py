@@ -47,3 +47,20 @@ def test_a_monitor_warning_and_an_early_stop_become_tags(progress):
         ("run-1", "train.early_stopped_at"): "6",
     }
     assert artifacts == ["training-warning-margin-stall"]
+
+
+def test_the_attention_path_and_each_processs_peak_memory_reach_the_run(monkeypatch):
+    from pathlib import Path
+
+    from simpo_core.train.worker import TrainResult
+
+    client = FakeClient()
+    monkeypatch.setattr(Tracking, "client", lambda self: client)
+    result = TrainResult(Path("final"), 3, [], packed_attention_path="loop", peak_memory_bytes=[3 * 2**20, 5 * 2**19])
+    train_task.log_training_facts(result, Tracking("sqlite:///unused.db", "run-1"))
+    assert client.tags == {("run-1", "train.packed_attention_path"): "loop"}
+    assert sorted((key, value) for _, key, value, _ in client.metrics) == [
+        ("train/packed_attention_fallbacks", 0.0),
+        ("train/peak_memory_mb/rank0", 3.0),
+        ("train/peak_memory_mb/rank1", 2.5),
+    ]
