@@ -111,6 +111,7 @@ def train_and_gate(run: TrainingRun) -> dict[str, Any]:
         "resumed_from_step": trained.resumed_from_step,
         "reused_training": trained.reused,
         "packed_attention_path": trained.packed_attention_path,
+        "peak_memory_mb": [round(peak / 2**20, 1) for peak in trained.peak_memory_bytes],  # per process
         "regated": False,
     }
 
