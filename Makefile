@@ -23,8 +23,12 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/simpo run
 
+# Two workers (pytest-xdist), each test file on one of them (`--dist loadfile`: a flow run that
+# several tests of a file read is made once), files in collection order (the flow tests first).
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/python -m pytest -m "unit or integration or flows or slow" --durations=15
+	$(BIN)/python -m pytest -m "unit or integration or flows or slow" -n $(TEST_WORKERS) --dist loadfile \
+	  --no-loadscope-reorder --durations=15
 
 # Lint, formatting and spelling; `make format` rewrites the files ruff would change.
 lint: setup

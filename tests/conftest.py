@@ -1,5 +1,6 @@
 """Shared fixtures. Every test is marked by its folder: unit, integration or flows."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,19 @@ import pytest
 TESTS_DIR = Path(__file__).parent
 PROJECT_ROOT = TESTS_DIR.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs `-n 2`) the workers share the machine's cores: each
+    gets its share as OMP_NUM_THREADS, which torch reads at import, the thread rule of every
+    training and evaluation caps itself with (simpo_core.threads) and the processes a test
+    starts inherit. Two workers that each run torch on every core spin against each other
+    (docs/performance.md, "Threads and concurrent jobs"). An OMP_NUM_THREADS the user set is kept."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        from simpo_core.threads import available_cores
+
+        os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // int(workers)))
 
 
 def pytest_collection_modifyitems(items):

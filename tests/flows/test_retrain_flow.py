@@ -1,6 +1,5 @@
 """The whole simpo-retrain flow in-process under a Prefect test harness."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,42 +10,6 @@ from simpo_core.errors import DataError
 
 def client_for(uri):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def test_first_run_promotes_and_untrained_rerun_does_not(run_flow):
-    first = run_flow()
-    assert first["promoted"] is True, first["promotion_reason"]
-    assert first["heldout"]["trained"]["reward_accuracy"] > first["heldout"]["base"]["reward_accuracy"]
-    client = client_for(run_flow.tracking_uri)
-    assert str(client.get_model_version_by_alias("simpo-policy", "champion").version) == first["model_version"]
-
-    second = run_flow("train.max_steps=0")
-    assert second["promoted"] is False
-    assert f"champion v{first['model_version']}" in second["promotion_reason"]
-    assert str(client.get_model_version_by_alias("simpo-policy", "champion").version) == first["model_version"]
-    assert str(client.get_model_version_by_alias("simpo-policy", "challenger").version) == second["model_version"]
-    tags = client.get_model_version("simpo-policy", second["model_version"]).tags
-    assert tags["promotion.decision"] == "rejected"
-
-    run = client.get_run(first["mlflow_run_id"])
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["flow_run_id"] == first["flow_run_id"]
-    assert "train/loss" in run.data.metrics and "eval/trained/reward_accuracy" in run.data.metrics
-    assert json.loads(json.dumps(first))  # the summary is JSON-serialisable
-
-
-def test_champion_serves_text_through_pyfunc(run_flow):
-    import mlflow
-
-    summary = run_flow()
-    mlflow.set_tracking_uri(run_flow.tracking_uri)
-    mlflow.set_registry_uri(run_flow.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
-    prompts = [{"prompt": "List some fruit words."}, {"prompt": "Name a few color words for my game."}]
-    replies = model.predict(prompts, params={"max_new_tokens": 8})
-    assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
-    bare = model.predict(["List some fruit words."], params={"max_new_tokens": 8})  # a plain string is a prompt
-    assert len(bare) == 1 and isinstance(bare[0], str)
 
 
 def test_bad_data_fails_the_flow_and_registers_nothing(run_flow, tmp_path):
@@ -80,25 +43,6 @@ def test_training_retry_resumes_from_the_checkpoint(run_flow, monkeypatch, caplo
     assert "resuming from the newest complete checkpoint" in caplog.text
 
 
-def test_register_model_is_idempotent(run_flow):
-    from prefect import flow
-
-    from tasks.helpers.tracking import Tracking
-    from tasks.registry import register_model_task
-
-    summary = run_flow()
-
-    @flow
-    def register_again():
-        tracking = Tracking(run_flow.tracking_uri, summary["mlflow_run_id"])
-        return register_model_task(summary["model_dir"], "simpo-policy", tracking, summary["heldout"])
-
-    assert register_again() == summary["model_version"]
-    client = client_for(run_flow.tracking_uri)
-    versions = client.search_model_versions(f"name = 'simpo-policy' and run_id = '{summary['mlflow_run_id']}'")
-    assert len(versions) == 1
-
-
 def test_training_task_runs_sharded_under_torchrun_when_asked(run_flow, monkeypatch):
     """train.num_processes=2, train.strategy=fsdp: the task launches two FSDP2 processes, which
     write sharded checkpoints and one ordinary model folder that the later steps load."""
@@ -120,13 +64,19 @@ def test_training_task_runs_sharded_under_torchrun_when_asked(run_flow, monkeypa
     assert (training / "final" / "model.safetensors").is_file() and summary["heldout"]["trained"]["pairs"] > 0
 
 
-def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
+def test_lora_run_registers_the_merged_model_and_its_resolved_config_loads_back(run_flow, tmp_path):
     import mlflow
     import yaml
 
     from flows.params import validate_params
 
-    summary = run_flow("train.max_steps=2", "eval.generation_samples=0")
+    summary = run_flow("train.max_steps=3", "eval.generation_samples=0", "model.lora={r: 4, alpha: 8}")
+    client = client_for(run_flow.tracking_uri)
+    tags = client.get_model_version("simpo-policy", summary["model_version"]).tags
+    assert tags["lora_adapter"] == "true" and tags["base_model"] == "tiny-scratch"
+    assert (Path(summary["model_dir"]) / "adapter" / "adapter_config.json").exists()
+
+    # The resolved config is an artifact that loads back with this run's overrides.
     path = mlflow.artifacts.download_artifacts(
         run_id=summary["mlflow_run_id"],
         artifact_path="config/resolved.yaml",
@@ -134,12 +84,5 @@ def test_resolved_config_is_an_artifact_that_loads_back(run_flow, tmp_path):
         tracking_uri=run_flow.tracking_uri,
     )
     params = validate_params(yaml.safe_load(open(path).read()))
-    assert params.train.max_steps == 2 and params.eval.generation_samples == 0
-
-
-def test_lora_run_registers_the_merged_model_with_its_adapter_and_base(run_flow):
-    summary = run_flow("train.max_steps=3", "eval.generation_samples=0", "model.lora={r: 4, alpha: 8}")
-    client = client_for(run_flow.tracking_uri)
-    tags = client.get_model_version("simpo-policy", summary["model_version"]).tags
-    assert tags["lora_adapter"] == "true" and tags["base_model"] == "tiny-scratch"
-    assert (Path(summary["model_dir"]) / "adapter" / "adapter_config.json").exists()
+    assert params.train.max_steps == 3 and params.eval.generation_samples == 0
+    assert (params.model.lora.r, params.model.lora.alpha) == (4, 8)
