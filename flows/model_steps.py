@@ -22,6 +22,7 @@ from simpo_core.eval.settings import EvalSettings
 from simpo_core.gate.promotion import GateSettings
 from simpo_core.gate.rerun import RerunPlan, eval_identity
 from simpo_core.train.config import SimPOConfig
+from simpo_core.train.worker import TrainJob
 from tasks.evaluate import evaluate_holdout_task
 from tasks.helpers.tracking import Tracking
 from tasks.promotion import promote_model_task
@@ -89,17 +90,7 @@ def decision_lock(output_dir: str, identity: str) -> Iterator[None]:
 def train_and_gate(run: TrainingRun) -> dict[str, Any]:
     """Train (in the identity's folder: resumable across flow runs), evaluate, register, gate."""
     params, model = run.params, run.params.model
-    trained = train_simpo_task(
-        model.source,
-        run.training,
-        run.split,
-        run.folder,
-        run.tracking,
-        model.trust_remote_code,
-        model.device,
-        params.force,
-        quantization=model.quantization,
-    )
+    trained = train_simpo_task(training_job(params, run.training, run.split, run.folder), run.tracking, params.force)
     model_dir = str(trained.model_dir)
     heldout = evaluate_holdout_task(
         model.source, model_dir, run.split.heldout_path, run.eval_settings, run.run_dir / "eval", run.tracking
@@ -209,6 +200,23 @@ def skipped_summary(run: TrainingRun, plan: RerunPlan) -> dict[str, Any]:
         "promotion_reason": plan.reason,
         "champion_version": str(champion.version) if champion else None,
     }
+
+
+def training_job(
+    params: RetrainParams, training: SimPOConfig, split: SplitResult, folder: Path, device: str | None = None
+) -> TrainJob:
+    """The training of `training` on the split's pairs, written to `folder` (the identity's),
+    on `device` (default: `model.device`), with the model group's starting model and options."""
+    model = params.model
+    return TrainJob(
+        model.source,
+        split.train_path,
+        split.heldout_path,
+        training.model_copy(update={"output_dir": folder}),
+        trust_remote_code=model.trust_remote_code,
+        device=device or model.device,
+        quantization=model.quantization,
+    )
 
 
 def training_folder(output_dir: str, identity: str) -> Path:

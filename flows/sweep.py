@@ -22,6 +22,7 @@ from flows.model_steps import (
     register_and_gate,
     training_config,
     training_folder,
+    training_job,
 )
 from flows.params import RetrainParams, check_sources
 from flows.retrain import data_settings, retrain_run_name
@@ -209,17 +210,9 @@ def run_trials(
 def _submit_training(runner: Any, trial: Trial, run_id: str, context: SweepContext) -> Any:
     params = context.params
     task = train_simpo_task.with_options(task_run_name=f"train-trial-{trial.name}")
-    arguments = {
-        "model_source": params.model.source,
-        "config": trial.config,
-        "split": context.split,
-        "out_dir": training_folder(params.output_dir, context.identity(trial)),
-        "tracking": Tracking(context.parent.uri, run_id),
-        "trust_remote_code": params.model.trust_remote_code,
-        "device": context.placement.device_of(trial.name),
-        "fresh": params.force,
-        "quantization": params.model.quantization,
-    }
+    folder = training_folder(params.output_dir, context.identity(trial))
+    job = training_job(params, trial.config, context.split, folder, context.placement.device_of(trial.name))
+    arguments = {"job": job, "tracking": Tracking(context.parent.uri, run_id), "fresh": params.force}
     return runner.submit(task, arguments)
 
 

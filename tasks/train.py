@@ -8,8 +8,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import task_run
 
-from simpo_core.data.split import SplitResult
-from simpo_core.train.config import SimPOConfig
 from simpo_core.train.events import TrainerEvents
 from simpo_core.train.worker import TrainJob, TrainResult
 from tasks.helpers.retry import COMPUTE_TASK
@@ -72,37 +70,19 @@ def log_training_metrics(client: Any, run_id: str, step: int, metrics: dict[str,
 
 
 @task(name="train-simpo", timeout_seconds=10 * 3600, **COMPUTE_TASK)
-def train_simpo_task(
-    model_source: str,
-    config: SimPOConfig,
-    split: SplitResult,
-    out_dir: Path,
-    tracking: Tracking,
-    trust_remote_code: bool = False,
-    device: str = "auto",
-    fresh: bool = False,
-    quantization: str = "none",
-) -> TrainResult:
-    """Train on the split's train pairs, evaluating on its held-out pairs; return the model folder.
+def train_simpo_task(job: TrainJob, tracking: Tracking, fresh: bool = False) -> TrainResult:
+    """Run the training `job` (its train pairs, evaluated on its held-out pairs), logging into
+    `tracking`; return the saved model and what the training did.
 
-    `out_dir` is named by the training identity, so the same training in a later flow run
-    (after a dead worker) finds its checkpoints and resumes, and a finished one is reused.
-    `fresh` (the flow's `force`) discards an earlier training in `out_dir` first.
-    `quantization` (`model.quantization`) trains the LoRA adapters on a 4-bit or 8-bit base.
+    The job's `output_dir` is named by the training identity, so the same training in a later
+    flow run (after a dead worker) finds its checkpoints and resumes, and a finished one is
+    reused. `fresh` (the flow's `force`) discards an earlier training there first.
     """
     from simpo_core.train.checkpoint import find_latest_checkpoint
     from simpo_core.train.launch import needs_launch
     from simpo_core.train.worker import clear_training, finished_training, training_lock
 
-    job = TrainJob(
-        model_source,
-        split.train_path,
-        split.heldout_path,
-        config.model_copy(update={"output_dir": out_dir}),
-        trust_remote_code=trust_remote_code,
-        device=device,
-        quantization=quantization,
-    )
+    out_dir = job.config.output_dir
     logger = get_run_logger()
     with training_lock(out_dir):  # a concurrent run of the same training waits, then reuses it
         if fresh and task_run.run_count == 1:

@@ -197,7 +197,7 @@ class _Runner:
     def submit(self, task, arguments):
         trial = task.task_run_name.split("-trial-", 1)[1]
         training = task.task_run_name.startswith("train-")
-        device = arguments["device"] if training else arguments["settings"].device
+        device = arguments["job"].device if training else arguments["settings"].device
         self.calls.append((task.task_run_name, device, self.placement.pool.in_use()))
         if training and trial in self.failing:
             return _Done(RuntimeError("out of memory"))
@@ -217,7 +217,8 @@ def test_concurrent_trials_train_and_evaluate_on_their_own_gpu_and_give_it_back(
     monkeypatch.setattr(sweep_flow, "get_run_logger", lambda: logging.getLogger("test"))
     placement = trial_placement(SweepSettings(max_concurrency=3), "auto", per_trial=1, gpus=4)
     context = SimpleNamespace(
-        params=RetrainParams(), split=SimpleNamespace(heldout_path=tmp_path / "heldout.jsonl"), run_dir=tmp_path,
+        params=RetrainParams(), run_dir=tmp_path,
+        split=SimpleNamespace(train_path=tmp_path / "train.jsonl", heldout_path=tmp_path / "heldout.jsonl"),
         parent=Tracking("sqlite://", "parent"), identity=lambda trial: trial.name * 8, placement=placement,
     )  # fmt: skip
     trials = [Trial(name, "grid", {}, TINY) for name in ("a", "b", "c", "d", "e")]
