@@ -99,7 +99,7 @@ def stage_engines(ctx: Context, figures: dict, checks: Checks) -> None:
 
     from simpo_core.data.synthetic import generate_pairs
     from simpo_core.train.distributed import torchrun_command
-    from simpo_core.train.worker import read_history
+    from simpo_core.train.training_folder import read_history
 
     if importlib.util.find_spec("pandas") is None:  # fail now, not after three worker start-ups
         checks.require(False, "pandas is missing: the training worker reads its pairs file with it")
@@ -132,7 +132,7 @@ def stage_engines(ctx: Context, figures: dict, checks: Checks) -> None:
 
 def _loss_gap(ctx: Context, name: str) -> float:
     """Largest difference of the logged step losses of run `name` and the plain run."""
-    from simpo_core.train.worker import read_history
+    from simpo_core.train.training_folder import read_history
 
     runs = [[e["loss"] for e in read_history(ctx.work / "engines" / run) if "loss" in e] for run in (name, "single")]
     return max(abs(a - b) for a, b in zip(*runs))

@@ -81,7 +81,7 @@ def decision_lock(output_dir: str, identity: str) -> Iterator[None]:
     A file lock under `output_dir` (on one machine, or on a shared file system that
     implements `flock`): it is released when its holder exits, even by SIGKILL.
     """
-    from simpo_core.train.worker import training_lock
+    from simpo_core.train.training_folder import training_lock
 
     with training_lock(Path(output_dir).resolve() / TRAININGS_DIR / DECISIONS_DIR / identity[:16]):
         yield

@@ -35,7 +35,7 @@ from simpo_core.sweep.placement import TrialPlacement, trial_placement
 from simpo_core.sweep.plan import Stage, Trial, planned_stages, stage_trials
 from simpo_core.sweep.selection import TrialOutcome, results_table, select_winner, trial_summary
 from simpo_core.sweep.settings import SweepSettings
-from simpo_core.train.worker import TrainResult
+from simpo_core.train.training_folder import TrainResult
 from tasks.evaluate import evaluate_holdout_task
 from tasks.helpers.champion import current_champion
 from tasks.helpers.tracking import Tracking

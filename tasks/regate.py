@@ -40,7 +40,7 @@ def recorded_heldout_task(name: str, version: str, eval_identity: str, tracking_
 def version_model_task(name: str, version: str, training_folder: Path, tracking_uri: str) -> str:
     """The model folder of `version`: the finished training in `training_folder` (this machine
     trained it), else the registered copy downloaded from the registry."""
-    from simpo_core.train.worker import finished_training
+    from simpo_core.train.training_folder import finished_training
     from tasks.promotion import download_version_model
 
     done = finished_training(training_folder)

@@ -9,7 +9,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import task_run
 
 from simpo_core.train.events import TrainerEvents
-from simpo_core.train.worker import TrainJob, TrainResult
+from simpo_core.train.training_folder import TrainResult
+from simpo_core.train.worker import TrainJob
 from tasks.helpers.retry import COMPUTE_TASK
 from tasks.helpers.tracking import Tracking, log_metrics
 
@@ -80,7 +81,7 @@ def train_simpo_task(job: TrainJob, tracking: Tracking, fresh: bool = False) -> 
     """
     from simpo_core.train.checkpoint import find_latest_checkpoint
     from simpo_core.train.launch import needs_launch
-    from simpo_core.train.worker import clear_training, finished_training, training_lock
+    from simpo_core.train.training_folder import clear_training, finished_training, training_lock
 
     out_dir = job.config.output_dir
     logger = get_run_logger()

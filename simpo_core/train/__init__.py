@@ -18,5 +18,6 @@
 - `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
 - `sft`, `tiny_sft`: the SFT stage SimPO starts from, and the embedded `tiny` model's SFT build.
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point
-  that `simpo train` and the torchrun processes run; `job_file`: its YAML job's groups.
+  that `simpo train` and the torchrun processes run; `job_file`: its YAML job's groups;
+  `training_folder`: a training's folder (its lock, its finished result, its history).
 """

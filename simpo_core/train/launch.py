@@ -28,7 +28,8 @@ from simpo_core import threads
 from simpo_core.errors import ConfigError, SimpoError
 from simpo_core.train import watchdog
 from simpo_core.train.distributed import torchrun_command
-from simpo_core.train.worker import TrainJob, TrainResult, finished_training
+from simpo_core.train.training_folder import TrainResult, finished_training
+from simpo_core.train.worker import TrainJob
 
 logger = logging.getLogger(__name__)
 

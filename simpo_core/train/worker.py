@@ -22,12 +22,9 @@ The final model goes to `<output_dir>/final`, the metric history to
 """
 
 import argparse
-import json
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +33,11 @@ from simpo_core.models import DEVICE_PATTERN
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.job_file import TRAIN_GROUP, job_config, read_job_values
 from simpo_core.train.quantized import check_quantization
+from simpo_core.train.training_folder import FINAL_DIR, TrainResult, record_finished
 
 logger = logging.getLogger(__name__)
 
 JOB_KEYS = ("model", "train_data", "eval_data", "trust_remote_code", "device", "quantization", TRAIN_GROUP)
-HISTORY_FILE = "history.json"  # metrics per logged step, read back after a torchrun job
-FINAL_DIR = "final"
-DONE_FILE = "final.json"  # written last: the training in this folder is finished and reusable
-LOCK_FILE = ".training.lock"
-LOCK_LOG_SECONDS = 60
 
 
 @dataclass
@@ -77,25 +70,6 @@ class TrainJob:
         }
         path.write_text(yaml.safe_dump(values))
         return path
-
-
-@dataclass
-class TrainResult:
-    """A finished training: the saved model, the steps run and every logged metric."""
-
-    model_dir: Path
-    steps: int
-    history: list[dict[str, Any]]
-    resumed_from_step: int | None = None  # the checkpoint this training continued from
-    reused: bool = False  # True when a finished training was found and nothing was trained
-    packed_attention_path: str = ""  # how the last packed call ran attention ("loop", "FlexAttention ...")
-    packed_attention_fallbacks: int = 0  # packed calls that fell back to the loop after FlexAttention failed
-    peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, to the last step (GPU: allocated)
-
-    @property
-    def final_metrics(self) -> dict[str, Any]:
-        """The last logged training metrics (empty when no step was logged)."""
-        return next((entry for entry in reversed(self.history) if "loss" in entry), {})
 
 
 def read_job(path: Path, overrides: list[str] | None = None) -> TrainJob:
@@ -191,11 +165,7 @@ def finish_training(trainer: Any, job: TrainJob, history: list[dict[str, Any]]) 
     result.peak_memory_bytes = peak_memory
     if trainer.rank == 0:  # under torchrun the main process writes the shared files
         write_provenance(model_dir, job.model)
-        (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
-        done = {"steps": result.steps, "resumed_from_step": result.resumed_from_step}
-        done.update(packed_attention_path=result.packed_attention_path, fallbacks=result.packed_attention_fallbacks)
-        done.update(peak_memory_bytes=peak_memory)
-        (output_dir / DONE_FILE).write_text(json.dumps(done))
+        record_finished(output_dir, result)
     evaluated = next((entry for entry in reversed(history) if "eval_loss" in entry), {})
     logger.info(
         "done: %d steps, final loss %s, eval accuracy %s; model saved to %s",
@@ -211,67 +181,6 @@ def run_training(job: TrainJob, resume: bool = False) -> TrainResult:
     """Train `job` from start to end (resuming from the newest complete checkpoint if asked)."""
     trainer = build_trainer(job)
     return finish_training(trainer, job, trainer.train(resume=resume))
-
-
-def finished_training(output_dir: Path) -> TrainResult | None:
-    """The training finished in `output_dir` (its model, steps and history), or None."""
-    output_dir = Path(output_dir)
-    if not (output_dir / DONE_FILE).is_file():
-        return None
-    done = json.loads((output_dir / DONE_FILE).read_text())
-    result = TrainResult(output_dir / FINAL_DIR, done["steps"], read_history(output_dir), done["resumed_from_step"])
-    result.packed_attention_path = done.get("packed_attention_path", "")
-    result.packed_attention_fallbacks = done.get("fallbacks", 0)
-    result.peak_memory_bytes = done.get("peak_memory_bytes", [])
-    return result
-
-
-def clear_training(output_dir: Path) -> None:
-    """Forget a training in `output_dir` (checkpoints, final model, history) to start afresh."""
-    import shutil
-
-    folder = Path(output_dir)
-    for path in folder.iterdir() if folder.is_dir() else []:
-        if path.name == LOCK_FILE:
-            continue
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
-@contextmanager
-def training_lock(output_dir: Path) -> Iterator[None]:
-    """Hold the folder's training lock: a second run of the same training waits here, then
-    finds the first one's checkpoints or finished model instead of writing beside it.
-
-    An advisory `flock`: it holds between processes on one machine and on shared file
-    systems that implement it; it is released when the holder exits, even by SIGKILL.
-    """
-    import fcntl
-    import time
-
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    with (Path(output_dir) / LOCK_FILE).open("w") as handle:
-        waited = 0.0
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if waited % LOCK_LOG_SECONDS == 0:
-                    logger.info("another run is training in %s; waiting for it (%.0f s so far)", output_dir, waited)
-                time.sleep(1.0)
-                waited += 1.0
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def read_history(output_dir: Path) -> list[dict[str, Any]]:
-    """The metric history a finished job wrote (e.g. under torchrun)."""
-    return json.loads((Path(output_dir) / HISTORY_FILE).read_text())
 
 
 def _relative(value: str, base: Path) -> Path:

@@ -7,7 +7,8 @@ import pytest
 from simpo_core.data.synthetic import generate_pairs
 from simpo_core.train import packing
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.worker import TrainJob, finished_training, run_training
+from simpo_core.train.training_folder import finished_training
+from simpo_core.train.worker import TrainJob, run_training
 
 
 @pytest.fixture

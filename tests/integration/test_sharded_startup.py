@@ -18,7 +18,8 @@ from torch.testing import assert_close
 from simpo_core.data.synthetic import generate_pairs
 from simpo_core.tiny_model import TINY_ARCHITECTURE, build_tiny_tokenizer
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.worker import TrainJob, finished_training, run_training
+from simpo_core.train.training_folder import finished_training
+from simpo_core.train.worker import TrainJob, run_training
 
 # What each torchrun process runs: a whole-model load is refused, the rows read from the
 # checkpoint are counted, and the parameters are checked to be on meta when filling starts.

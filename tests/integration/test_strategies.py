@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 
 from simpo_core.data.synthetic import generate_pairs
-from simpo_core.train.worker import read_history, read_job, run_training
+from simpo_core.train.training_folder import read_history
+from simpo_core.train.worker import read_job, run_training
 
 SIMPO = str(Path(sys.executable).with_name("simpo"))
 STEPS = 12

@@ -5,12 +5,12 @@ import sys
 import textwrap
 import time
 
-from simpo_core.train.worker import finished_training, training_lock
+from simpo_core.train.training_folder import finished_training, training_lock
 
 HOLDER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from simpo_core.train.worker import training_lock
+    from simpo_core.train.training_folder import training_lock
     folder = Path(sys.argv[1])
     with training_lock(folder):
         print("locked", flush=True)

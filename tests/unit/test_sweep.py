@@ -20,7 +20,7 @@ from simpo_core.sweep.plan import (
 from simpo_core.sweep.selection import TrialOutcome, results_table, select_winner
 from simpo_core.sweep.settings import SweepSettings
 from simpo_core.train.config import SimPOConfig
-from simpo_core.train.worker import TrainResult
+from simpo_core.train.training_folder import TrainResult
 
 TINY = SimPOConfig(lr=1e-3, beta=2.0, gamma=1.0)  # the scale of the tiny model (γ absolute)
 

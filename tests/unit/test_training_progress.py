@@ -52,7 +52,7 @@ def test_a_monitor_warning_and_an_early_stop_become_tags(progress):
 def test_the_attention_path_and_each_processs_peak_memory_reach_the_run(monkeypatch):
     from pathlib import Path
 
-    from simpo_core.train.worker import TrainResult
+    from simpo_core.train.training_folder import TrainResult
 
     client = FakeClient()
     monkeypatch.setattr(Tracking, "client", lambda self: client)
