@@ -28,6 +28,10 @@ def pytest_collection_modifyitems(items):
         folder = Path(item.fspath).relative_to(TESTS_DIR).parts[0]
         if folder in ("unit", "integration", "flows"):
             item.add_marker(getattr(pytest.mark, folder))
+    # The tests marked slow first, then the rest in collection order (the flow tests lead): two
+    # workers that start the long tests early finish together, instead of one of them running a
+    # long test alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
