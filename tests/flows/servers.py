@@ -126,3 +126,19 @@ def prefect_server(folder: Path, auth_string: str | None = None):
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
     with server(command, f"http://127.0.0.1:{port}/api/health", folder / "prefect-server.log", env):
         yield f"http://127.0.0.1:{port}/api"
+
+
+@contextmanager
+def prefect_api(api_url: str):
+    """This process's Prefect client settings pointed at `api_url`. On the way out the events
+    worker that connected there is drained (while that server still runs) and dropped: it keeps
+    the address it first connected to, and would send every later event of this test process
+    (task run states among them) to a server that is gone, instead of the harness's."""
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        try:
+            yield api_url
+        finally:
+            EventsWorker.drain_all(timeout=30, at_exit=False)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from prefect_events import wait_for_events
-from servers import prefect_server
+from servers import prefect_api, prefect_server
 from test_alerts import webhook_receiver
 
 from flows.automations import FINAL_STATES, LATE_AFTER, automation_names, ensure_automations
@@ -30,8 +30,6 @@ CHAMPION_TRIGGER = "simpo-policy champion moved"
 def deployed(tmp_path_factory):
     """One server for the module with what `simpo deploy` registered: (API URL, what it read
     back right after the deploy, before any test changed it)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     folder = tmp_path_factory.mktemp("prefect-server")
     with prefect_server(folder) as api_url:
         env = {**os.environ, "PREFECT_API_URL": api_url}
@@ -39,17 +37,15 @@ def deployed(tmp_path_factory):
             [sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=folder, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        with temporary_settings({PREFECT_API_URL: api_url}):
+        with prefect_api(api_url):
             yield api_url, read_state()
 
 
 @pytest.fixture
 def api(deployed):
     """This process's Prefect client settings pointed at the module's server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: deployed[0]}):
-        yield deployed[0]
+    with prefect_api(deployed[0]) as api_url:
+        yield api_url
 
 
 def read_state():

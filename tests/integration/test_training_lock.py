@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import textwrap
-import time
 
 from simpo_core.train.training_folder import finished_training, training_lock
 
@@ -24,10 +23,7 @@ def test_a_second_run_waits_for_the_first_and_finds_its_training(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     assert finished_training(tmp_path) is None  # the first run is still training
-    started = time.monotonic()
     with training_lock(tmp_path):
-        waited = time.monotonic() - started
-        done = finished_training(tmp_path)
+        done = finished_training(tmp_path)  # found only if the lock waited for the first run to finish
     holder.wait(timeout=30)
-    assert waited > 1.0, "the second run must not train beside the first"
     assert done is not None and done.steps == 7 and done.final_metrics == {"step": 7, "loss": 0.5}
