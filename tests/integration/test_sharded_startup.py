@@ -19,7 +19,7 @@ from simpo_core.data.synthetic import generate_pairs
 from simpo_core.tiny_model import TINY_ARCHITECTURE, build_tiny_tokenizer
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.training_folder import finished_training
-from simpo_core.train.worker import TrainJob, run_training
+from simpo_core.train.worker import TrainJob
 
 # What each torchrun process runs: a whole-model load is refused, the rows read from the
 # checkpoint are counted, and the parameters are checked to be on meta when filling starts.
@@ -93,13 +93,17 @@ def untied(weights: dict) -> dict:
 
 
 def test_two_processes_start_from_their_own_shards_and_train_like_one(tied_model, pairs, tmp_path):
-    one = SimPOConfig(**SETTINGS, strategy="fsdp", output_dir=tmp_path / "one")
-    run_training(TrainJob(model=str(tied_model), train_data=pairs, eval_data=None, config=one))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RUN_ID"):
         env.pop(name, None)
+    # The one-process reference trains in a fresh process too, as the two processes do.
+    one = SimPOConfig(**SETTINGS, strategy="fsdp", output_dir=tmp_path / "one")
+    job = TrainJob(model=str(tied_model), train_data=pairs, eval_data=None, config=one).write(tmp_path / "one.yaml")
+    alone = [sys.executable, "-m", "simpo_core.train.worker", "--config", str(job)]
+    reference = subprocess.run(alone, env=env, capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     out = tmp_path / "two"
     arguments = [str(script), str(tied_model), str(pairs), str(out), json.dumps(SETTINGS)]
