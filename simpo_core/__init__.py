@@ -12,8 +12,9 @@
 The modules at the top are what every sub-package above uses, so none of them belongs to one:
 - `models` (model and tokenizer resolution and loading) and `tiny_model` (the embedded `tiny`
   model): training, evaluation, generation and the audit's tokenizer all load models.
-- `rng` (each training's own generator states, seeded sections) and `threads` (the CPU
-  threads a process runs, from its cores and its model's size): process-wide resources
+- `rng` (each training's own generator states, seeded sections), `threads` (the CPU
+  threads a process runs, from its cores and its model's size) and `building` (one model
+  built at a time, as transformers' builds are not thread-safe): process-wide resources
   shared by every stage that runs a model.
 - `settings` (the base of every step's settings model, one YAML reader, one error format),
   `errors` (the error types a user sees) and `env` (process defaults).

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from simpo_core.building import one_build_at_a_time
 from simpo_core.env import state_dir
 from simpo_core.errors import ConfigError
 
@@ -218,16 +219,18 @@ def load_model_and_tokenizer(
     if quantization_config is not None:  # quantized while loading, on the device it will run on
         placement = {"quantization_config": quantization_config, "device_map": {"": resolve_device(device or "auto")}}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            weights, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype, **placement
-        )
+        with one_build_at_a_time():
+            model = AutoModelForCausalLM.from_pretrained(
+                weights, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype, **placement
+            )
     except OSError as error:
         raise ConfigError(_not_found_message(weights, error)) from error
     if adapter:
         from peft import PeftModel
 
         # Merged for inference: one plain model, as fast as a merged save and loadable by every stage.
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        with one_build_at_a_time():
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         logger.info("loaded adapter %s onto its base model %s", adapter, weights)
     if device is not None and quantization_config is None:
         model = model.to(resolve_device(device))

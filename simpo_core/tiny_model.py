@@ -65,12 +65,15 @@ def build_tiny_model(vocab_size: int, seed: int = TINY_SEED, eos_token_id: int =
         pad_token_id=pad_token_id,
         **TINY_ARCHITECTURE,
     )
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = LlamaForCausalLM(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    from simpo_core.building import one_build_at_a_time
+
+    with one_build_at_a_time():
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            model = LlamaForCausalLM(config)
+        finally:
+            torch.random.set_rng_state(generator_state)
     model.generation_config.pad_token_id = pad_token_id
     model.generation_config.eos_token_id = eos_token_id
     return model

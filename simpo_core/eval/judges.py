@@ -212,12 +212,15 @@ def reward_model_judge(
 def _load_reward_model(path: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from simpo_core.building import one_build_at_a_time
+
     if trust_remote_code:
         logger.warning("running code shipped with reward model %s (judge trust_remote_code is on)", path)
     loading = {"trust_remote_code": trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **loading)
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **loading)
+        with one_build_at_a_time():
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **loading)
     except (OSError, ValueError) as error:
         needs = "" if trust_remote_code else ", loadable without trust_remote_code (or opt in to it)"
         raise ConfigError(

@@ -93,12 +93,14 @@ def empty_model(folder: str | Path, trust_remote_code: bool = False) -> Any | No
     """
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
+    from simpo_core.building import one_build_at_a_time
+
     files = tensor_files(Path(folder))
     if not files:
         return None
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     dtype = getattr(config, "dtype", None) or _first_floating_dtype(files)
-    with parameters_on_meta():
+    with one_build_at_a_time(), parameters_on_meta():
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
     missing = [name for name in _checkpoint_names(model) if name not in files]
     if missing:

@@ -83,16 +83,19 @@ def _load_policy(model_dir, base_dir, device):
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = "auto" if device.type == "cuda" else torch.float32
-    if os.path.exists(os.path.join(model_dir, "config.json")):
-        return AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, dtype=dtype).to(device)
-    from peft import PeftModel
+    from simpo_core.building import one_build_at_a_time
 
-    if base_dir is None:
-        with open(os.path.join(model_dir, "adapter_config.json")) as handle:
-            base_dir = json.load(handle)["base_model_name_or_path"]
-    base = AutoModelForCausalLM.from_pretrained(base_dir, use_safetensors=True, dtype=dtype)
-    return PeftModel.from_pretrained(base, model_dir).merge_and_unload().to(device)
+    dtype = "auto" if device.type == "cuda" else torch.float32
+    with one_build_at_a_time():
+        if os.path.exists(os.path.join(model_dir, "config.json")):
+            return AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, dtype=dtype).to(device)
+        from peft import PeftModel
+
+        if base_dir is None:
+            with open(os.path.join(model_dir, "adapter_config.json")) as handle:
+                base_dir = json.load(handle)["base_model_name_or_path"]
+        base = AutoModelForCausalLM.from_pretrained(base_dir, use_safetensors=True, dtype=dtype)
+        return PeftModel.from_pretrained(base, model_dir).merge_and_unload().to(device)
 
 
 def _rows(model_input):

@@ -83,10 +83,11 @@ def pairs(tmp_path_factory) -> Path:
     return path
 
 
-def untied(weights: dict) -> dict:
-    """The saved weights without a tied output head, which is the embedding itself: some
-    transformers states write it into the file as well, others leave it out."""
-    weights.pop("lm_head.weight", None)
+def tied_head_dropped(weights: dict) -> dict:
+    """The saved weights with the output head checked to be the embedding (when the file holds
+    it at all: a tied head is usually left out) and then left out, as the one-process file does."""
+    head = weights.pop("lm_head.weight", None)
+    assert head is None or torch.equal(head, weights["model.embed_tokens.weight"]), "the saved head is untied"
     return weights
 
 
@@ -110,14 +111,15 @@ def test_two_processes_start_from_their_own_shards_and_train_like_one(tied_model
     assert done.returncode == 0, done.stderr[-3000:]
     seen = [json.loads((out / f"seen-{rank}.json").read_text()) for rank in (0, 1)]
     assert all(rank["all_meta_before_fill"] and rank["tied_after_fill"] for rank in seen), seen
-    # The tied output head is the embedding: a file that also holds `lm_head.weight` (as some
-    # transformers states save it) has it read as the embedding's rows, once.
+    # The tied output head is the embedding: a checkpoint that also holds `lm_head.weight` (some
+    # hub checkpoints do) has it read as the embedding's rows, once.
     saved = load_file(str(tied_model / "model.safetensors"))
     parameters = sum(tensor.numel() for name, tensor in saved.items() if name != "lm_head.weight")
     read = [rank["elements_read"] for rank in seen]
     assert sum(read) == parameters and max(read) < 0.6 * parameters  # every row read once, by its owner only
-    final = untied(load_file(str(out / "final" / "model.safetensors")))
-    assert_close(final, untied(load_file(str(tmp_path / "one" / "final" / "model.safetensors"))), rtol=0, atol=1e-4)
+    final = tied_head_dropped(load_file(str(out / "final" / "model.safetensors")))
+    reference = tied_head_dropped(load_file(str(tmp_path / "one" / "final" / "model.safetensors")))
+    assert_close(final, reference, rtol=0, atol=1e-4)
     peaks = finished_training(out).peak_memory_bytes
     assert len(peaks) == 2 and min(peaks) > 0
 
