@@ -6,7 +6,7 @@ import yaml
 from prefect import get_run_logger, task
 
 from tasks.helpers.retry import IO_TASK
-from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, get_client, redact, redact_params
+from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, get_client, log_params, redact
 
 
 @task(name="start-tracking", timeout_seconds=120, **IO_TASK)
@@ -25,8 +25,7 @@ def start_tracking_run(
     run = client.create_run(
         experiment_id, run_name=run_name, tags={"flow_run_id": flow_run_id, "pipeline": "simpo-retrain"}
     )
-    for key, value in redact_params(flatten(params)).items():
-        client.log_param(run.info.run_id, key, "" if value is None else str(value)[:6000])
+    log_params(client, run.info.run_id, flatten(params))
     # The resolved parameters as one file, ready for `simpo run --config` (secrets redacted).
     resolved = yaml.safe_dump(params, sort_keys=False)
     client.log_text(run.info.run_id, redact(resolved), "config/resolved.yaml")

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, redact_params
+from tasks.helpers.tracking import Tracking, ensure_experiment, flatten, log_params
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 TRIAL_TAG = "sweep.trial"
@@ -45,8 +45,7 @@ def start_trial_runs_task(parent: Tracking, experiment_name: str, trials: list[d
             run = client.create_run(experiment_id, run_name=f"trial-{trial['name']}", tags=tags)
             params = {f"trial.{key}": value for key, value in trial["settings"].items()}
             params.update(flatten(trial["training"], "train."))
-            for key, value in redact_params(params).items():
-                client.log_param(run.info.run_id, key, "" if value is None else str(value)[:6000])
+            log_params(client, run.info.run_id, params)
             run_ids[trial["name"]] = run.info.run_id
     get_run_logger().info("%d trial run(s) under MLflow run %s", len(run_ids), parent_run_id)
     return run_ids

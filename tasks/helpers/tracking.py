@@ -51,6 +51,24 @@ def redact_params(params: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+MAX_PARAMS_PER_REQUEST = 100  # MLflow's limit for one log-batch call
+MAX_PARAM_CHARS = 6000  # MLflow's limit for one parameter value
+
+
+def log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    """Log `params` (secrets redacted, None as "") in as few requests as MLflow allows: one
+    request per parameter costs a server with basic auth a password check each (0.2 s on 2
+    cores), about 20 s for the ~90 parameters of one run."""
+    from mlflow.entities import Param
+
+    entries = [
+        Param(key, "" if value is None else str(value)[:MAX_PARAM_CHARS])
+        for key, value in redact_params(params).items()
+    ]
+    for start in range(0, len(entries), MAX_PARAMS_PER_REQUEST):
+        client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_PER_REQUEST])
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
     """The tracking URI to use: the given one, MLFLOW_TRACKING_URI, or sqlite under .simpo/."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
