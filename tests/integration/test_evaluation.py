@@ -166,15 +166,16 @@ def test_cli_reward_model_judge_needs_a_path(tiny_model_dir, tmp_path):
 def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_path):
     """The from-scratch tiny model end to end: synthetic pairs, prompt-hash split, its preset.
 
-    Trained must beat base by more than either model's 95% interval is wide, with a paired
-    interval on the gain above 0, without leaning on length, and win the synthetic judge.
+    The preset's few hundred CPU steps (SimPO plus an SFT term) lift held-out accuracy from
+    chance to >= 0.9. Trained must beat base by more than either model's 95% interval is wide,
+    with a paired interval on the gain above 0, without leaning on length, and win the
+    synthetic judge. (The SFT'd default `tiny` with SimPO alone: tests/integration/test_sft.py.)
     """
     from simpo_core.data.loading import load_preferences
     from simpo_core.data.split import split_holdout
     from simpo_core.train.config import SimPOConfig
     from simpo_core.train.trainer import SimPOTrainer
 
-    torch.set_num_threads(2)
     train, heldout = split_holdout(load_preferences("synthetic").rows[["prompt", "chosen", "rejected"]], 0.1)
     base, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     trained, _ = load_model_and_tokenizer(str(tiny_model_dir))
@@ -205,6 +206,7 @@ def test_trained_tiny_beats_base_on_the_embedded_default(tiny_model_dir, tmp_pat
         f"collapsed {b['generation']['collapsed']} -> {t['generation']['collapsed']}"
     )
     widest = max(hi - lo for lo, hi in (b["reward_accuracy_ci"], t["reward_accuracy_ci"]))
+    assert 0.3 <= b["reward_accuracy"] <= 0.7 and t["reward_accuracy"] >= 0.9  # from chance to learned
     assert d["reward_accuracy"] > widest
     assert t["reward_accuracy_ci"][0] > b["reward_accuracy_ci"][1]
     assert d["reward_accuracy_improved"] and d["reward_accuracy_ci"][0] > 0
