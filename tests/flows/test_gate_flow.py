@@ -7,12 +7,12 @@ DATA = "data.source=synthetic:n=2000,bias=0.0,seed=1"  # 212 held-out pairs
 
 
 def test_a_clearly_better_model_replaces_a_weak_champion_and_an_equal_rerun_does_not(run_flow):
-    weak = run_flow(DATA, "train.max_steps=120")
+    weak = run_flow(DATA, "train.max_steps=80")
     assert weak["promoted"] is True, weak["promotion_reason"]
-    strong = run_flow(DATA, "train.max_steps=300")
+    strong = run_flow(DATA, "train.max_steps=200")
     assert strong["promoted"] is True, strong["promotion_reason"]
     assert f"beats champion v{weak['model_version']}" in strong["promotion_reason"]
-    rerun = run_flow(DATA, "train.max_steps=300", "train.seed=7")
+    rerun = run_flow(DATA, "train.max_steps=200", "train.seed=7")
     assert rerun["promoted"] is False, rerun["promotion_reason"]
     assert "not significant" in rerun["promotion_reason"] and "McNemar exact p=" in rerun["promotion_reason"]
 
