@@ -23,9 +23,10 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/simpo run
 
-# Two workers (pytest-xdist), each test file on one of them (`--dist loadfile`: a flow run that
-# several tests of a file read is made once), files in collection order (the flow tests first).
-TEST_WORKERS ?= 2
+# Three workers (pytest-xdist) on two cores: a worker waiting on a server or a process it started
+# leaves its core to the others. Each test file runs on one of them (`--dist loadfile`: a flow run
+# that several tests of a file read is made once), files in collection order (slow tests first).
+TEST_WORKERS ?= 3
 test: setup lint
 	$(BIN)/python -m pytest -m "unit or integration or flows or slow" -n $(TEST_WORKERS) --dist loadfile \
 	  --no-loadscope-reorder --durations=15

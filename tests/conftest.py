@@ -11,7 +11,7 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (`make test` runs `-n 2`) the workers share the machine's cores: each
+    """Under pytest-xdist (`make test` runs `-n 3`) the workers share the machine's cores: each
     gets its share as OMP_NUM_THREADS, which torch reads at import, the thread rule of every
     training and evaluation caps itself with (simpo_core.threads) and the processes a test
     starts inherit. Two workers that each run torch on every core spin against each other

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 SMALL_RUN = [
     "--data",
-    "synthetic:n=2000,bias=0.0,seed=1",  # 241 held-out pairs: 150 steps win the gate, 5 do not
+    "synthetic:n=2000,bias=0.0,seed=1",  # 241 held-out pairs: 100 steps win the gate, 5 do not
     "--model",
     "tiny-scratch",
     "--set",
@@ -79,7 +79,7 @@ def test_concurrent_runs_rollback_deploy_and_serve_against_secured_servers(tmp_p
             monkeypatch.setenv(name, env[name])  # the test's own MLflow client authenticates the same way
 
         # Both finish, each registers its own version, and `champion` ends on the better one.
-        strong, weak = start_run(env, tmp_path, "strong", 150), start_run(env, tmp_path, "weak", 5)
+        strong, weak = start_run(env, tmp_path, "strong", 100), start_run(env, tmp_path, "weak", 5)
         (strong_output, strong_summary), (weak_output, weak_summary) = finish(strong), finish(weak)
         summaries, outputs = [strong_summary, weak_summary], strong_output + weak_output
         from mlflow import MlflowClient
