@@ -136,6 +136,9 @@ def build_trainer(job: TrainJob) -> Any:
     from simpo_core.train.trainer import SimPOTrainer
 
     quantization = load_options(job.quantization, job.config, job.device)  # none: nothing to add
+    # The pairs first: a wrong path fails in a moment, not after the model loads (or `tiny` builds).
+    train_rows = read_pairs(job.train_data)
+    eval_rows = read_pairs(job.eval_data) if job.eval_data else None
     # Under torchrun with fsdp each process reads only its shards of the checkpoint (`sharded_start`).
     sharded = job.config.strategy == "fsdp" and not quantization and under_torchrun()
     with seeded(job.config.seed, "cpu"):  # weights the checkpoint lacks start alike, whatever loads beside
@@ -143,8 +146,6 @@ def build_trainer(job: TrainJob) -> Any:
         model, tokenizer = empty or load_model_and_tokenizer(
             job.model, trust_remote_code=job.trust_remote_code, **quantization
         )
-    train_rows = read_pairs(job.train_data)
-    eval_rows = read_pairs(job.eval_data) if job.eval_data else None
     config = adapter_only(job.quantization, job.config)
     return SimPOTrainer(
         model, config, tokenizer=tokenizer, train_dataset=train_rows, eval_dataset=eval_rows, device=job.device
