@@ -8,24 +8,9 @@ import pytest
 import torch
 
 from simpo_core.models import load_model_and_tokenizer
-from simpo_core.tiny_model import TINY_ARCHITECTURE, build_tiny_model, build_tiny_tokenizer
+from simpo_core.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tied_model(tmp_path_factory):
-    """The tiny Llama with its output head tied to the input embedding."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tied") / "model"
-    tokenizer = build_tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), eos_token_id=1, pad_token_id=0, bos_token_id=None)
-    for key, value in {**TINY_ARCHITECTURE, "tie_word_embeddings": True}.items():
-        setattr(config, key, value)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_models_loaded_in_threads_at_once_stay_tied_and_later_builds_are_initialised(tied_model):

@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 
 from simpo_core.data.synthetic import generate_pairs
-from simpo_core.tiny_model import TINY_ARCHITECTURE, build_tiny_tokenizer
 from simpo_core.train.config import SimPOConfig
 from simpo_core.train.training_folder import finished_training
 from simpo_core.train.worker import TrainJob
@@ -58,22 +57,6 @@ WORKER = textwrap.dedent(
 SETTINGS = {"max_steps": 3, "batch_size": 2, "gradient_accumulation_steps": 2, "lr": 1e-3}
 SETTINGS.update(save_steps=0, eval_steps=0, logging_steps=1, max_length=96, max_prompt_length=48, seed=3)
 SETTINGS.update(save_dtype="float32")  # the float32 weights compared, not their bfloat16 rounding
-
-
-@pytest.fixture(scope="module")
-def tied_model(tmp_path_factory) -> Path:
-    """The tiny Llama with tied input and output embeddings, saved in bfloat16 like hub checkpoints."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tied") / "model"
-    tokenizer = build_tiny_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), eos_token_id=1, pad_token_id=0, bos_token_id=None)
-    for key, value in {**TINY_ARCHITECTURE, "tie_word_embeddings": True}.items():
-        setattr(config, key, value)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
