@@ -129,15 +129,19 @@ def prefect_server(folder: Path, auth_string: str | None = None):
 
 
 @contextmanager
-def prefect_api(api_url: str):
-    """This process's Prefect client settings pointed at `api_url`. On the way out the events
-    worker that connected there is drained (while that server still runs) and dropped: it keeps
-    the address it first connected to, and would send every later event of this test process
-    (task run states among them) to a server that is gone, instead of the harness's."""
+def prefect_api(api_url: str, auth_string: str | None = None):
+    """This process's Prefect client settings pointed at `api_url` (with `auth_string` for a
+    secured server). On the way out the events worker that connected there is drained (while
+    that server still runs) and dropped: it keeps the address it first connected to, and would
+    send every later event of this test process (task run states among them) to a server that
+    is gone, instead of the harness's."""
     from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    settings = {PREFECT_API_URL: api_url}
+    if auth_string is not None:
+        settings[PREFECT_API_AUTH_STRING] = auth_string
+    with temporary_settings(settings):
         try:
             yield api_url
         finally:

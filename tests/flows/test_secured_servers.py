@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.error import HTTPError
 
 import pytest
-from servers import BasicAuth, mlflow_server, prefect_server
+from servers import BasicAuth, mlflow_server, prefect_api, prefect_server
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_concurrent_runs_rollback_deploy_and_serve_against_secured_servers(tmp_p
         check_champion_loader(registry, tracking_uri, best)
 
         outputs += simpo(env, tmp_path, "deploy", timeout=300)
-        with prefect_settings(api_url, auth_string):
+        with prefect_api(api_url, auth_string):  # the test's own Prefect client, secured
             check_flow_runs(summaries)
             check_deployments()
             outputs += check_served_deployment(env, tmp_path, api_url)
@@ -99,13 +99,6 @@ def test_concurrent_runs_rollback_deploy_and_serve_against_secured_servers(tmp_p
             exposed += prefect_records(summaries)
     for text in exposed:
         assert admin.password not in text and auth_string not in text
-
-
-def prefect_settings(api_url, auth_string):
-    """The test's own Prefect client talks to the secured server."""
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
-    return temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string})
 
 
 def assert_refused_without_credentials(tracking_uri, api_url, admin, auth_string):
