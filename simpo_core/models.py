@@ -163,8 +163,14 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
     """Load a tokenizer and make sure it can pad (pad falls back to eos)."""
     from transformers import AutoTokenizer
 
-    # `tiny` shares the from-scratch build's tokenizer: counting tokens never waits for its SFT.
-    resolved = resolve_model_source(TINY_SCRATCH if source == TINY else source)
+    if source in EMBEDDED_MODELS:
+        # The embedded models' byte tokenizer needs no files: counting tokens (`simpo audit`,
+        # validation) never waits for a model build or its SFT.
+        from simpo_core.tiny_model import build_tiny_tokenizer
+
+        _log_remote_code(source, trust_remote_code)
+        return build_tiny_tokenizer()
+    resolved = resolve_model_source(source)
     _log_remote_code(resolved, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)

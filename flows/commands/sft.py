@@ -23,7 +23,7 @@ JOB_FLAGS = ("data", "output_dir", "model", "device")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from flows.commands._common import add_settings_arguments
-    from simpo_core.train.sft import SFTSettings
+    from simpo_core.train.sft_settings import SFTSettings
 
     parser.add_argument("--config", type=Path, help="YAML job: data, output_dir, model, device, sft: {settings}")
     parser.add_argument("--data", help="JSONL/JSON/Parquet/CSV of prompt/response rows or of preference pairs")
@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from simpo_core.train.sft import SFTJob, SFTSettings, run_sft_job
+    from simpo_core.train.sft import run_sft_job
+    from simpo_core.train.sft_settings import SFTJob, SFTSettings
 
     job = SFTJob.from_values(_job_values(args, list(SFTSettings.model_fields)), source="simpo sft job")
     logger.info("SFT of %s on %s -> %s (%d steps)", job.model, job.data, job.output_dir, job.sft.max_steps)

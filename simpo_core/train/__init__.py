@@ -16,7 +16,8 @@
 - `parallel`, `sharded_checkpoint`, `sharded_start`: DDP and FSDP2 wrapping, sharded
   checkpoints, and FSDP2's start from an empty model that each process fills with its shards.
 - `launch`, `watchdog`: starting torchrun for a job, and no process outliving its launcher.
-- `sft`, `tiny_sft`: the SFT stage SimPO starts from, and the embedded `tiny` model's SFT build.
+- `sft`, `sft_settings`, `tiny_sft`: the SFT stage SimPO starts from, its settings and job (no
+  torch, for the command line's flags), and the embedded `tiny` model's SFT build.
 - `worker`: `python -m simpo_core.train.worker --config FILE`, the training entry point
   that `simpo train` and the torchrun processes run; `job_file`: its YAML job's groups;
   `training_folder`: a training's folder (its lock, its finished result, its history).

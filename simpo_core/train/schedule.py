@@ -6,9 +6,10 @@ A free function of the step, as nanoGPT's `get_lr` and torchtune's
 
 import functools
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch loads with the first schedule built, not with the settings that name one
+    import torch
 
 Scheduler = Literal["linear", "cosine", "constant"]
 
@@ -39,11 +40,13 @@ def lr_multiplier(step: int, total_steps: int, warmup_ratio: float, scheduler: S
 
 
 def warmup_decay_schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, scheduler: Scheduler
-) -> torch.optim.lr_scheduler.LambdaLR:
+    optimizer: "torch.optim.Optimizer", total_steps: int, warmup_ratio: float, scheduler: Scheduler
+) -> "torch.optim.lr_scheduler.LambdaLR":
     """A `LambdaLR` that multiplies the optimizer's learning rate by `lr_multiplier` at each step."""
     # A partial, not a closure: LambdaLR's state dict (in every checkpoint) stays as it was.
     multiplier = functools.partial(
         lr_multiplier, total_steps=total_steps, warmup_ratio=warmup_ratio, scheduler=scheduler
     )
+    import torch
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

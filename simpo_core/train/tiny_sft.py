@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from simpo_core.train.sft import SFTResult, SFTSettings, sft_train
+from simpo_core.train.sft import SFTResult, sft_train
+from simpo_core.train.sft_settings import SFTSettings
 
 logger = logging.getLogger(__name__)
 

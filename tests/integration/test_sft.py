@@ -12,7 +12,8 @@ from simpo_core.data.sft_data import generate_format_rows
 from simpo_core.models import load_model_and_tokenizer, read_base_model
 from simpo_core.train.events import TrainerEvents
 from simpo_core.train.logps import packed_attention, sequence_logps
-from simpo_core.train.sft import SFTSettings, collate_rows, encode_rows, sft_train
+from simpo_core.train.sft import collate_rows, encode_rows, sft_train
+from simpo_core.train.sft_settings import SFTSettings
 from simpo_core.train.tiny_sft import TINY_SFT_MARKER
 
 

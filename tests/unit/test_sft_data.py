@@ -8,7 +8,7 @@ import pytest
 from simpo_core.data.sft_data import generate_format_rows, read_sft_file, sft_rows_from
 from simpo_core.data.synthetic import CATEGORIES, WORD_TO_CATEGORY, prompt_category, score_response
 from simpo_core.errors import ConfigError, DataError
-from simpo_core.train.sft import SFTJob, SFTSettings
+from simpo_core.train.sft_settings import SFTJob, SFTSettings
 
 
 def answer_category(response):
