@@ -64,11 +64,13 @@ def basic_auth_env(folder: Path, auth: BasicAuth) -> dict[str, str]:
     """Environment of a basic-auth MLflow server: its own config, user store and admin account."""
     config = folder / "basic_auth.ini"
     # NO_PERMISSIONS: an account other than the admin sees nothing until it is granted access.
+    # auth_cache_ttl_seconds: the deployment's setting (deployments/README.md, "Secured servers").
     config.write_text(
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
         f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
