@@ -16,7 +16,7 @@ from simpo_core.gate.promotion import GateSettings, PromotionDecision, decide_pr
 from simpo_core.gate.rerun import gate_identity
 from tasks.helpers.champion import current_champion, move_champion
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import Tracking
+from tasks.helpers.tracking import Tracking, process_mlflow_uri
 from tasks.identity import DECISION_TAG, GATE_TAG
 
 LOCK_WAIT_SECONDS = 2 * 3600  # under the task's 3 h timeout
@@ -254,8 +254,8 @@ def download_version_model(version: Any, tracking_uri: str) -> tuple[Path, Path 
     from tasks.registry import BASE_MODEL_ARTIFACT
 
     # A `models:/` source resolves through the process-wide registry URI, not `tracking_uri`.
-    mlflow.set_registry_uri(tracking_uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, tracking_uri=tracking_uri))
+    with process_mlflow_uri(tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, tracking_uri=tracking_uri))
     base = local / "artifacts" / BASE_MODEL_ARTIFACT
     return model_dir_inside(local), base if base.is_dir() else None
 

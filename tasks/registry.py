@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import Tracking
+from tasks.helpers.tracking import Tracking, process_mlflow_uri
 from tasks.identity import IDENTITY_TAG
 
 SERVING_CODE = Path(__file__).parent / "helpers" / "serving_model.py"
@@ -125,23 +125,22 @@ def log_policy(model_dir: str, tracking: Tracking) -> tuple[str, str]:
     artifacts = {"model_dir": model_dir}
     if is_adapter_folder(model_dir) and Path(adapter_base(model_dir)).is_dir():
         artifacts[BASE_MODEL_ARTIFACT] = adapter_base(model_dir)
-    mlflow.set_tracking_uri(tracking.uri)
-    mlflow.set_registry_uri(tracking.uri)
     client = tracking.client()
     experiment_id = client.get_run(tracking.run_id).info.experiment_id
-    model = mlflow.initialize_logged_model(
-        name=MODEL_ARTIFACT, source_run_id=tracking.run_id, experiment_id=experiment_id
-    )
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        model_id=model.model_id,
-        python_model=str(SERVING_CODE),
-        artifacts=artifacts,
-        code_paths=[str(PROMPT_CODE)],
-        signature=serving_signature(),
-        input_example=(SERVING_EXAMPLE, {"max_new_tokens": 8}),
-        pip_requirements=serving_requirements(),
-    )
+    with process_mlflow_uri(tracking.uri):
+        model = mlflow.initialize_logged_model(
+            name=MODEL_ARTIFACT, source_run_id=tracking.run_id, experiment_id=experiment_id
+        )
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            model_id=model.model_id,
+            python_model=str(SERVING_CODE),
+            artifacts=artifacts,
+            code_paths=[str(PROMPT_CODE)],
+            signature=serving_signature(),
+            input_example=(SERVING_EXAMPLE, {"max_new_tokens": 8}),
+            pip_requirements=serving_requirements(),
+        )
     client.log_outputs(tracking.run_id, models=[LoggedModelOutput(model.model_id, step=0)])
     return info.model_uri, info.model_id
 

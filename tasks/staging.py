@@ -24,7 +24,7 @@ from prefect import get_run_logger, task
 from simpo_core.errors import ConfigError
 from tasks.helpers.champion import current_champion
 from tasks.helpers.retry import IO_TASK, tracking_errors
-from tasks.helpers.tracking import get_client
+from tasks.helpers.tracking import get_client, process_mlflow_uri
 
 CURRENT = "current"
 
@@ -90,11 +90,13 @@ def _download(source: str, tracking_uri: str, target: Path) -> None:
     import mlflow
 
     # A `models:/` source resolves through the process-wide registry URI, not `tracking_uri`.
-    mlflow.set_registry_uri(tracking_uri)
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)  # what an interrupted attempt left
     partial.mkdir(parents=True)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri, dst_path=str(partial))
+    with process_mlflow_uri(tracking_uri):
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, tracking_uri=tracking_uri, dst_path=str(partial)
+        )
     os.replace(local, target)
     shutil.rmtree(partial, ignore_errors=True)
 

@@ -12,7 +12,7 @@ from simpo_core.train.events import TrainerEvents
 from simpo_core.train.training_folder import TrainResult
 from simpo_core.train.worker import TrainJob
 from tasks.helpers.retry import COMPUTE_TASK
-from tasks.helpers.tracking import Tracking, log_metrics
+from tasks.helpers.tracking import Tracking, log_metrics, process_mlflow_uri
 
 
 class TrainingProgress(TrainerEvents):
@@ -157,8 +157,7 @@ def train_with_system_metrics(trainer: Any, resume: bool, tracking: Tracking) ->
     """Train while MLflow samples CPU, memory (and GPU where present) into the run."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.uri)
-    with mlflow.start_run(run_id=tracking.run_id, log_system_metrics=True):
+    with process_mlflow_uri(tracking.uri), mlflow.start_run(run_id=tracking.run_id, log_system_metrics=True):
         return trainer.train(resume=resume)
 
 

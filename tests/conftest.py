@@ -28,9 +28,9 @@ def pytest_collection_modifyitems(items):
         folder = Path(item.fspath).relative_to(TESTS_DIR).parts[0]
         if folder in ("unit", "integration", "flows"):
             item.add_marker(getattr(pytest.mark, folder))
-    # The tests marked slow first, then the rest in collection order (the flow tests lead): two
-    # workers that start the long tests early finish together, instead of one of them running a
-    # long test alone at the end.
+    # The tests marked slow (files of half a minute or more) first, then the rest in collection
+    # order (flows, integration, unit): workers that start the long files early finish together
+    # on the short unit tests, instead of one of them running a long file alone at the end.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -7,6 +7,9 @@ on a global active run and a retried task logs into the same run.
 import json
 import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,50 @@ class Tracking:
     def client(self):
         """An `MlflowClient` on this store (tracking and registry)."""
         return get_client(self.uri)
+
+
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_process_uri_lock = threading.Lock()
+_process_uri_holders = 0
+_process_uri_saved: dict[str, str | None] = {}
+
+
+@contextmanager
+def process_mlflow_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at `uri` for the calls that read
+    only those (the fluent `start_run`, `pyfunc.log_model`, `models:/` downloads); when the
+    last holder leaves, put back what was there, environment variables included.
+
+    Left set, they outlive the task: a process that runs several flows against different
+    stores (a worker, a test session) would send the next `MlflowClient()` without a registry
+    URI to the last flow's registry, and every subprocess it starts would inherit
+    `MLFLOW_REGISTRY_URI`. Holders are counted, so sweep trials in threads of one process
+    (one store) never see the URIs cleared under them.
+    """
+    import mlflow
+
+    global _process_uri_holders, _process_uri_saved
+    with _process_uri_lock:
+        if _process_uri_holders == 0:
+            _process_uri_saved = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+        _process_uri_holders += 1
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        with _process_uri_lock:
+            _process_uri_holders -= 1
+            if _process_uri_holders == 0:
+                # With the globals cleared MLflow reads the URIs from the restored variables,
+                # and a URI set before this call was in its variable too (MLflow sets both).
+                mlflow.set_tracking_uri(None)
+                mlflow.set_registry_uri(None)
+                for name, value in _process_uri_saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
 
 def redact(text: str) -> str:
@@ -157,8 +204,7 @@ def log_dataset_input(
     from mlflow.exceptions import MlflowException
 
     dataset = mlflow.data.from_pandas(preview, source=CodeDatasetSource(tags=tags), name=name, digest=digest[:36])
-    mlflow.set_tracking_uri(tracking.uri)
-    with mlflow.start_run(run_id=tracking.run_id):
+    with process_mlflow_uri(tracking.uri), mlflow.start_run(run_id=tracking.run_id):
         try:
             mlflow.log_input(dataset, context=context)
         except MlflowException:

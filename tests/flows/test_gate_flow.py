@@ -1,7 +1,10 @@
 """The champion gate end to end on the embedded default: real gains win, reruns of equal
 quality do not, and every decision comes with its model card."""
 
+import pytest
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
 
 DATA = "data.source=synthetic:n=2000,bias=0.0,seed=1"  # 212 held-out pairs
 

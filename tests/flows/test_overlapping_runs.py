@@ -6,7 +6,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
 
 
 def start_run(workdir, name: str):
@@ -38,5 +41,6 @@ def test_two_overlapping_runs_of_one_training_register_one_version(tiny_model_di
     waited = [summary for summary in summaries if summary["skipped"]]
     assert len(trained) == 1 and len(waited) == 1, [s["promotion_reason"] for s in summaries]
     assert waited[0]["model_version"] == trained[0]["model_version"] == "1"
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)  # never a registry another test pointed MLflow at
     assert [v.version for v in client.search_model_versions("name = 'simpo-policy'")] in (["1"], [1])

@@ -3,7 +3,10 @@
 
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
 
 STRICT = "registry.min_gain=0.99"  # no challenger clears this: the version is refused
 

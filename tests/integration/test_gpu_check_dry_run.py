@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = [
     "environment",

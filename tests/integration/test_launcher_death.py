@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from simpo_core.data.synthetic import generate_pairs
 from simpo_core.train.launch import JOB_FILE
 from simpo_core.train.watchdog import die_with_parent, process_alive, stop_job
+
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
 
 SIMPO = str(Path(sys.executable).with_name("simpo"))
 

@@ -20,6 +20,8 @@ from simpo_core.train.config import SimPOConfig
 from simpo_core.train.training_folder import finished_training
 from simpo_core.train.worker import TrainJob
 
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
+
 # What each torchrun process runs: a whole-model load is refused, the rows read from the
 # checkpoint are counted, and the parameters are checked to be on meta when filling starts.
 WORKER = textwrap.dedent(

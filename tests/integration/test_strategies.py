@@ -21,6 +21,8 @@ from simpo_core.data.synthetic import generate_pairs
 from simpo_core.train.training_folder import read_history
 from simpo_core.train.worker import read_job, run_training
 
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
+
 SIMPO = str(Path(sys.executable).with_name("simpo"))
 STEPS = 12
 

@@ -9,8 +9,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 from torch.testing import assert_close
+
+pytestmark = pytest.mark.slow  # started first, so the workers finish together (tests/conftest.py)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

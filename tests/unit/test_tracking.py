@@ -1,4 +1,15 @@
-from tasks.helpers.tracking import default_artifact_location, flatten, numeric_metrics, redact, redact_params
+import os
+
+import mlflow
+
+from tasks.helpers.tracking import (
+    default_artifact_location,
+    flatten,
+    numeric_metrics,
+    process_mlflow_uri,
+    redact,
+    redact_params,
+)
 
 
 def test_redact_hides_uri_passwords_and_tokens():
@@ -27,3 +38,18 @@ def test_local_sqlite_store_keeps_artifacts_beside_it(tmp_path):
     location = default_artifact_location(f"sqlite:///{tmp_path}/mlflow.db")
     assert location == (tmp_path / "mlartifacts").as_uri()
     assert default_artifact_location("http://127.0.0.1:5000") is None
+
+
+def test_process_mlflow_uri_points_mlflow_at_the_store_and_puts_back_what_was_there(monkeypatch, tmp_path):
+    outer, inner = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", outer)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    with process_mlflow_uri(inner):
+        assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == inner
+        with process_mlflow_uri(inner):  # a second holder (a sweep trial's thread) leaves the first's URIs
+            pass
+        assert mlflow.get_registry_uri() == inner
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == outer
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
