@@ -90,9 +90,12 @@ def register_version(
         # A try that failed after logging the model left it in the run: register that one.
         model_uri, model_id = logged_policy_of_run(client, run_id) or log_policy(model_dir, tracking)
         _ensure_registered(client, name)
-        version = str(
-            client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version
-        )
+        # MLflow's SQL registry looks a `models:/m-...` source up with a client on the
+        # process-wide tracking URI, not this client's.
+        with process_mlflow_uri(tracking.uri):
+            version = str(
+                client.create_model_version(name=name, source=model_uri, run_id=run_id, model_id=model_id).version
+            )
         logger.info("registered %r version %s", name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     tags = {f"heldout.{key}": "n/a" if trained.get(key) is None else f"{trained[key]:.4f}" for key in TAGGED_METRICS}

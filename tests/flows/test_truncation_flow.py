@@ -24,11 +24,15 @@ def truncated_run(prefect_harness, tmp_path_factory, tiny_model_dir):
     from flow_workspace import FlowWorkspace
 
     workspace = FlowWorkspace(tmp_path_factory.mktemp("truncation"), tiny_model_dir)
-    before = process_uris()
-    summary = workspace(
-        "train.max_steps=4", "train.max_length=96", "train.max_prompt_length=48", "eval.generation_samples=0"
-    )
-    return workspace, summary, before, process_uris()
+    with pytest.MonkeyPatch.context() as patch:
+        # The environment names another store, as a user's shell may: the run's own
+        # `registry.tracking_uri` wins for every call, MLflow's that read the process URI too.
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace.folder / 'elsewhere.db'}")
+        before = process_uris()
+        summary = workspace(
+            "train.max_steps=4", "train.max_length=96", "train.max_prompt_length=48", "eval.generation_samples=0"
+        )
+        return workspace, summary, before, process_uris()
 
 
 def test_the_run_summary_and_metrics_count_the_pairs_training_cuts(truncated_run):
@@ -49,5 +53,6 @@ def test_the_run_leaves_mlflow_process_uris_as_it_found_them(truncated_run):
     send a later `MlflowClient()` to the last run's registry, nor its subprocesses."""
     workspace, summary, before, after = truncated_run
     assert summary["model_version"] == "1"  # it registered, and logged system metrics while training
+    assert not (workspace.folder / "elsewhere.db").exists()
     assert after == before
     assert workspace.tracking_uri not in (after["registry"], after["MLFLOW_REGISTRY_URI"])
