@@ -37,7 +37,7 @@ class Tracking:
         return get_client(self.uri)
 
 
-_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what MLflow sets beside its globals
 _process_uri_lock = threading.Lock()
 _process_uri_holders = 0
 _process_uri_saved: dict[str, str | None] = {}
@@ -60,7 +60,7 @@ def process_mlflow_uri(uri: str) -> Iterator[None]:
     global _process_uri_holders, _process_uri_saved
     with _process_uri_lock:
         if _process_uri_holders == 0:
-            _process_uri_saved = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+            _process_uri_saved = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
         _process_uri_holders += 1
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)

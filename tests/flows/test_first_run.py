@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 from servers import BIN, free_port, server
 from torch.testing import assert_close
 
+from tasks.helpers.tracking import process_mlflow_uri
+
 FRUIT = "List some fruit words."
 
 
@@ -63,9 +65,8 @@ def test_champion_serves_text_through_pyfunc(first_run):
     import mlflow
 
     workspace, summary = first_run
-    mlflow.set_tracking_uri(workspace.tracking_uri)
-    mlflow.set_registry_uri(workspace.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
+    with process_mlflow_uri(workspace.tracking_uri):  # `models:/` resolves through the process URI
+        model = mlflow.pyfunc.load_model(f"models:/simpo-policy/{summary['model_version']}")
     prompts = [{"prompt": "List some fruit words."}, {"prompt": "Name a few color words for my game."}]
     replies = model.predict(prompts, params={"max_new_tokens": 8})
     assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
@@ -107,9 +108,8 @@ def test_served_champion_honours_max_new_tokens(first_run, tmp_path, monkeypatch
     workspace, summary = first_run
     assert summary["promoted"], summary["promotion_reason"]
     uri = "models:/simpo-policy@champion"
-    mlflow.set_tracking_uri(workspace.tracking_uri)
-    mlflow.set_registry_uri(workspace.tracking_uri)
-    signature = mlflow.models.get_model_info(uri).signature  # what the registry page shows
+    with process_mlflow_uri(workspace.tracking_uri):  # `models:/` resolves through the process URI
+        signature = mlflow.models.get_model_info(uri).signature  # what the registry page shows
     assert {p.name: p.default for p in signature.params.params}["max_new_tokens"] == 64
     assert signature.inputs is None  # no schema holds both prompt strings and prompt/messages rows
 
@@ -150,7 +150,8 @@ def test_served_champion_honours_max_new_tokens(first_run, tmp_path, monkeypatch
     assert chat == long  # one user turn as `messages` renders exactly like `prompt`
     assert strings == mixed == long * 2  # a prompt string is that prompt, alone or mixed with rows
     assert refused.value.code == 400 and "send prompt strings" in refusal
-    served = mlflow.pyfunc.load_model(uri)  # in Python, the same strings as `predict([...])`
+    with process_mlflow_uri(workspace.tracking_uri):
+        served = mlflow.pyfunc.load_model(uri)  # in Python, the same strings as `predict([...])`
     assert served.predict([FRUIT], params={"max_new_tokens": 40}) == long
 
 

@@ -161,7 +161,6 @@ def check_rollback(env, cwd, registry, champion, other):
 def check_champion_loader(registry, tracking_uri, champion_summary):
     """The loader `promote-model` uses downloads and re-evaluates the champion, authenticated
     from MLFLOW_TRACKING_USERNAME/PASSWORD alone (the tracking URI holds no credentials)."""
-    import mlflow
 
     from simpo_core.eval.settings import EvalSettings
     from tasks.promotion import evaluate_champion
@@ -170,16 +169,8 @@ def check_champion_loader(registry, tracking_uri, champion_summary):
     assert str(champion.version) == champion_summary["model_version"]
     (heldout,) = Path(champion_summary["run_dir"]).rglob("heldout.parquet")
     settings = EvalSettings(generation_samples=0, device="cpu")
-    # MLflow resolves the champion's `models:/` source with the process-wide registry URI (in
-    # the flow, register-model has set it), so point it at the server for this call only.
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        metrics = evaluate_champion(champion, heldout, settings, tracking_uri)
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+    # Nothing points MLflow's process-wide URIs at the server first: the loader does that itself.
+    metrics = evaluate_champion(champion, heldout, settings, tracking_uri)
     assert 0.0 <= metrics["reward_accuracy"] <= 1.0
 
 

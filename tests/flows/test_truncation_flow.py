@@ -7,7 +7,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+from tasks.helpers.tracking import MLFLOW_URI_VARIABLES
 
 
 def process_uris() -> dict:
